@@ -1,0 +1,87 @@
+"""Key Vault near-expiry / expired events → a cycle request for the target that owns the secret.
+
+Event Grid delivers at least once, out of order, and retries whatever raises (exponential backoff for up
+to 24 h, then the subscription's dead-letter container). So:
+- anything this app should not act on — other event types, malformed payloads, other vaults, unmanaged
+  secrets, versions already replaced, duplicates of a cycle already running — is logged as
+  `rotation.event_ignored {json}` and returns normally (retrying would never change the answer);
+- a valid event that fails on a transient Azure error (throttling, 5xx, timeout) or a lost lease raises,
+  so Event Grid's retry policy and dead-letter keep it until Azure recovers;
+- a valid event that fails for a permanent reason (access denied, keyless account, ...) is logged as
+  `rotation.event_failed` and not retried: the timer's sweep and the admin API surface that target's
+  failure, and retrying for 24 h would only repeat it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from triggers import records
+from triggers.key_vault_events import IgnoredEvent, SecretEvent, parse_event
+from triggers.runtime import Runtime
+from triggers.serialize import to_json
+
+
+def handle_key_vault_event(event: Any, runtime: Runtime) -> None:
+    parsed = parse_event(event)
+    if isinstance(parsed, IgnoredEvent):
+        _ignored(parsed.reason, parsed.detail, event_id=parsed.event_id, event_type=parsed.event_type)
+        return
+    _request_cycle(parsed, runtime)
+
+
+def _request_cycle(event: SecretEvent, runtime: Runtime) -> None:
+    from rotation import errors
+
+    service = runtime.service
+    context: dict[str, Any] = {"eventId": records.clip(event.event_id), "eventType": event.event_type,
+               "secret": event.secret_name, "version": event.version, "vault": event.vault_url}
+    target = service.find_target_for_secret(event.vault_url, event.secret_name)
+    if target is None:
+        _ignored("unmanaged_secret", "no configured target owns this secret in this vault", **context)
+        return
+    target_id = _target_id(target)
+    current = _current_version(service, target, event)
+    if event.version is not None and current is not None and current != event.version:
+        _ignored("stale_version", "the secret has a newer version; this event is about a replaced one",
+                 target=target_id, currentVersion=current, **context)
+        return
+    reason = f"{event.event_type.rsplit('.', 1)[-1]} {event.secret_name}/{event.version or 'latest'}"
+    try:
+        outcome = service.request_rotation(
+            target, trigger="event", requester=f"eventgrid:{records.clip(event.event_id, 100)}",
+            reason=reason,
+        )
+    except errors.CycleInProgress:
+        _ignored("cycle_in_progress", "a cycle is already running for this target", target=target_id,
+                 **context)
+        return
+    except errors.UnknownTarget:
+        _ignored("unmanaged_secret", "the owning target is no longer configured", target=target_id, **context)
+        return
+    except (errors.TransientAzureError, errors.LeaseLost) as error:
+        records.emit("rotation.event_retry", logging.WARNING, target=target_id,
+                     error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
+        raise
+    except errors.RotationError as error:
+        records.emit("rotation.event_failed", logging.ERROR, target=target_id,
+                     error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
+        return
+    records.emit("rotation.event_accepted", target=target_id, outcome=to_json(outcome), **context)
+
+
+def _current_version(service: Any, target: Any, event: SecretEvent) -> str | None:
+    lookup = getattr(service, "current_secret_version", None)
+    if not callable(lookup):
+        return None
+    version = lookup(target, event.secret_name)
+    return version if isinstance(version, str) else None
+
+
+def _target_id(target: Any) -> str:
+    return str(getattr(target, "resource_id", target))
+
+
+def _ignored(reason: str, detail: str, **fields: Any) -> None:
+    records.emit("rotation.event_ignored", reason=reason, detail=detail, **fields)
