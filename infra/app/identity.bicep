@@ -1,0 +1,16 @@
+// The one identity the Function App runs as. User-assigned, so its role assignments exist before the
+// app starts and survive re-creating the app.
+param name string
+param location string
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId

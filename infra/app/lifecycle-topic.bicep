@@ -1,0 +1,20 @@
+// Optional custom topic for KeyRotation.* lifecycle events (ROTATION_EVENTS_TOPIC_ENDPOINT). Access
+// keys are disabled: the service publishes with its identity (EventGrid Data Sender).
+param name string
+param location string
+param tags object = {}
+
+resource topic 'Microsoft.EventGrid/topics@2025-02-15' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    inputSchema: 'EventGridSchema'
+    disableLocalAuth: true
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+output name string = topic.name
+output id string = topic.id
+output endpoint string = topic.properties.endpoint

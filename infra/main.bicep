@@ -1,0 +1,365 @@
+// Entry point for `azd up`: one resource group with the rotation service, plus the role assignments it
+// needs on resources that may live elsewhere (an existing Key Vault, the target AI services accounts).
+// Plain resources only (no registry modules), so the templates build offline.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; used to derive unique resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource (must offer Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group to create; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+// ---- What to rotate -------------------------------------------------------------------------------
+
+@description('ARM resource ids of the Microsoft.CognitiveServices/accounts to rotate (any resource group, any subscription the deployer can assign roles in).')
+param targetResourceIds array = []
+
+@description('Rotation period of every target (ISO 8601 duration).')
+param rotationPeriod string = 'P30D'
+
+@description('Drain time between the swap and regenerating the old key (ISO 8601 duration); at least the longest consumer cache TTL.')
+param drainTime string = 'PT24H'
+
+@description('How a new key is verified before the swap.')
+@allowed([
+  'dataplane'
+  'none'
+])
+param verifyMode string = 'dataplane'
+
+// ---- Engine tuning (app settings; defaults equal the app defaults) -------------------------------
+
+@description('NCRONTAB schedule of the sweep timer.')
+param rotationSchedule string = '0 */15 * * * *'
+
+@description('Timer enqueues due targets on the fan-out queue instead of rotating in-process.')
+param rotationFanout bool = false
+
+@description('Targets advanced at once by one sweep.')
+@minValue(1)
+param sweepConcurrency int = 16
+
+@description('regenerateKey calls per second per subscription (ARM allows about 10/s).')
+@minValue(1)
+param armWritesPerSecond int = 5
+
+@description('regenerateKey burst per subscription (ARM allows about 200).')
+@minValue(1)
+param armWriteBurst int = 100
+
+@description('How long a new key may take to be accepted before the cycle fails (ISO 8601 duration).')
+param verifyTimeout string = 'PT10M'
+
+@description('Drain used by an emergency rotation (ISO 8601 duration).')
+param emergencyDrainTime string = 'PT0S'
+
+@description('Table holding one state entity per target.')
+param stateTableName string = 'rotationstate'
+
+@description('Append-only table of transitions.')
+param historyTableName string = 'rotationhistory'
+
+@description('Queue of rotation requests used by the fan-out.')
+param rotationQueueName string = 'rotation-requests'
+
+@description('Pause rotation: the host ignores the timer, Key Vault event and queue triggers (the admin API still answers).')
+param disableRotation bool = false
+
+// ---- Key Vault ---------------------------------------------------------------------------------------
+
+@description('Use this existing vault (RBAC mode) instead of creating one; empty = create a vault.')
+param existingKeyVaultName string = ''
+
+@description('Resource group of the existing vault; empty = the service resource group.')
+param existingKeyVaultResourceGroupName string = ''
+
+// ---- Optional features ---------------------------------------------------------------------------
+
+@description('Create an Event Grid custom topic that receives KeyRotation.* lifecycle events.')
+param enableLifecycleTopic bool = false
+
+@description('Put App Service Authentication (Microsoft Entra ID) in front of the admin API.')
+param enableAdminAuth bool = false
+
+@description('Client id of the Entra app registration whose tokens the admin API accepts (enableAdminAuth).')
+param adminAuthClientId string = ''
+
+@description('Entra app role an admin token must carry (enableAdminAuth).')
+param adminRole string = 'KeyRotation.Admin'
+
+@description('Existing action group notified by the alerts; empty = none.')
+param alertActionGroupResourceId string = ''
+
+@description('E-mail address for a new action group created for the alerts; empty = none.')
+param alertEmailAddress string = ''
+
+// ---- Hosting ---------------------------------------------------------------------------------------
+
+@description('Flex Consumption instance memory.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Flex Consumption scale-out limit; rotation is not latency sensitive, so keep it small.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var createKeyVault = empty(existingKeyVaultName)
+var keyVaultName = createKeyVault ? 'kv-${resourceToken}' : existingKeyVaultName
+var serviceResourceGroupName = !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+var keyVaultResourceGroupName = createKeyVault || empty(existingKeyVaultResourceGroupName) ? serviceResourceGroupName : existingKeyVaultResourceGroupName
+var functionAppName = 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+var deadLetterContainerName = 'key-vault-events-dead-letter'
+
+// The triggers that rotate without a human asking (function_app.py); disableRotation turns them off.
+var automaticRotationFunctions = [
+  'sweep_timer'
+  'key_vault_events'
+  'rotate_from_queue'
+]
+
+// The targets as the app reads them (ROTATION_TARGETS); secretPrefix defaults to the account name.
+var rotationTargets = map(targetResourceIds, id => {
+  resourceId: id
+  rotationPeriod: rotationPeriod
+  drainTime: drainTime
+  verify: verifyMode
+})
+
+// A custom role needs every subscription it is assigned in among its assignable scopes.
+var targetSubscriptionScopes = map(targetResourceIds, id => '/subscriptions/${split(id, '/')[2]}')
+
+// Every app setting the app validates (shared/settings.py); platform settings are added by the
+// function-app module. Disabled features leave their setting unset so the app sees them off.
+var rotationAppSettings = {
+  ROTATION_TARGETS: string(rotationTargets)
+  KEY_VAULT_URL: keyVaultAccess.outputs.vaultUri
+  ARM_ENDPOINT: armEndpoint
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  ROTATION_SCHEDULE: rotationSchedule
+  ROTATION_STATE_TABLE: stateTableName
+  ROTATION_HISTORY_TABLE: historyTableName
+  ROTATION_QUEUE: rotationQueueName
+  ROTATION_FANOUT: rotationFanout ? 'true' : 'false'
+  SWEEP_CONCURRENCY: string(sweepConcurrency)
+  ARM_WRITES_PER_SECOND: string(armWritesPerSecond)
+  ARM_WRITE_BURST: string(armWriteBurst)
+  VERIFY_TIMEOUT: verifyTimeout
+  EMERGENCY_DRAIN_TIME: emergencyDrainTime
+}
+var adminAuthAppSettings = enableAdminAuth ? {
+  ADMIN_ROLE: adminRole
+} : {}
+var lifecycleAppSettings = enableLifecycleTopic ? {
+  ROTATION_EVENTS_TOPIC_ENDPOINT: lifecycleTopic.outputs.endpoint
+} : {}
+var appSettings = union(rotationAppSettings, adminAuthAppSettings, lifecycleAppSettings)
+
+// environment() ends the URL with '/'; the app appends '/.default' to build its token scope.
+var resourceManagerUrl = environment().resourceManager
+var armEndpoint = endsWith(resourceManagerUrl, '/') ? substring(resourceManagerUrl, 0, length(resourceManagerUrl) - 1) : resourceManagerUrl
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: serviceResourceGroupName
+  location: location
+  tags: tags
+}
+
+// Least-privilege role for the targets: read the account, list and regenerate its keys - nothing else
+// (Cognitive Services Contributor could also delete accounts and deployments).
+resource keyRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'ai-services-key-rotator')
+  properties: {
+    roleName: 'AI Services Key Rotator (${environmentName})'
+    description: 'Read Azure AI services accounts, list and regenerate their API keys. Used by the ai-key-rotation service.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.CognitiveServices/accounts/read'
+          'Microsoft.CognitiveServices/accounts/listKeys/action'
+          'Microsoft.CognitiveServices/accounts/regenerateKey/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: union([subscription().id], targetSubscriptionScopes)
+  }
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
+    tableNames: [
+      stateTableName
+      historyTableName
+    ]
+    queueNames: [
+      rotationQueueName
+    ]
+  }
+}
+
+module keyVault 'app/key-vault.bicep' = if (createKeyVault) {
+  name: 'key-vault'
+  scope: rg
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+  }
+}
+
+module keyVaultAccess 'app/key-vault-access.bicep' = {
+  name: 'key-vault-access'
+  scope: resourceGroup(keyVaultResourceGroupName)
+  params: {
+    keyVaultName: keyVaultName
+    systemTopicName: 'evgt-${keyVaultName}'
+    principalId: identity.outputs.principalId
+    tags: tags
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
+module lifecycleTopic 'app/lifecycle-topic.bicep' = if (enableLifecycleTopic) {
+  name: 'lifecycle-topic'
+  scope: rg
+  params: {
+    name: 'evgt-lifecycle-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module serviceRoles 'app/service-roles.bicep' = {
+  name: 'service-roles'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    lifecycleTopicName: enableLifecycleTopic ? lifecycleTopic.outputs.name : ''
+    deadLetterContainerName: deadLetterContainerName
+    keyVaultEventsTopicPrincipalId: keyVaultAccess.outputs.systemTopicPrincipalId
+  }
+}
+
+// One module per target, deployed into the target's own resource group.
+module targetAccess 'app/target-access.bicep' = [for (targetId, index) in targetResourceIds: {
+  name: 'target-access-${index}'
+  scope: resourceGroup(split(targetId, '/')[2], split(targetId, '/')[4])
+  params: {
+    accountName: last(split(targetId, '/'))
+    principalId: identity.outputs.principalId
+    roleDefinitionGuid: keyRotatorRole.name
+  }
+}]
+
+module functionApp 'app/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appSettings: appSettings
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    enableAdminAuth: enableAdminAuth
+    adminAuthClientId: adminAuthClientId
+    disabledFunctions: disableRotation ? automaticRotationFunctions : []
+  }
+  // The host must not start before it may use its storage, vault and telemetry.
+  dependsOn: [
+    serviceRoles
+  ]
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: resourceToken
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupResourceId: alertActionGroupResourceId
+    alertEmailAddress: alertEmailAddress
+  }
+}
+
+// azd stores these in the environment; the postdeploy hook reads them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_ID string = functionApp.outputs.id
+output AZURE_FUNCTION_APP_URL string = functionApp.outputs.url
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output KEY_VAULT_NAME string = keyVaultName
+output KEY_VAULT_URL string = keyVaultAccess.outputs.vaultUri
+output KEY_VAULT_RESOURCE_GROUP string = keyVaultResourceGroupName
+output KEY_VAULT_EVENTS_SYSTEM_TOPIC_NAME string = keyVaultAccess.outputs.systemTopicName
+output DEAD_LETTER_STORAGE_ACCOUNT_ID string = storage.outputs.id
+output DEAD_LETTER_CONTAINER_NAME string = deadLetterContainerName
+output KEY_ROTATOR_ROLE_DEFINITION_ID string = keyRotatorRole.id
+output ROTATION_EVENTS_TOPIC_ENDPOINT string = enableLifecycleTopic ? lifecycleTopic.outputs.endpoint : ''
