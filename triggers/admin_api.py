@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import azure.functions as func
 
@@ -77,17 +76,20 @@ def _rotate(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.Htt
 
     name = target_name(req.route_params)
     body = rotate_request(req.get_body())
-    service = runtime.service
     try:
-        outcome = service.request_rotation(
+        outcome = runtime.service.request_rotation(
             name, trigger="admin", requester=requester, reason=body.reason,
             force=body.force, emergency=body.emergency,
         )
-    except errors.CycleInProgress:
-        return error_response(409, "cycle_in_progress", "a cycle is already running for this target",
-                              target=_status_of(runtime, name))
+    except errors.CycleInProgress as error:
+        return error_response(409, "cycle_in_progress", str(error) or "a cycle is already running")
     result = to_json(outcome)
-    return json_response(202, result)
+    if outcome.accepted:
+        return json_response(202, result)
+    # Not started: a cycle is running (never a second one), or the engine refused (recent cycle, backoff,
+    # keyless account) — the message says which and whether `force` would help.
+    code = "cycle_in_progress" if result.get("status") == "in_progress" else "refused"
+    return error_response(409, code, outcome.message, outcome=result)
 
 
 def _list_targets(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.HttpResponse:
@@ -95,16 +97,15 @@ def _list_targets(req: func.HttpRequest, runtime: Runtime, requester: str) -> fu
 
 
 def _get_target(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.HttpResponse:
+    from rotation import errors
+
     name = target_name(req.route_params)
     limit = history_limit(req.params)
-    status = _status_of(runtime, name)
-    history = runtime.service.history(name, limit=limit)
-    return json_response(200, {"target": status, "history": to_json(history)})
-
-
-def _status_of(runtime: Runtime, name: str) -> Any:
     statuses = runtime.service.status(target=name)
-    return to_json(statuses[0]) if statuses else None
+    if not statuses:
+        raise errors.UnknownTarget(name)
+    history = runtime.service.history(name, limit=limit)
+    return json_response(200, {"target": to_json(statuses[0]), "history": to_json(history)})
 
 
 def _admin_role(runtime: Runtime) -> str | None:

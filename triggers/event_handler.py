@@ -68,7 +68,15 @@ def _request_cycle(event: SecretEvent, runtime: Runtime) -> None:
         records.emit("rotation.event_failed", logging.ERROR, target=target_id,
                      error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
         return
-    records.emit("rotation.event_accepted", target=target_id, outcome=to_json(outcome), **context)
+    result = to_json(outcome)
+    if not outcome.accepted:
+        # A running cycle (duplicate delivery) or a refusal (a cycle just completed, backoff, keyless):
+        # never a second cycle, and retrying the event would get the same answer.
+        why = "cycle_in_progress" if result.get("status") == "in_progress" else "refused"
+        _ignored(why, records.clip(outcome.message), target=target_id, **context)
+        return
+    records.emit("rotation.event_accepted", target=target_id, status=result.get("status"),
+                 cycle=result.get("cycleId"), **context)
 
 
 def _current_version(service: Any, target: Any, event: SecretEvent) -> str | None:

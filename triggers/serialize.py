@@ -15,7 +15,14 @@ def camel(name: str) -> str:
 
 
 def to_json(value: Any) -> Any:
-    """JSON-safe copy with camelCase keys; UTC datetimes as ISO 8601 `Z`, durations in seconds."""
+    """JSON-safe copy with camelCase keys; UTC datetimes as ISO 8601 `Z`, durations in seconds.
+
+    Engine results that define `to_dict()` (their own wire shape, documented in triggers/openapi.json)
+    are taken as they define themselves.
+    """
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return to_json(to_dict())
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
