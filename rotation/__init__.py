@@ -1,0 +1,1 @@
+"""Zero-downtime key rotation for Azure AI services accounts: the domain (no Azure SDK imports)."""

@@ -1,0 +1,171 @@
+"""The pure decision function: what to do next for one target, from (state, target, now, policy).
+
+No I/O, no clock reads: table-driven and property-based tests cover it (tests/unit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from rotation.model import CycleRequest, Phase, Policy, RequestStatus, Target, TargetState
+
+
+class Action(StrEnum):
+    ADOPT = "adopt"  # store both keys, pointer and active value; state IDLE
+    START_CYCLE = "start_cycle"  # record intent (IDLE → REGENERATING) under a new lease
+    REGENERATE_NEW = "regenerate_new"  # regenerate the inactive slot, store it from listKeys
+    VERIFY_AND_SWAP = "verify_and_swap"  # probe the new key; once accepted, swap the pointer
+    BEGIN_RETIRE = "begin_retire"  # record intent (DRAINING → RETIRING) under a new lease
+    RETIRE_OLD = "retire_old"  # regenerate the previously active slot, store it; cycle ends
+    CHECK_DRIFT = "check_drift"  # compare Key Vault with listKeys, repair
+    RECHECK_KEYLESS = "recheck_keyless"  # is local auth still disabled?
+    WAIT = "wait"  # nothing to do before ``not_before``
+    BUSY = "busy"  # another invocation holds the lease until ``not_before``
+
+
+# Actions that only record intent in the state entity (no Azure side effect).
+INTENT_ACTIONS = frozenset({Action.START_CYCLE, Action.BEGIN_RETIRE})
+# Actions that call regenerateKey (and so need an ARM write token).
+REGENERATING_ACTIONS = frozenset(
+    {Action.START_CYCLE, Action.BEGIN_RETIRE, Action.REGENERATE_NEW, Action.RETIRE_OLD}
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    not_before: datetime | None = None
+
+    @property
+    def actionable(self) -> bool:
+        return self.action not in (Action.WAIT, Action.BUSY)
+
+
+def decide(
+    state: TargetState | None,
+    target: Target,
+    now: datetime,
+    policy: Policy,
+    owner: str,
+    request: CycleRequest | None = None,
+) -> Decision:
+    """The next step for ``target``. ``request`` is an approved manual request (see ``judge_request``)."""
+    if state is None:
+        return Decision(Action.ADOPT, "target not adopted yet")
+    if state.lease_held_by_other(owner, now):
+        return Decision(Action.BUSY, "another invocation holds the lease", state.lease_expires_at)
+    if state.phase is Phase.ADOPTING:
+        return Decision(Action.ADOPT, "adoption interrupted; resuming")
+    if state.phase is Phase.KEYLESS:
+        if state.next_attempt_at is None or state.next_attempt_at <= now:
+            return Decision(Action.RECHECK_KEYLESS, "keyless re-check due")
+        return Decision(Action.WAIT, "local authentication disabled", state.next_attempt_at)
+    if request is not None and state.phase is Phase.IDLE:
+        if request.force or request.emergency or not _in_backoff(state, now):
+            return Decision(Action.START_CYCLE, f"requested by {request.trigger}")
+    if _in_backoff(state, now):
+        return Decision(
+            Action.WAIT, f"retry after failure: {state.last_error or 'waiting'}", state.next_attempt_at
+        )
+    if state.phase is Phase.IDLE:
+        if state.active_slot is None or state.due_at is None or state.due_at <= now:
+            return Decision(Action.START_CYCLE, "rotation due")
+        drift_due = _drift_due(state, policy, now)
+        if drift_due <= now:
+            return Decision(Action.CHECK_DRIFT, "drift check due")
+        return Decision(Action.WAIT, "next rotation not due", min(state.due_at, drift_due))
+    if state.phase is Phase.REGENERATING:
+        return Decision(Action.REGENERATE_NEW, "cycle started")
+    if state.phase is Phase.VERIFYING:
+        return Decision(Action.VERIFY_AND_SWAP, "new key stored")
+    if state.phase is Phase.DRAINING:
+        if state.drain_until is None or state.drain_until <= now:
+            return Decision(Action.BEGIN_RETIRE, "drain over")
+        return Decision(Action.WAIT, "draining", state.drain_until)
+    if state.phase is Phase.RETIRING:
+        return Decision(Action.RETIRE_OLD, "retiring the old slot")
+    raise AssertionError(f"unhandled phase {state.phase}")  # pragma: no cover - enum is exhaustive
+
+
+def _in_backoff(state: TargetState, now: datetime) -> bool:
+    return state.next_attempt_at is not None and state.next_attempt_at > now
+
+
+def _drift_due(state: TargetState, policy: Policy, now: datetime) -> datetime:
+    if state.drift_checked_at is None:
+        return now
+    return state.drift_checked_at + policy.drift_check_interval
+
+
+@dataclass(frozen=True)
+class RequestVerdict:
+    status: RequestStatus
+    message: str
+    new_drain_until: datetime | None = None
+
+
+def judge_request(
+    state: TargetState | None,
+    target: Target,
+    now: datetime,
+    policy: Policy,
+    owner: str,
+    request: CycleRequest,
+) -> RequestVerdict:
+    """Whether a manual request starts a cycle. Semantics (docs/ENGINE.md):
+
+    - a cycle in progress is never doubled: IN_PROGRESS with the current state — except that an emergency
+      request on a DRAINING cycle shortens its drain to EMERGENCY_DRAIN_TIME after the swap;
+    - keyless accounts are refused;
+    - without ``force`` (emergency implies force): refused while in failure backoff, and refused when a
+      cycle completed less than the target's drain time ago (duplicate requests / events);
+    - otherwise STARTED, whether or not the rotation is due.
+    """
+    if state is None or state.phase is Phase.ADOPTING:
+        return RequestVerdict(RequestStatus.STARTED, "target will be adopted, then rotated")
+    if state.phase is Phase.KEYLESS:
+        return RequestVerdict(
+            RequestStatus.REFUSED,
+            "local authentication is disabled on the account (disableLocalAuth); there is no key to rotate",
+        )
+    if state.phase.in_cycle:
+        if request.emergency and state.phase is Phase.DRAINING and state.swapped_at is not None:
+            shortened = max(state.swapped_at + policy.emergency_drain_time, now)
+            if state.drain_until is None or shortened < state.drain_until:
+                return RequestVerdict(
+                    RequestStatus.DRAIN_SHORTENED,
+                    "emergency: drain of the running cycle shortened",
+                    shortened,
+                )
+        return RequestVerdict(
+            RequestStatus.IN_PROGRESS, f"cycle {state.cycle_id} already in progress ({state.phase.value})"
+        )
+    if state.lease_held_by_other(owner, now):
+        return RequestVerdict(RequestStatus.IN_PROGRESS, "another invocation is working on this target")
+    forced = request.force or request.emergency
+    if not forced and _in_backoff(state, now):
+        return RequestVerdict(
+            RequestStatus.REFUSED,
+            f"in failure backoff until {state.next_attempt_at.isoformat() if state.next_attempt_at else '?'}"
+            f" after: {state.last_error}; use force to override",
+        )
+    if not forced and state.last_rotated_at is not None and now - state.last_rotated_at < target.drain_time:
+        ago = _short(now - state.last_rotated_at)
+        return RequestVerdict(
+            RequestStatus.REFUSED,
+            f"a cycle completed {ago} ago, less than the drain time "
+            f"({_short(target.drain_time)}); use force to rotate again",
+        )
+    return RequestVerdict(RequestStatus.STARTED, "cycle started")
+
+
+def _short(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"

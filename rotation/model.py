@@ -1,0 +1,389 @@
+"""Domain types: targets, slots, phases, the persisted per-target state and the records the service returns.
+
+Everything here is a frozen dataclass or an enum; nothing imports an Azure SDK. Key values travel only as
+``SecretValue`` whose ``repr``/``str`` never reveal them (invariant I5).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+MANAGED_BY = "ai-key-rotation"
+
+
+class Slot(StrEnum):
+    KEY1 = "key1"
+    KEY2 = "key2"
+
+    @property
+    def other(self) -> Slot:
+        return Slot.KEY2 if self is Slot.KEY1 else Slot.KEY1
+
+    @property
+    def arm_name(self) -> str:
+        """The name ARM's regenerateKey expects (``Key1``/``Key2``)."""
+        return "Key1" if self is Slot.KEY1 else "Key2"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Slot | None:
+        if text is None:
+            return None
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            return None
+
+
+class VerifyMode(StrEnum):
+    DATAPLANE = "dataplane"
+    NONE = "none"
+
+
+class Phase(StrEnum):
+    """Where a target stands. A cycle is REGENERATING → VERIFYING → (swap) → DRAINING → RETIRING → IDLE."""
+
+    ADOPTING = "adopting"  # intent recorded: store both keys, the pointer and the active value
+    IDLE = "idle"  # no cycle; next one due at ``due_at``
+    REGENERATING = "regenerating"  # cycle started: regenerate the inactive slot and store it
+    VERIFYING = "verifying"  # new key stored; waiting for the data plane to accept it before the swap
+    DRAINING = "draining"  # pointer swapped; consumers' caches pick up the new key until ``drain_until``
+    RETIRING = "retiring"  # drain over: regenerate the previously active slot and store it
+    KEYLESS = "keyless"  # the account has disableLocalAuth: nothing to rotate, re-checked occasionally
+
+    @property
+    def in_cycle(self) -> bool:
+        return self in (Phase.REGENERATING, Phase.VERIFYING, Phase.DRAINING, Phase.RETIRING)
+
+
+class SecretValue:
+    """A key value. ``repr``/``str`` are redacted so an accidental log or exception cannot leak it (I5)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretValue(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretValue) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_RESOURCE_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.CognitiveServices/accounts/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+_TABLE_KEY_FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
+    """Return (subscription, resource group, account name) or raise ValueError."""
+    match = _RESOURCE_ID.match(resource_id.strip().rstrip("/"))
+    if not match:
+        raise ValueError(
+            "not the ARM id of a Cognitive Services account "
+            "(/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/{name})"
+        )
+    return match.group("sub"), match.group("rg"), match.group("name")
+
+
+def table_key(resource_id: str) -> str:
+    """A Table Storage key for a resource id: ARM ids are case-insensitive, and / \\ # ? are not allowed."""
+    return _TABLE_KEY_FORBIDDEN.sub("|", resource_id.strip().rstrip("/").lower())
+
+
+@dataclass(frozen=True)
+class Target:
+    """One AI services account under rotation, as configured in ROTATION_TARGETS."""
+
+    resource_id: str
+    secret_prefix: str
+    rotation_period: timedelta = timedelta(days=30)
+    drain_time: timedelta = timedelta(hours=24)
+    verify: VerifyMode = VerifyMode.DATAPLANE
+
+    @property
+    def subscription_id(self) -> str:
+        return parse_resource_id(self.resource_id)[0]
+
+    @property
+    def account_name(self) -> str:
+        return parse_resource_id(self.resource_id)[2]
+
+    @property
+    def key(self) -> str:
+        return table_key(self.resource_id)
+
+    def slot_secret(self, slot: Slot) -> str:
+        return f"{self.secret_prefix}-{slot.value}"
+
+    @property
+    def pointer_secret(self) -> str:
+        return f"{self.secret_prefix}-active-key"
+
+    @property
+    def active_secret(self) -> str:
+        return f"{self.secret_prefix}-active"
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return (
+            self.slot_secret(Slot.KEY1),
+            self.slot_secret(Slot.KEY2),
+            self.pointer_secret,
+            self.active_secret,
+        )
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """The persisted state of one target (one Table entity). Never holds a key value."""
+
+    target_id: str
+    phase: Phase
+    active_slot: Slot | None = None
+    due_at: datetime | None = None
+    cycle_id: str | None = None
+    cycle_started_at: datetime | None = None
+    cycle_trigger: str | None = None
+    cycle_requester: str | None = None
+    cycle_reason: str | None = None
+    emergency: bool = False
+    cycle_drain_seconds: float | None = None  # drain the running cycle will use (emergency shortens it)
+    swapped_at: datetime | None = None  # when the pointer last changed (I2 keeps the old slot alive after it)
+    drain_seconds: float | None = None  # drain in effect since ``swapped_at``
+    drain_until: datetime | None = None
+    verify_deadline: datetime | None = None
+    next_attempt_at: datetime | None = None  # backoff / verification retry / keyless re-check
+    attempts: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_rotated_at: datetime | None = None
+    drift_checked_at: datetime | None = None
+    cycles_completed: int = 0
+    endpoint: str | None = None
+    kind: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    def with_changes(self, **changes: Any) -> TargetState:
+        return replace(self, **changes)
+
+    def lease_held_by_other(self, owner: str, now: datetime) -> bool:
+        return (
+            self.lease_owner is not None
+            and self.lease_owner != owner
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
+
+    @property
+    def new_slot(self) -> Slot | None:
+        """The slot being brought into service (before the swap) — the inactive one."""
+        return self.active_slot.other if self.active_slot else None
+
+
+@dataclass(frozen=True)
+class VersionedState:
+    """A state entity as read from the store, with the ETag that a compare-and-swap must match."""
+
+    state: TargetState
+    etag: str
+
+
+@dataclass(frozen=True)
+class CycleRequest:
+    """A command: start a cycle now (admin, event, CLI)."""
+
+    trigger: str
+    requester: str = ""
+    reason: str = ""
+    force: bool = False
+    emergency: bool = False
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    target: str
+    account_name: str
+    secret_prefix: str
+    phase: str
+    active_slot: str | None
+    cycle_id: str | None
+    due_at: datetime | None
+    drain_until: datetime | None
+    next_attempt_at: datetime | None
+    last_rotated_at: datetime | None
+    attempts: int
+    last_error: str | None
+    verify: str
+    rotation_period_seconds: float
+    drain_time_seconds: float
+    lease_held: bool
+    cycles_completed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "accountName": self.account_name,
+            "secretPrefix": self.secret_prefix,
+            "phase": self.phase,
+            "activeSlot": self.active_slot,
+            "cycleId": self.cycle_id,
+            "dueAt": _iso(self.due_at),
+            "drainUntil": _iso(self.drain_until),
+            "nextAttemptAt": _iso(self.next_attempt_at),
+            "lastRotatedAt": _iso(self.last_rotated_at),
+            "attempts": self.attempts,
+            "lastError": self.last_error,
+            "verify": self.verify,
+            "rotationPeriodSeconds": self.rotation_period_seconds,
+            "drainTimeSeconds": self.drain_time_seconds,
+            "leaseHeld": self.lease_held,
+            "cyclesCompleted": self.cycles_completed,
+        }
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One append-only history row. Never a key value."""
+
+    target: str
+    at: datetime
+    step: str
+    outcome: str
+    trigger: str = ""
+    requester: str = ""
+    reason: str = ""
+    cycle: str | None = None
+    slot: str | None = None
+    error: str | None = None
+    duration_ms: int = 0
+    emergency: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "at": self.at.isoformat(),
+            "step": self.step,
+            "outcome": self.outcome,
+            "trigger": self.trigger,
+            "requester": self.requester,
+            "reason": self.reason,
+            "cycle": self.cycle,
+            "slot": self.slot,
+            "error": self.error,
+            "durationMs": self.duration_ms,
+            "emergency": self.emergency,
+        }
+
+
+class RequestStatus(StrEnum):
+    STARTED = "started"  # a new cycle was started (and advanced as far as it could go now)
+    IN_PROGRESS = "in_progress"  # a cycle was already running: no second cycle; current state returned
+    DRAIN_SHORTENED = "drain_shortened"  # emergency on a draining cycle: its drain now ends sooner
+    REFUSED = "refused"  # not started; ``message`` says why (recent cycle, backoff, keyless)
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    target: str
+    status: RequestStatus
+    message: str
+    cycle_id: str | None
+    state: TargetStatus | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in (RequestStatus.STARTED, RequestStatus.DRAIN_SHORTENED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "status": self.status.value,
+            "accepted": self.accepted,
+            "message": self.message,
+            "cycleId": self.cycle_id,
+            "state": self.state.to_dict() if self.state else None,
+        }
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """What one ``advance_target`` invocation did."""
+
+    target: str
+    outcome: str  # advanced | waiting | failed | busy | idle
+    steps: tuple[str, ...] = ()
+    phase: str | None = None
+    next_due: datetime | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "outcome": self.outcome,
+            "steps": list(self.steps),
+            "phase": self.phase,
+            "nextDue": _iso(self.next_due),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    seen: int
+    advanced: int
+    failed: int
+    next_due: datetime | None
+    busy: int = 0
+    duration_ms: int = 0
+    results: tuple[TargetResult, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "advanced": self.advanced,
+            "failed": self.failed,
+            "busy": self.busy,
+            "nextDue": _iso(self.next_due),
+            "durationMs": self.duration_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Engine-wide timings (per-target period/drain live on ``Target``)."""
+
+    verify_timeout: timedelta = timedelta(minutes=10)
+    verify_retry_interval: timedelta = timedelta(seconds=15)
+    emergency_drain_time: timedelta = timedelta(0)
+    lease_duration: timedelta = timedelta(minutes=5)
+    backoff_base: timedelta = timedelta(minutes=1)
+    backoff_max: timedelta = timedelta(hours=6)
+    drift_check_interval: timedelta = timedelta(hours=6)
+    keyless_recheck_interval: timedelta = timedelta(hours=24)
+    expiry_margin: timedelta = timedelta(days=30)  # P-active exp = last rotation + period + this
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Exponential backoff after ``attempts`` consecutive failures (1 → base)."""
+        exponent = max(0, min(attempts - 1, 20))
+        return min(self.backoff_max, self.backoff_base * (2**exponent))

@@ -1,0 +1,155 @@
+"""Ports: what the engine needs from the outside world. Adapters in ``shared/`` implement them against
+Azure; tests implement them with fakes. Every method raises only ``rotation.errors`` classes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from rotation.model import HistoryRecord, SecretValue, Slot, TargetState, VersionedState
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """The latest version of a Key Vault secret."""
+
+    name: str
+    value: SecretValue
+    version: str
+    tags: Mapping[str, str]
+    expires_on: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    resource_id: str
+    kind: str
+    endpoint: str | None
+    disable_local_auth: bool
+
+
+@dataclass(frozen=True)
+class AccountKeys:
+    key1: SecretValue
+    key2: SecretValue
+
+    def of(self, slot: Slot) -> SecretValue:
+        return self.key1 if slot is Slot.KEY1 else self.key2
+
+
+class ProbeResult(StrEnum):
+    ACCEPTED = "accepted"  # any answer but 401/403 (and 5xx): the data plane accepted the key
+    REFUSED = "refused"  # 401/403: the key is not (yet) accepted
+    INCONCLUSIVE = "inconclusive"  # 5xx, timeout, connection error: try again later
+
+
+class SecretStore(ABC):
+    """Key Vault secrets (data plane)."""
+
+    @abstractmethod
+    def get_secret(self, name: str) -> StoredSecret | None:
+        """Latest version, or None when the secret does not exist."""
+
+    @abstractmethod
+    def set_secret(
+        self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
+    ) -> str:
+        """Store a new version; returns its version id."""
+
+
+class KeyService(ABC):
+    """ARM Microsoft.CognitiveServices/accounts (control plane)."""
+
+    @abstractmethod
+    def get_account(self, resource_id: str) -> AccountInfo: ...
+
+    @abstractmethod
+    def list_keys(self, resource_id: str) -> AccountKeys:
+        """Raises ``KeylessAccount`` when local auth is disabled."""
+
+    @abstractmethod
+    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
+        """Regenerate one key. Take the new value from ``list_keys``: azure-core may retry the POST."""
+
+
+class KeyProbe(ABC):
+    """A cheap read-only data-plane request authenticated with a key."""
+
+    @abstractmethod
+    def probe(self, endpoint: str, kind: str, key: SecretValue) -> ProbeResult: ...
+
+
+class StateStore(ABC):
+    """One entity per target, written only by compare-and-swap on its ETag."""
+
+    @abstractmethod
+    def get(self, target_key: str) -> VersionedState | None: ...
+
+    @abstractmethod
+    def create(self, target_key: str, state: TargetState) -> VersionedState:
+        """Insert; raises ``StateConflict`` when the entity already exists."""
+
+    @abstractmethod
+    def replace(self, target_key: str, state: TargetState, etag: str) -> VersionedState:
+        """Replace if the ETag still matches; raises ``StateConflict`` otherwise."""
+
+    @abstractmethod
+    def list_all(self) -> Iterator[tuple[str, VersionedState]]:
+        """Every (target key, state) in the table (paged; one query per 1,000 entities)."""
+
+
+class HistoryStore(ABC):
+    """Append-only history of transitions."""
+
+    @abstractmethod
+    def append(self, target_key: str, record: HistoryRecord) -> None: ...
+
+    @abstractmethod
+    def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
+        """Newest first."""
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    event_type: str  # KeyRotation.CycleStarted | KeySwapped | CycleCompleted | CycleFailed
+    target: str
+    account_name: str
+    cycle_id: str | None
+    slot: str | None
+    active_slot: str | None
+    reason: str | None = None
+
+
+class LifecycleSink(ABC):
+    @abstractmethod
+    def publish(self, events: Iterable[LifecycleEvent]) -> None:
+        """Best effort: never raises (a lost notification must not fail a rotation)."""
+
+
+class NullLifecycleSink(LifecycleSink):
+    """Used when no topic is configured."""
+
+    def publish(self, events: Iterable[LifecycleEvent]) -> None:
+        return None
+
+
+class WriteRateLimiter(ABC):
+    """Per-subscription budget for ARM writes (regenerateKey). Never blocks (I6): callers defer instead."""
+
+    @abstractmethod
+    def try_acquire(self, subscription_id: str) -> bool: ...
+
+    @abstractmethod
+    def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
+        """ARM answered 429: no writes for this subscription before Retry-After has passed."""
+
+
+class UnlimitedWrites(WriteRateLimiter):
+    def try_acquire(self, subscription_id: str) -> bool:
+        return True
+
+    def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
+        return None

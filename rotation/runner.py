@@ -1,0 +1,761 @@
+"""The step runner: advances one target through as many steps as are ready now.
+
+Each step first checks whether its work is already done (so re-running after a crash is harmless), intent
+is recorded in the state entity (compare-and-swap, with a lease) before any side effect, and waiting is
+stored state (``drain_until``, ``next_attempt_at``) — nothing here sleeps (I6).
+
+State writes per cycle (the minimum): intent REGENERATING (+lease), DRAINING (lease released), intent
+RETIRING (+lease), IDLE (lease released). Steps in between are not persisted one by one: every step can be
+recomputed from Key Vault (generation tags, the pointer), which is what makes that safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from rotation.decision import INTENT_ACTIONS, REGENERATING_ACTIONS, Action, Decision, decide
+from rotation.errors import (
+    AzureAccessDenied,
+    KeylessAccount,
+    KeyVerificationFailed,
+    LeaseLost,
+    RotationError,
+    StateConflict,
+    TransientAzureError,
+    UnsafeToProceed,
+)
+from rotation.model import (
+    MANAGED_BY,
+    CycleRequest,
+    HistoryRecord,
+    Phase,
+    Policy,
+    SecretValue,
+    Slot,
+    Target,
+    TargetResult,
+    TargetState,
+    VersionedState,
+)
+from rotation.ports import (
+    AccountInfo,
+    AccountKeys,
+    HistoryStore,
+    KeyProbe,
+    KeyService,
+    LifecycleEvent,
+    LifecycleSink,
+    ProbeResult,
+    SecretStore,
+    StateStore,
+    WriteRateLimiter,
+)
+from rotation.records import error_text, log_transition, logger
+
+Clock = Callable[[], datetime]
+MAX_STEPS_PER_INVOCATION = 12
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Ports:
+    secrets: SecretStore
+    keys: KeyService
+    probe: KeyProbe
+    states: StateStore
+    history: HistoryStore
+    lifecycle: LifecycleSink
+    limiter: WriteRateLimiter
+
+
+@dataclass
+class _Invocation:
+    """What one invocation learned so far, so a step does not re-read what the previous one just wrote."""
+
+    target: Target
+    trigger: str
+    owner: str
+    pointer: Slot | None = None
+    pointer_known: bool = False
+    values: dict[Slot, SecretValue] = field(default_factory=dict)
+    account: AccountInfo | None = None
+    write_token: bool = False
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _StepResult:
+    state: TargetState
+    outcome: str  # succeeded | waiting | skipped
+    slot: Slot | None = None
+    history: bool = True
+    note: str = ""
+
+
+class StepRunner:
+    def __init__(self, ports: Ports, policy: Policy, clock: Clock = utc_now) -> None:
+        self.ports = ports
+        self.policy = policy
+        self.clock = clock
+
+    # ------------------------------------------------------------------ loop
+
+    def advance(
+        self,
+        target: Target,
+        trigger: str,
+        loaded: VersionedState | None = None,
+        request: CycleRequest | None = None,
+        owner: str | None = None,
+    ) -> TargetResult:
+        """Run every step that is ready now; return what was done. Never raises ``RotationError``."""
+        inv = _Invocation(target=target, trigger=trigger, owner=owner or uuid.uuid4().hex)
+        try:
+            current = loaded if loaded is not None else self.ports.states.get(target.key)
+        except RotationError as exc:
+            return TargetResult(target.resource_id, "failed", error=error_text(exc))
+        state = current.state if current else None
+        etag = current.etag if current else None
+        dirty = False
+        decision = Decision(Action.WAIT, "not evaluated")
+        try:
+            for _ in range(MAX_STEPS_PER_INVOCATION):
+                now = self.clock()
+                decision = decide(state, target, now, self.policy, inv.owner, request)
+                if not decision.actionable:
+                    break
+                if decision.action in REGENERATING_ACTIONS and not inv.write_token:
+                    if not self.ports.limiter.try_acquire(target.subscription_id):
+                        decision = Decision(
+                            Action.WAIT, "ARM write budget exhausted for the subscription", now
+                        )
+                        break
+                    inv.write_token = True
+                if state is None:
+                    state, etag = self._create_adoption_intent(target, now, inv.owner)
+                    continue
+                assert etag is not None
+                if decision.action in INTENT_ACTIONS:
+                    intent = self._intent(decision.action, state, target, now, inv, request)
+                    state, etag = self._write(target, intent, etag)
+                    dirty = False
+                    if decision.action is Action.START_CYCLE:
+                        request = None  # one request starts at most one cycle
+                    continue
+                if not self._holds_lease(state, inv.owner, now):
+                    state, etag = self._write(target, self._with_lease(state, inv.owner, now), etag)
+                    dirty = False
+                started = time.monotonic()
+                try:
+                    result = self._run(decision.action, inv, state, now)
+                except RotationError as exc:
+                    failed = self._failure_state(target, state, decision.action, exc, now, inv, started)
+                    state, etag = self._write(target, _without_lease(failed), etag)
+                    return self._result(target, inv, state, "failed", error=error_text(exc))
+                self._record(inv, state, decision.action, result, started)
+                state = result.state
+                dirty = True
+                if result.outcome == "waiting":
+                    break
+            if state is not None and etag is not None and (dirty or state.lease_owner == inv.owner):
+                state, etag = self._write(target, _without_lease(state), etag)
+        except LeaseLost as exc:
+            log_transition(
+                target=target.resource_id,
+                cycle=state.cycle_id if state else None,
+                step=decision.action.value,
+                slot=None,
+                trigger=trigger,
+                outcome="skipped",
+                error=error_text(exc),
+            )
+            return self._result(target, inv, state, "busy", error=error_text(exc))
+        except RotationError as exc:
+            # A state write failed (storage unreachable): the lease, if any, simply expires.
+            log_transition(
+                target=target.resource_id,
+                cycle=state.cycle_id if state else None,
+                step=decision.action.value,
+                slot=None,
+                trigger=trigger,
+                outcome="failed",
+                error=error_text(exc),
+            )
+            return self._result(target, inv, state, "failed", error=error_text(exc))
+        if decision.action is Action.BUSY:
+            return self._result(target, inv, state, "busy", next_due=decision.not_before)
+        outcome = "advanced" if inv.steps else ("waiting" if state and state.phase.in_cycle else "idle")
+        next_due = decide(state, target, self.clock(), self.policy, inv.owner).not_before if state else None
+        return self._result(target, inv, state, outcome, next_due=next_due)
+
+    def _result(
+        self,
+        target: Target,
+        inv: _Invocation,
+        state: TargetState | None,
+        outcome: str,
+        next_due: datetime | None = None,
+        error: str | None = None,
+    ) -> TargetResult:
+        return TargetResult(
+            target.resource_id,
+            outcome,
+            tuple(inv.steps),
+            state.phase.value if state else None,
+            next_due,
+            error,
+        )
+
+    # ------------------------------------------------------------ persistence
+
+    def _create_adoption_intent(self, target: Target, now: datetime, owner: str) -> tuple[TargetState, str]:
+        intent = TargetState(
+            target_id=target.resource_id,
+            phase=Phase.ADOPTING,
+            lease_owner=owner,
+            lease_expires_at=now + self.policy.lease_duration,
+        )
+        try:
+            created = self.ports.states.create(target.key, intent)
+        except StateConflict as exc:
+            raise LeaseLost(f"{target.resource_id}: another invocation is adopting it") from exc
+        return created.state, created.etag
+
+    def _write(self, target: Target, state: TargetState, etag: str) -> tuple[TargetState, str]:
+        try:
+            written = self.ports.states.replace(target.key, state, etag)
+        except StateConflict as exc:
+            raise LeaseLost(f"{target.resource_id}: state changed by another invocation") from exc
+        return written.state, written.etag
+
+    def _holds_lease(self, state: TargetState, owner: str, now: datetime) -> bool:
+        # Renew when less than half the lease is left, so no side effect runs near its expiry.
+        return (
+            state.lease_owner == owner
+            and state.lease_expires_at is not None
+            and state.lease_expires_at - now > self.policy.lease_duration / 2
+        )
+
+    def _with_lease(self, state: TargetState, owner: str, now: datetime) -> TargetState:
+        return state.with_changes(lease_owner=owner, lease_expires_at=now + self.policy.lease_duration)
+
+    def _intent(
+        self,
+        action: Action,
+        state: TargetState,
+        target: Target,
+        now: datetime,
+        inv: _Invocation,
+        request: CycleRequest | None,
+    ) -> TargetState:
+        leased = self._with_lease(state, inv.owner, now)
+        if action is Action.START_CYCLE:
+            emergency = bool(request and request.emergency)
+            drain = self.policy.emergency_drain_time if emergency else target.drain_time
+            cycle_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+            started = leased.with_changes(
+                phase=Phase.REGENERATING,
+                active_slot=state.active_slot or Slot.KEY1,
+                cycle_id=cycle_id,
+                cycle_started_at=now,
+                cycle_trigger=request.trigger if request else inv.trigger,
+                cycle_requester=request.requester if request else "",
+                cycle_reason=(request.reason if request else "rotation due"),
+                emergency=emergency,
+                cycle_drain_seconds=drain.total_seconds(),
+                verify_deadline=None,
+                next_attempt_at=None,
+                drain_until=None,
+            )
+            self._history(target, started, "cycle", "started", inv.trigger, slot=started.new_slot)
+            log_transition(
+                target=target.resource_id,
+                cycle=cycle_id,
+                step="cycle",
+                slot=_v(started.new_slot),
+                trigger=inv.trigger,
+                outcome="started",
+            )
+            self._publish(target, started, "KeyRotation.CycleStarted", started.new_slot)
+            inv.steps.append(action.value)
+            return started
+        inv.steps.append(action.value)
+        return leased.with_changes(phase=Phase.RETIRING, next_attempt_at=None)
+
+    # ---------------------------------------------------------------- steps
+
+    def _run(self, action: Action, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        steps: dict[Action, Callable[[_Invocation, TargetState, datetime], _StepResult]] = {
+            Action.ADOPT: self._adopt,
+            Action.REGENERATE_NEW: self._regenerate_new,
+            Action.VERIFY_AND_SWAP: self._verify_and_swap,
+            Action.RETIRE_OLD: self._retire_old,
+            Action.CHECK_DRIFT: self._check_drift,
+            Action.RECHECK_KEYLESS: self._recheck_keyless,
+        }
+        inv.steps.append(action.value)
+        return steps[action](inv, state, now)
+
+    def _adopt(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        target = inv.target
+        account = self._account(inv, fresh=True)
+        if account.disable_local_auth:
+            return self._keyless(state, now, account)
+        try:
+            keys = self.ports.keys.list_keys(target.resource_id)
+        except KeylessAccount:
+            return self._keyless(state, now, account)
+        pointer = self._pointer(inv, fresh=True)
+        active = pointer or state.active_slot or Slot.KEY1
+        for slot in Slot:
+            self._store_slot_if_changed(target, slot, keys.of(slot), "adopted")
+        self._store_active_if_changed(target, active, keys.of(active), "adopted", now)
+        if pointer is None:
+            self._set_pointer(inv, active)
+        adopted = state.with_changes(
+            phase=Phase.IDLE,
+            active_slot=active,
+            due_at=now + target.rotation_period,
+            drift_checked_at=now,
+            endpoint=account.endpoint,
+            kind=account.kind,
+            attempts=0,
+            last_error=None,
+            next_attempt_at=None,
+            cycle_id=None,
+        )
+        return _StepResult(adopted, "succeeded", active, note="adopted")
+
+    def _regenerate_new(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        target = inv.target
+        assert state.active_slot is not None and state.cycle_id is not None
+        new = state.active_slot.other
+        verifying = state.with_changes(
+            phase=Phase.VERIFYING, verify_deadline=now + self.policy.verify_timeout, next_attempt_at=None
+        )
+        existing = self.ports.secrets.get_secret(target.slot_secret(new))
+        if existing is not None and existing.tags.get("generation") == state.cycle_id:
+            inv.values[new] = existing.value
+            return _StepResult(
+                verifying, "skipped", new, history=False, note="already regenerated and stored"
+            )
+        self._guard_regenerate(inv, state, new, now)
+        keys = self._regenerate_and_list(inv, new)
+        self._set_slot(target, new, keys.of(new), state.cycle_id)
+        inv.values[new] = keys.of(new)
+        return _StepResult(verifying, "succeeded", new)
+
+    def _verify_and_swap(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        target = inv.target
+        assert state.active_slot is not None and state.cycle_id is not None
+        new = state.active_slot.other
+        value = self._slot_value(inv, new)
+        if target.verify.value == "dataplane":
+            endpoint, kind = state.endpoint, state.kind
+            if not endpoint or not kind:
+                account = self._account(inv)
+                endpoint, kind = account.endpoint, account.kind
+            if not endpoint:
+                raise KeyVerificationFailed(f"{target.account_name}: the account has no data-plane endpoint")
+            result = self.ports.probe.probe(endpoint, kind or "", value)
+            if result is not ProbeResult.ACCEPTED:
+                if state.verify_deadline is not None and now >= state.verify_deadline:
+                    raise KeyVerificationFailed(
+                        f"{target.account_name}: new {new.value} still {result.value} by the data plane "
+                        f"after VERIFY_TIMEOUT; pointer left on {state.active_slot.value}"
+                    )
+                waiting = state.with_changes(next_attempt_at=now + self.policy.verify_retry_interval)
+                return _StepResult(waiting, "waiting", new, history=False, note=f"probe {result.value}")
+        pointer = self._pointer(inv)
+        if pointer is not new:
+            # P-active first, then the pointer (CONTRACTS.md): both name a key the service accepts (I1).
+            self._set_active(target, new, value, state.cycle_id, now)
+            self._set_pointer(inv, new)
+        drain_seconds = (
+            state.cycle_drain_seconds
+            if state.cycle_drain_seconds is not None
+            else target.drain_time.total_seconds()
+        )
+        draining = state.with_changes(
+            phase=Phase.DRAINING,
+            active_slot=new,
+            swapped_at=now,
+            drain_seconds=drain_seconds,
+            drain_until=now + _seconds(drain_seconds),
+            verify_deadline=None,
+            next_attempt_at=None,
+            attempts=0,
+        )
+        self._publish(target, draining, "KeyRotation.KeySwapped", new)
+        return _StepResult(draining, "succeeded", new, note="verified and swapped")
+
+    def _retire_old(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        target = inv.target
+        assert state.active_slot is not None and state.cycle_id is not None
+        active, old = state.active_slot, state.active_slot.other
+        existing = self.ports.secrets.get_secret(target.slot_secret(old))
+        if existing is not None and existing.tags.get("generation") == state.cycle_id:
+            keys = self.ports.keys.list_keys(target.resource_id)
+            if keys.of(old) != existing.value:
+                self._set_slot(target, old, keys.of(old), state.cycle_id)
+        else:
+            self._guard_regenerate(inv, state, old, now)
+            keys = self._regenerate_and_list(inv, old)
+            self._set_slot(target, old, keys.of(old), state.cycle_id)
+        # I3: at the end of a cycle both slot secrets equal listKeys.
+        stored_active = self.ports.secrets.get_secret(target.slot_secret(active))
+        if stored_active is None or stored_active.value != keys.of(active):
+            self._repair_active(inv, state, active, keys.of(active), now, "during the drain")
+        done = state.with_changes(
+            phase=Phase.IDLE,
+            cycle_id=None,
+            last_rotated_at=now,
+            due_at=now + target.rotation_period,
+            drift_checked_at=now,
+            drain_until=None,
+            next_attempt_at=None,
+            attempts=0,
+            last_error=None,
+            cycles_completed=state.cycles_completed + 1,
+            emergency=False,
+        )
+        self._publish(target, state, "KeyRotation.CycleCompleted", old)
+        return _StepResult(done, "succeeded", old, note="cycle completed")
+
+    def _check_drift(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        target = inv.target
+        keys = self.ports.keys.list_keys(target.resource_id)
+        active = state.active_slot or Slot.KEY1
+        changes: dict[str, object] = {"drift_checked_at": now}
+        repaired: list[str] = []
+        pointer = self._pointer(inv, fresh=True)
+        if pointer is None:
+            self._set_pointer(inv, active)
+            repaired.append("pointer missing: restored")
+        elif pointer is not active:
+            # Someone moved the pointer: consumers may now use that slot, and may still use the other one
+            # for a drain time (I2) — so record it as a swap that just happened.
+            repaired.append(f"pointer moved to {pointer.value} outside the service: adopted")
+            active = pointer
+            changes.update(
+                active_slot=pointer, swapped_at=now, drain_seconds=target.drain_time.total_seconds()
+            )
+        for slot in Slot:
+            stored = self.ports.secrets.get_secret(target.slot_secret(slot))
+            if stored is None or stored.value != keys.of(slot):
+                self._set_slot(target, slot, keys.of(slot), f"drift-{now.strftime('%Y%m%dT%H%M%SZ')}")
+                repaired.append(f"{slot.value} differed from listKeys: stored the service's value")
+                if slot is active:
+                    self._loud_active_drift(inv, state, slot)
+        if self._store_active_if_changed(target, active, keys.of(active), state.cycle_id or "drift", now):
+            repaired.append("active value differed: restored")
+        checked = state.with_changes(**changes)
+        if repaired:
+            return _StepResult(checked, "succeeded", active, note="; ".join(repaired))
+        return _StepResult(checked, "succeeded", None, history=False, note="no drift")
+
+    def _recheck_keyless(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        account = self._account(inv, fresh=True)
+        if account.disable_local_auth:
+            return _StepResult(
+                state.with_changes(next_attempt_at=now + self.policy.keyless_recheck_interval),
+                "waiting",
+                None,
+                history=False,
+                note="still keyless",
+            )
+        # Local auth is back: adopt again (keeps the pointer, stores both keys).
+        return _StepResult(
+            state.with_changes(phase=Phase.ADOPTING, next_attempt_at=None),
+            "succeeded",
+            None,
+            note="local authentication re-enabled",
+        )
+
+    # ------------------------------------------------------------- helpers
+
+    def _keyless(self, state: TargetState, now: datetime, account: AccountInfo) -> _StepResult:
+        keyless = state.with_changes(
+            phase=Phase.KEYLESS,
+            cycle_id=None,
+            next_attempt_at=now + self.policy.keyless_recheck_interval,
+            endpoint=account.endpoint,
+            kind=account.kind,
+            attempts=0,
+            last_error=None,
+        )
+        return _StepResult(keyless, "skipped", None, note="local authentication disabled (disableLocalAuth)")
+
+    def _guard_regenerate(self, inv: _Invocation, state: TargetState, slot: Slot, now: datetime) -> None:
+        """I2, checked against Key Vault and the state right before every regenerate."""
+        pointer = self._pointer(inv, fresh=True)
+        if pointer is None or pointer is slot or pointer is not state.active_slot:
+            raise UnsafeToProceed(
+                f"{inv.target.account_name}: refusing to regenerate {slot.value}: the pointer names "
+                f"{pointer.value if pointer else 'nothing'}, the state expects {_v(state.active_slot)}"
+            )
+        # ``slot`` is the inactive one: it was named by the pointer until ``swapped_at``.
+        if state.swapped_at is not None and now < state.swapped_at + _seconds(state.drain_seconds or 0):
+            raise UnsafeToProceed(
+                f"{inv.target.account_name}: refusing to regenerate {slot.value}: the pointer named it until "
+                f"{state.swapped_at.isoformat()}, less than the drain time ago"
+            )
+
+    def _regenerate_and_list(self, inv: _Invocation, slot: Slot) -> AccountKeys:
+        if not inv.write_token and not self.ports.limiter.try_acquire(inv.target.subscription_id):
+            raise TransientAzureError(
+                f"{inv.target.account_name}: ARM write budget exhausted; retrying later"
+            )
+        inv.write_token = False
+        self.ports.keys.regenerate_key(inv.target.resource_id, slot)
+        # The regenerate may have run twice (azure-core retries POST): the service's current value wins.
+        return self.ports.keys.list_keys(inv.target.resource_id)
+
+    def _account(self, inv: _Invocation, fresh: bool = False) -> AccountInfo:
+        if inv.account is None or fresh:
+            inv.account = self.ports.keys.get_account(inv.target.resource_id)
+        return inv.account
+
+    def _pointer(self, inv: _Invocation, fresh: bool = False) -> Slot | None:
+        if fresh or not inv.pointer_known:
+            secret = self.ports.secrets.get_secret(inv.target.pointer_secret)
+            inv.pointer = Slot.parse(secret.value.reveal()) if secret else None
+            inv.pointer_known = True
+        return inv.pointer
+
+    def _set_pointer(self, inv: _Invocation, slot: Slot) -> None:
+        tags = {"managed-by": MANAGED_BY, "target": inv.target.resource_id}
+        self.ports.secrets.set_secret(inv.target.pointer_secret, SecretValue(slot.value), tags)
+        inv.pointer, inv.pointer_known = slot, True
+
+    def _slot_value(self, inv: _Invocation, slot: Slot) -> SecretValue:
+        if slot not in inv.values:
+            stored = self.ports.secrets.get_secret(inv.target.slot_secret(slot))
+            if stored is None:
+                raise UnsafeToProceed(
+                    f"{inv.target.account_name}: secret {inv.target.slot_secret(slot)} is missing"
+                )
+            inv.values[slot] = stored.value
+        return inv.values[slot]
+
+    def _slot_tags(self, target: Target, slot: Slot, generation: str) -> dict[str, str]:
+        return {
+            "managed-by": MANAGED_BY,
+            "target": target.resource_id,
+            "slot": slot.value,
+            "generation": generation,
+        }
+
+    def _set_slot(self, target: Target, slot: Slot, value: SecretValue, generation: str) -> None:
+        self.ports.secrets.set_secret(
+            target.slot_secret(slot), value, self._slot_tags(target, slot, generation)
+        )
+
+    def _store_slot_if_changed(self, target: Target, slot: Slot, value: SecretValue, generation: str) -> bool:
+        stored = self.ports.secrets.get_secret(target.slot_secret(slot))
+        if stored is not None and stored.value == value:
+            return False
+        self._set_slot(target, slot, value, generation)
+        return True
+
+    def _set_active(self, target: Target, slot: Slot, value: SecretValue, cycle: str, now: datetime) -> None:
+        tags = {"managed-by": MANAGED_BY, "target": target.resource_id, "slot": slot.value, "cycle": cycle}
+        expires = now + target.rotation_period + self.policy.expiry_margin
+        self.ports.secrets.set_secret(target.active_secret, value, tags, expires_on=expires)
+
+    def _store_active_if_changed(
+        self, target: Target, slot: Slot, value: SecretValue, cycle: str, now: datetime
+    ) -> bool:
+        stored = self.ports.secrets.get_secret(target.active_secret)
+        if stored is not None and stored.value == value and stored.tags.get("slot") == slot.value:
+            return False
+        self._set_active(target, slot, value, cycle, now)
+        return True
+
+    def _repair_active(
+        self, inv: _Invocation, state: TargetState, slot: Slot, value: SecretValue, now: datetime, when: str
+    ) -> None:
+        self._set_slot(inv.target, slot, value, f"drift-{now.strftime('%Y%m%dT%H%M%SZ')}")
+        self._set_active(inv.target, slot, value, state.cycle_id or "drift", now)
+        self._loud_active_drift(inv, state, slot, when)
+
+    def _loud_active_drift(self, inv: _Invocation, state: TargetState, slot: Slot, when: str = "") -> None:
+        message = (
+            f"active slot {slot.value} of {inv.target.account_name} was regenerated outside the service "
+            f"{when}; its stored value was dead; Key Vault now holds the service's value"
+        )
+        logger.error("rotation.drift %s", message)
+        self._history(inv.target, state, "drift", "repaired", inv.trigger, slot=slot, error=message)
+        log_transition(
+            target=inv.target.resource_id,
+            cycle=state.cycle_id,
+            step="drift",
+            slot=slot.value,
+            trigger=inv.trigger,
+            outcome="failed",
+            error=f"ActiveKeyDrift: {message}",
+            level=logging.ERROR,
+        )
+
+    def _failure_state(
+        self,
+        target: Target,
+        state: TargetState,
+        action: Action,
+        exc: RotationError,
+        now: datetime,
+        inv: _Invocation,
+        started: float,
+    ) -> TargetState:
+        attempts = state.attempts + 1
+        delay = self.policy.backoff(attempts)
+        if isinstance(exc, TransientAzureError) and exc.retry_after_seconds:
+            delay = max(delay, _seconds(exc.retry_after_seconds))
+        failed = state.with_changes(
+            attempts=attempts, last_error=error_text(exc), last_error_at=now, next_attempt_at=now + delay
+        )
+        slot = state.new_slot if state.phase in (Phase.REGENERATING, Phase.VERIFYING) else state.active_slot
+        if isinstance(exc, KeylessAccount):
+            failed = state.with_changes(
+                phase=Phase.KEYLESS,
+                cycle_id=None,
+                attempts=0,
+                next_attempt_at=now + self.policy.keyless_recheck_interval,
+                last_error=None,
+            )
+        elif state.phase.in_cycle and isinstance(exc, KeyVerificationFailed | UnsafeToProceed):
+            # Abandon the cycle without touching the pointer; a new one starts after the backoff. After
+            # UnsafeToProceed a drift check first reconciles the state with Key Vault's pointer.
+            failed = failed.with_changes(
+                phase=Phase.IDLE,
+                cycle_id=None,
+                verify_deadline=None,
+                drain_until=None,
+                drift_checked_at=None if isinstance(exc, UnsafeToProceed) else state.drift_checked_at,
+            )
+            self._publish(target, state, "KeyRotation.CycleFailed", slot, reason=error_text(exc))
+        duration = int((time.monotonic() - started) * 1000)
+        level = logging.ERROR if isinstance(exc, UnsafeToProceed | AzureAccessDenied) else logging.WARNING
+        log_transition(
+            target=target.resource_id,
+            cycle=state.cycle_id,
+            step=action.value,
+            slot=_v(slot),
+            trigger=inv.trigger,
+            outcome="failed",
+            duration_ms=duration,
+            error=error_text(exc),
+            level=level,
+        )
+        self._history(
+            target,
+            state,
+            action.value,
+            "failed",
+            inv.trigger,
+            slot=slot,
+            error=error_text(exc),
+            duration_ms=duration,
+        )
+        return failed
+
+    def _record(
+        self, inv: _Invocation, before: TargetState, action: Action, result: _StepResult, started: float
+    ) -> None:
+        duration = int((time.monotonic() - started) * 1000)
+        cycle = before.cycle_id or result.state.cycle_id
+        log_transition(
+            target=inv.target.resource_id,
+            cycle=cycle,
+            step=action.value,
+            slot=_v(result.slot),
+            trigger=inv.trigger,
+            outcome=result.outcome,
+            duration_ms=duration,
+            error=None,
+        )
+        if result.history:
+            self._history(
+                inv.target,
+                before,
+                action.value,
+                result.outcome,
+                inv.trigger,
+                slot=result.slot,
+                duration_ms=duration,
+                note=result.note,
+            )
+
+    def _history(
+        self,
+        target: Target,
+        state: TargetState,
+        step: str,
+        outcome: str,
+        trigger: str,
+        slot: Slot | None = None,
+        error: str | None = None,
+        duration_ms: int = 0,
+        note: str = "",
+    ) -> None:
+        record = HistoryRecord(
+            target=target.resource_id,
+            at=self.clock(),
+            step=step,
+            outcome=outcome,
+            trigger=trigger,
+            requester=state.cycle_requester or "",
+            reason=note or state.cycle_reason or "",
+            cycle=state.cycle_id,
+            slot=_v(slot),
+            error=error,
+            duration_ms=duration_ms,
+            emergency=state.emergency,
+        )
+        try:
+            self.ports.history.append(target.key, record)
+        except RotationError as exc:
+            # History is an audit trail, not a precondition: a lost row must not undo a done side effect.
+            logger.warning("rotation.history_write_failed %s", error_text(exc))
+
+    def _publish(
+        self,
+        target: Target,
+        state: TargetState,
+        event_type: str,
+        slot: Slot | None,
+        reason: str | None = None,
+    ) -> None:
+        self.ports.lifecycle.publish(
+            [
+                LifecycleEvent(
+                    event_type=event_type,
+                    target=target.resource_id,
+                    account_name=target.account_name,
+                    cycle_id=state.cycle_id,
+                    slot=_v(slot),
+                    active_slot=_v(state.active_slot),
+                    reason=reason or state.cycle_reason,
+                )
+            ]
+        )
+
+
+def _without_lease(state: TargetState) -> TargetState:
+    return state.with_changes(lease_owner=None, lease_expires_at=None)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def _v(slot: Slot | None) -> str | None:
+    return slot.value if slot else None

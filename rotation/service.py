@@ -1,0 +1,353 @@
+"""The engine service: what the triggers (function_app.py) and the CLI call. Built once per process by
+``shared.bootstrap.build_service(settings)``; tests build it with fakes or real adapters."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime
+from urllib.parse import urlparse
+
+from rotation.decision import Action, decide, judge_request
+from rotation.errors import RotationError, StateConflict, UnknownTarget
+from rotation.model import (
+    CycleRequest,
+    HistoryRecord,
+    Policy,
+    RequestOutcome,
+    RequestStatus,
+    SweepSummary,
+    Target,
+    TargetResult,
+    TargetState,
+    TargetStatus,
+    VersionedState,
+    table_key,
+)
+from rotation.records import error_text, log_sweep, log_transition, logger
+from rotation.runner import Clock, Ports, StepRunner, utc_now
+
+ProgressCallback = Callable[[TargetResult], None]
+
+
+class RotationService:
+    def __init__(
+        self,
+        targets: Iterable[Target],
+        ports: Ports,
+        policy: Policy | None = None,
+        clock: Clock = utc_now,
+        concurrency: int = 16,
+        vault_url: str = "",
+    ) -> None:
+        self.targets: tuple[Target, ...] = tuple(targets)
+        self.ports = ports
+        self.policy = policy or Policy()
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.vault_url = vault_url
+        self.runner = StepRunner(ports, self.policy, clock)
+        self._by_key = {t.key: t for t in self.targets}
+        self._by_name: dict[str, Target] = {}
+        for t in self.targets:
+            self._by_name.setdefault(t.account_name.lower(), t)
+        self._by_secret = {name.lower(): t for t in self.targets for name in t.secret_names}
+
+    # ------------------------------------------------------------ lookup
+
+    def resolve(self, target: str | Target) -> Target:
+        """A configured target from a Target, its resource id or its account name; raises UnknownTarget."""
+        if isinstance(target, Target):
+            target = target.resource_id
+        text = target.strip()
+        found = self._by_key.get(table_key(text)) if text.startswith("/") else self._by_name.get(text.lower())
+        if found is None:
+            raise UnknownTarget(f"{text!r} is not a configured target (ROTATION_TARGETS)")
+        return found
+
+    def find_target_for_secret(self, vault_url: str, secret_name: str) -> Target | None:
+        """The target owning ``secret_name`` in our vault, or None (other vault / unmanaged secret)."""
+        if vault_url and self.vault_url and not _same_vault(vault_url, self.vault_url):
+            return None
+        return self._by_secret.get(secret_name.strip().lower())
+
+    # ------------------------------------------------------------ sweep
+
+    def due_targets(self) -> list[Target]:
+        """Targets with a step ready now (what a fan-out timer enqueues)."""
+        now = self.clock()
+        loaded = self._load_all()
+        return [
+            t
+            for t in self.targets
+            if decide(_state(loaded.get(t.key)), t, now, self.policy, owner="").actionable
+        ]
+
+    def sweep(self, trigger: str = "timer", progress: ProgressCallback | None = None) -> SweepSummary:
+        """One timer tick: adopt, advance, retry and drift-check every target that has something due."""
+        started = time.monotonic()
+        now = self.clock()
+        loaded = self._load_all()
+        due: list[tuple[Target, VersionedState | None]] = []
+        next_due: datetime | None = None
+        busy = 0
+        for target in self.targets:
+            current = loaded.get(target.key)
+            decision = decide(_state(current), target, now, self.policy, owner="")
+            if decision.actionable:
+                due.append((target, current))
+            else:
+                busy += decision.action is Action.BUSY
+                next_due = _earliest(next_due, decision.not_before)
+        results: list[TargetResult] = []
+        if due:
+            with ThreadPoolExecutor(
+                max_workers=min(self.concurrency, len(due)), thread_name_prefix="rotation-sweep"
+            ) as pool:
+                futures = [pool.submit(self._advance_safely, t, trigger, current) for t, current in due]
+                for future in as_completed(futures):
+                    result = future.result()
+                    results.append(result)
+                    if progress is not None:
+                        progress(result)
+        for result in results:
+            next_due = _earliest(next_due, result.next_due)
+        summary = SweepSummary(
+            seen=len(self.targets),
+            advanced=sum(r.outcome == "advanced" for r in results),
+            failed=sum(r.outcome == "failed" for r in results),
+            next_due=next_due,
+            busy=busy + sum(r.outcome == "busy" for r in results),
+            duration_ms=int((time.monotonic() - started) * 1000),
+            results=tuple(results),
+        )
+        log_sweep(summary.to_dict())
+        return summary
+
+    def advance_target(self, target: str | Target, trigger: str = "queue") -> TargetResult:
+        """Advance one target as far as it can go now (queue fan-out, CLI)."""
+        return self._advance_safely(self.resolve(target), trigger, None)
+
+    def _advance_safely(self, target: Target, trigger: str, current: VersionedState | None) -> TargetResult:
+        try:
+            return self.runner.advance(target, trigger, loaded=current)
+        except Exception as exc:  # one target's bug must not stop the sweep; its lease simply expires
+            logger.error("rotation.unexpected %s", f"{target.resource_id}: {type(exc).__name__}")
+            return TargetResult(target.resource_id, "failed", error=type(exc).__name__)
+
+    # ---------------------------------------------------------- requests
+
+    def request_rotation(
+        self,
+        target: str | Target,
+        trigger: str = "admin",
+        requester: str = "",
+        reason: str = "",
+        force: bool = False,
+        emergency: bool = False,
+    ) -> RequestOutcome:
+        """Start a cycle now (see ``rotation.decision.judge_request`` for when it is refused).
+
+        Raises UnknownTarget. Never starts a second cycle while one is in progress.
+        """
+        resolved = self.resolve(target)
+        request = CycleRequest(
+            trigger=trigger,
+            requester=requester,
+            reason=reason or "manual request",
+            force=force or emergency,
+            emergency=emergency,
+        )
+        owner = uuid.uuid4().hex
+        for _ in range(3):
+            current = self.ports.states.get(resolved.key)
+            now = self.clock()
+            verdict = judge_request(_state(current), resolved, now, self.policy, owner, request)
+            if verdict.status is RequestStatus.STARTED:
+                result = self.runner.advance(resolved, trigger, loaded=current, request=request, owner=owner)
+                if result.outcome == "busy":
+                    continue  # lost a race: judge again against the winner's state
+                if Action.START_CYCLE.value not in result.steps:
+                    return self._outcome(
+                        resolved,
+                        RequestStatus.REFUSED,
+                        result.error or "the cycle could not be started",
+                        None,
+                    )
+                after = self.ports.states.get(resolved.key)
+                cycle = _cycle_of(after) or self._last_cycle(resolved)
+                message = "cycle started" if result.outcome != "failed" else f"cycle started; {result.error}"
+                return self._outcome(resolved, RequestStatus.STARTED, message, cycle, after)
+            if verdict.status is RequestStatus.DRAIN_SHORTENED and current is not None:
+                assert verdict.new_drain_until is not None
+                shortened = current.state.with_changes(
+                    drain_until=verdict.new_drain_until,
+                    emergency=True,
+                    drain_seconds=self.policy.emergency_drain_time.total_seconds(),
+                )
+                try:
+                    written = self.ports.states.replace(resolved.key, shortened, current.etag)
+                except StateConflict:
+                    continue
+                self._request_history(resolved, written.state, request, "drain_shortened", verdict.message)
+                log_transition(
+                    target=resolved.resource_id,
+                    cycle=shortened.cycle_id,
+                    step="request",
+                    slot=None,
+                    trigger=trigger,
+                    outcome="succeeded",
+                )
+                self.runner.advance(resolved, trigger, loaded=written, owner=owner)
+                return self._outcome(
+                    resolved, RequestStatus.DRAIN_SHORTENED, verdict.message, shortened.cycle_id
+                )
+            self._request_history(resolved, _state(current), request, verdict.status.value, verdict.message)
+            log_transition(
+                target=resolved.resource_id,
+                cycle=_cycle_of(current),
+                step="request",
+                slot=None,
+                trigger=trigger,
+                outcome="skipped",
+                error=None,
+            )
+            return self._outcome(resolved, verdict.status, verdict.message, _cycle_of(current), current)
+        return self._outcome(resolved, RequestStatus.IN_PROGRESS, "other invocations are working on it", None)
+
+    def handle_secret_near_expiry(
+        self,
+        vault_url: str,
+        secret_name: str,
+        version: str | None,
+        event_type: str = "Microsoft.KeyVault.SecretNearExpiry",
+    ) -> str:
+        """Event Grid: request exactly one cycle for a current, managed ``P-active``; otherwise return
+        ``"ignored: <why>"``. Never raises for stale or unknown events (at least once, out of order)."""
+        target = self.find_target_for_secret(vault_url, secret_name)
+        if target is None:
+            return f"ignored: {secret_name} is not a secret managed by this service in this vault"
+        if secret_name.strip().lower() != target.active_secret.lower():
+            return (
+                f"ignored: only {target.active_secret} carries an expiry; "
+                f"{secret_name} is not rotated by events"
+            )
+        current = self.ports.secrets.get_secret(target.active_secret)
+        if current is None:
+            return f"ignored: {secret_name} no longer exists"
+        if version and current.version != version:
+            return f"ignored: stale event for version {version}; the current version is {current.version}"
+        outcome = self.request_rotation(
+            target,
+            trigger="event",
+            requester="eventgrid",
+            reason=f"{event_type.rsplit('.', 1)[-1]} for {secret_name}",
+        )
+        if outcome.status is RequestStatus.STARTED:
+            return f"requested: cycle {outcome.cycle_id} started for {target.account_name}"
+        return f"ignored: {outcome.message}"
+
+    # ------------------------------------------------------------ reading
+
+    def status(self, target: str | Target | None = None) -> list[TargetStatus]:
+        if target is not None:
+            one = self.resolve(target)
+            return [self._status(one, _state(self.ports.states.get(one.key)))]
+        loaded = self._load_all()
+        return [self._status(t, _state(loaded.get(t.key))) for t in self.targets]
+
+    def history(self, target: str | Target, limit: int = 20) -> list[HistoryRecord]:
+        resolved = self.resolve(target)
+        return self.ports.history.list(resolved.key, limit)
+
+    # ------------------------------------------------------------ helpers
+
+    def _load_all(self) -> dict[str, VersionedState]:
+        return dict(self.ports.states.list_all())
+
+    def _status(self, target: Target, state: TargetState | None) -> TargetStatus:
+        now = self.clock()
+        return TargetStatus(
+            target=target.resource_id,
+            account_name=target.account_name,
+            secret_prefix=target.secret_prefix,
+            phase=state.phase.value if state else "unadopted",
+            active_slot=state.active_slot.value if state and state.active_slot else None,
+            cycle_id=state.cycle_id if state else None,
+            due_at=state.due_at if state else None,
+            drain_until=state.drain_until if state else None,
+            next_attempt_at=state.next_attempt_at if state else None,
+            last_rotated_at=state.last_rotated_at if state else None,
+            attempts=state.attempts if state else 0,
+            last_error=state.last_error if state else None,
+            verify=target.verify.value,
+            rotation_period_seconds=target.rotation_period.total_seconds(),
+            drain_time_seconds=target.drain_time.total_seconds(),
+            lease_held=bool(state and state.lease_expires_at and state.lease_expires_at > now),
+            cycles_completed=state.cycles_completed if state else 0,
+        )
+
+    def _outcome(
+        self,
+        target: Target,
+        status: RequestStatus,
+        message: str,
+        cycle: str | None,
+        current: VersionedState | None = None,
+    ) -> RequestOutcome:
+        state = _state(current) if current is not None else _state(self.ports.states.get(target.key))
+        return RequestOutcome(target.resource_id, status, message, cycle, self._status(target, state))
+
+    def _last_cycle(self, target: Target) -> str | None:
+        for record in self.ports.history.list(target.key, 5):
+            if record.cycle:
+                return record.cycle
+        return None
+
+    def _request_history(
+        self, target: Target, state: TargetState | None, request: CycleRequest, outcome: str, message: str
+    ) -> None:
+        record = HistoryRecord(
+            target=target.resource_id,
+            at=self.clock(),
+            step="request",
+            outcome=outcome,
+            trigger=request.trigger,
+            requester=request.requester,
+            reason=request.reason,
+            cycle=state.cycle_id if state else None,
+            error=message if outcome != "drain_shortened" else None,
+            emergency=request.emergency,
+        )
+        try:
+            self.ports.history.append(target.key, record)
+        except RotationError as exc:
+            logger.warning("rotation.history_write_failed %s", error_text(exc))
+
+
+def _state(current: VersionedState | None) -> TargetState | None:
+    return current.state if current is not None else None
+
+
+def _cycle_of(current: VersionedState | None) -> str | None:
+    return current.state.cycle_id if current is not None else None
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _same_vault(given: str, ours: str) -> bool:
+    """Event payloads name the vault by URL or by bare name (``VaultName``)."""
+    ours_host = (urlparse(ours).hostname or ours).lower()
+    given = given.strip().lower()
+    given_host = urlparse(given).hostname if "://" in given else given.rstrip("/")
+    if not given_host:
+        return False
+    return given_host == ours_host or given_host == ours_host.split(".")[0]

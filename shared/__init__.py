@@ -1,0 +1,1 @@
+"""Adapters (Azure SDKs), settings and the composition root."""

@@ -1,0 +1,299 @@
+"""App settings: the one list of names (``APP_SETTINGS``) and ``load_settings``, which fails fast with a
+message naming the bad setting (and the target entry)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import isodate
+
+from rotation.errors import SettingsError
+from rotation.model import Target, VerifyMode, parse_resource_id, table_key
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    required: bool
+    default: str | None
+    description: str
+
+
+APP_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "ROTATION_TARGETS",
+        True,
+        None,
+        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify",
+    ),
+    SettingSpec("KEY_VAULT_URL", True, None, "vault URL, e.g. https://kv-rot.vault.azure.net/"),
+    SettingSpec(
+        "ARM_ENDPOINT",
+        False,
+        "https://management.azure.com",
+        "Resource Manager base URL (sovereign clouds, emulator); token scope {ARM_ENDPOINT}/.default",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage",
+        False,
+        None,
+        "storage connection string (Azurite locally); this or AzureWebJobsStorage__tableServiceUri",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__tableServiceUri", False, None, "identity-based storage: table endpoint"
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__queueServiceUri", False, None, "identity-based storage: queue endpoint"
+    ),
+    SettingSpec("AzureWebJobsStorage__credential", False, None, "managedidentity for identity-based storage"),
+    SettingSpec(
+        "AzureWebJobsStorage__clientId",
+        False,
+        None,
+        "client id of the user-assigned identity used for storage",
+    ),
+    SettingSpec("AZURE_CLIENT_ID", False, None, "client id of the user-assigned managed identity"),
+    SettingSpec("ROTATION_SCHEDULE", False, "0 */15 * * * *", "NCRONTAB of the sweep timer"),
+    SettingSpec(
+        "ADMIN_ROLE", False, None, "Entra app role required in X-MS-CLIENT-PRINCIPAL for the admin API"
+    ),
+    SettingSpec(
+        "ROTATION_EVENTS_TOPIC_ENDPOINT", False, None, "Event Grid topic endpoint for lifecycle events"
+    ),
+    SettingSpec("ROTATION_STATE_TABLE", False, "rotationstate", "state table"),
+    SettingSpec("ROTATION_HISTORY_TABLE", False, "rotationhistory", "history table"),
+    SettingSpec("ROTATION_QUEUE", False, "rotation-requests", "fan-out queue"),
+    SettingSpec(
+        "ROTATION_FANOUT", False, "false", "timer enqueues due targets instead of rotating in-process"
+    ),
+    SettingSpec("SWEEP_CONCURRENCY", False, "16", "targets advanced at once by one sweep"),
+    SettingSpec(
+        "ARM_WRITES_PER_SECOND", False, "5", "per-subscription regenerateKey rate (token bucket refill)"
+    ),
+    SettingSpec("ARM_WRITE_BURST", False, "100", "per-subscription regenerateKey burst (token bucket size)"),
+    SettingSpec(
+        "VERIFY_TIMEOUT", False, "PT10M", "how long a new key may take to be accepted before the cycle fails"
+    ),
+    SettingSpec("EMERGENCY_DRAIN_TIME", False, "PT0S", "drain used by an emergency rotation"),
+    SettingSpec(
+        "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE",
+        False,
+        "true",
+        "false only for the local emulator (vault on 127.0.0.1)",
+    ),
+)
+_DEFAULTS = {spec.name: spec.default for spec in APP_SETTINGS}
+_SECRET_PREFIX = re.compile(r"^[0-9a-zA-Z-]{1,116}$")  # + "-active-key" stays within Key Vault's 127
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+_TARGET_FIELDS = {"resourceId", "secretPrefix", "rotationPeriod", "drainTime", "verify"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: tuple[Target, ...]
+    key_vault_url: str
+    arm_endpoint: str
+    storage_connection_string: str | None
+    table_service_uri: str | None
+    queue_service_uri: str | None
+    storage_client_id: str | None
+    azure_client_id: str | None
+    rotation_schedule: str
+    admin_role: str | None
+    events_topic_endpoint: str | None
+    state_table: str
+    history_table: str
+    queue_name: str
+    fanout: bool
+    sweep_concurrency: int
+    arm_writes_per_second: float
+    arm_write_burst: int
+    verify_timeout: timedelta
+    emergency_drain_time: timedelta
+    verify_challenge_resource: bool
+    use_managed_identity: bool  # IDENTITY_ENDPOINT is set (Azure Functions, the emulator)
+
+    @property
+    def arm_scope(self) -> str:
+        return f"{self.arm_endpoint.rstrip('/')}/.default"
+
+
+def parse_duration(text: str, setting: str) -> timedelta:
+    """ISO 8601 duration without years/months (their length varies): P30D, PT24H, PT5S, P1W."""
+    try:
+        value = isodate.parse_duration(str(text).strip())
+    except (isodate.ISO8601Error, ValueError, TypeError) as exc:
+        raise SettingsError(
+            f"{setting}: {text!r} is not an ISO 8601 duration such as P30D, PT24H or PT5S"
+        ) from exc
+    if not isinstance(value, timedelta):
+        raise SettingsError(f"{setting}: {text!r} uses years or months; use days (e.g. P30D)")
+    if value < timedelta(0):
+        raise SettingsError(f"{setting}: {text!r} is negative")
+    return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Read and validate every setting; raises SettingsError naming the first bad one."""
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        if value is None or not str(value).strip():
+            return _DEFAULTS.get(name)
+        return str(value).strip()
+
+    def required(name: str) -> str:
+        value = get(name)
+        if value is None:
+            raise SettingsError(f"{name} is required but not set")
+        return value
+
+    targets = parse_targets(required("ROTATION_TARGETS"))
+    vault = required("KEY_VAULT_URL")
+    if not vault.startswith("https://"):
+        raise SettingsError(f"KEY_VAULT_URL: {vault!r} must be an https:// URL")
+    arm = get("ARM_ENDPOINT") or ""
+    if not arm.startswith("https://"):
+        raise SettingsError(f"ARM_ENDPOINT: {arm!r} must be an https:// URL")
+    connection = get("AzureWebJobsStorage")
+    table_uri = get("AzureWebJobsStorage__tableServiceUri")
+    if connection is None and table_uri is None:
+        raise SettingsError(
+            "AzureWebJobsStorage (connection string) or AzureWebJobsStorage__tableServiceUri must be set"
+        )
+    for name in ("ROTATION_STATE_TABLE", "ROTATION_HISTORY_TABLE"):
+        if not _TABLE_NAME.match(get(name) or ""):
+            raise SettingsError(f"{name}: {get(name)!r} is not a valid table name (3-63 letters/digits)")
+    queue = get("ROTATION_QUEUE") or ""
+    if not _QUEUE_NAME.match(queue):
+        raise SettingsError(f"ROTATION_QUEUE: {queue!r} is not a valid queue name")
+    return Settings(
+        targets=targets,
+        key_vault_url=vault if vault.endswith("/") else vault + "/",
+        arm_endpoint=arm.rstrip("/"),
+        storage_connection_string=connection,
+        table_service_uri=table_uri,
+        queue_service_uri=get("AzureWebJobsStorage__queueServiceUri"),
+        storage_client_id=get("AzureWebJobsStorage__clientId"),
+        azure_client_id=get("AZURE_CLIENT_ID"),
+        rotation_schedule=get("ROTATION_SCHEDULE") or "",
+        admin_role=get("ADMIN_ROLE"),
+        events_topic_endpoint=get("ROTATION_EVENTS_TOPIC_ENDPOINT"),
+        state_table=get("ROTATION_STATE_TABLE") or "",
+        history_table=get("ROTATION_HISTORY_TABLE") or "",
+        queue_name=queue,
+        fanout=_boolean("ROTATION_FANOUT", get("ROTATION_FANOUT")),
+        sweep_concurrency=_integer("SWEEP_CONCURRENCY", get("SWEEP_CONCURRENCY"), 1, 256),
+        arm_writes_per_second=_number("ARM_WRITES_PER_SECOND", get("ARM_WRITES_PER_SECOND")),
+        arm_write_burst=_integer("ARM_WRITE_BURST", get("ARM_WRITE_BURST"), 1, 100_000),
+        verify_timeout=parse_duration(get("VERIFY_TIMEOUT") or "", "VERIFY_TIMEOUT"),
+        emergency_drain_time=parse_duration(get("EMERGENCY_DRAIN_TIME") or "", "EMERGENCY_DRAIN_TIME"),
+        verify_challenge_resource=_boolean(
+            "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", get("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE")
+        ),
+        use_managed_identity=bool(env.get("IDENTITY_ENDPOINT")),
+    )
+
+
+def parse_targets(text: str) -> tuple[Target, ...]:
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"ROTATION_TARGETS is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(entries, list) or not entries:
+        raise SettingsError("ROTATION_TARGETS must be a non-empty JSON list of objects")
+    targets: list[Target] = []
+    seen_ids: dict[str, int] = {}
+    seen_prefixes: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        target = _parse_target(index, entry)
+        where = f"ROTATION_TARGETS[{index}] ({target.resource_id})"
+        key = table_key(target.resource_id)
+        if key in seen_ids:
+            raise SettingsError(f"{where}: duplicate of entry {seen_ids[key]}")
+        prefix = target.secret_prefix.lower()
+        if prefix in seen_prefixes:
+            raise SettingsError(
+                f"{where}: secretPrefix {target.secret_prefix!r} already used by entry "
+                f"{seen_prefixes[prefix]}"
+            )
+        seen_ids[key] = index
+        seen_prefixes[prefix] = index
+        targets.append(target)
+    return tuple(targets)
+
+
+def _parse_target(index: int, entry: Any) -> Target:
+    where = f"ROTATION_TARGETS[{index}]"
+    if not isinstance(entry, dict):
+        raise SettingsError(f"{where}: must be an object with at least resourceId")
+    unknown = set(entry) - _TARGET_FIELDS
+    if unknown:
+        raise SettingsError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TARGET_FIELDS)}")
+    resource_id = entry.get("resourceId")
+    if not isinstance(resource_id, str) or not resource_id.strip():
+        raise SettingsError(f"{where}: resourceId is required")
+    resource_id = resource_id.strip().rstrip("/")
+    where = f"{where} ({resource_id})"
+    try:
+        _, _, account = parse_resource_id(resource_id)
+    except ValueError as exc:
+        raise SettingsError(f"{where}: resourceId is {exc}") from exc
+    prefix = entry.get("secretPrefix", account)
+    if not isinstance(prefix, str) or not _SECRET_PREFIX.match(prefix):
+        raise SettingsError(f"{where}: secretPrefix {prefix!r} must be 1-116 letters, digits or '-'")
+    period = parse_duration(entry.get("rotationPeriod", "P30D"), f"{where}: rotationPeriod")
+    drain = parse_duration(entry.get("drainTime", "PT24H"), f"{where}: drainTime")
+    if period <= timedelta(0):
+        raise SettingsError(f"{where}: rotationPeriod must be positive")
+    if drain >= period:
+        raise SettingsError(
+            f"{where}: drainTime ({entry.get('drainTime')}) must be shorter than rotationPeriod"
+        )
+    verify = entry.get("verify", "dataplane")
+    try:
+        verify_mode = VerifyMode(verify)
+    except ValueError as exc:
+        raise SettingsError(f"{where}: verify must be 'dataplane' or 'none', not {verify!r}") from exc
+    return Target(
+        resource_id=resource_id,
+        secret_prefix=prefix,
+        rotation_period=period,
+        drain_time=drain,
+        verify=verify_mode,
+    )
+
+
+def _boolean(name: str, value: str | None) -> bool:
+    text = (value or "").lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"{name}: {value!r} is not true or false")
+
+
+def _integer(name: str, value: str | None, low: int, high: int) -> int:
+    try:
+        number = int(value or "")
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {value!r} is not an integer") from exc
+    if not low <= number <= high:
+        raise SettingsError(f"{name}: {number} is outside {low}..{high}")
+    return number
+
+
+def _number(name: str, value: str | None) -> float:
+    try:
+        number = float(value or "")
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {value!r} is not a number") from exc
+    if not number > 0:
+        raise SettingsError(f"{name}: must be positive")
+    return number
