@@ -6,6 +6,8 @@ worker process (`triggers.runtime`), which keeps indexing fast and reports bad s
 Function names are fixed: infra and docs/FUNCTIONS.md refer to them.
 """
 
+import typing
+
 import azure.functions as func
 
 from triggers import admin_api, runtime
@@ -19,8 +21,11 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 @app.function_name("sweep_timer")
 @app.timer_trigger(arg_name="timer", schedule="%ROTATION_SCHEDULE%", run_on_startup=False, use_monitor=True)
-def sweep_timer(timer: func.TimerRequest) -> None:
-    run_sweep(timer, runtime.current())
+@app.queue_output(arg_name="requests", queue_name="%ROTATION_QUEUE%", connection="AzureWebJobsStorage")
+def sweep_timer(timer: func.TimerRequest, requests: func.Out[typing.List[str]]) -> None:  # noqa: UP006
+    # typing.List, not list[str]: the library's queue converter does not recognise builtin generics.
+    # `requests` is written only when ROTATION_FANOUT=true (one message per due target).
+    run_sweep(timer, runtime.current(), requests)
 
 
 @app.function_name("key_vault_events")

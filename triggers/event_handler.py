@@ -34,61 +34,65 @@ def handle_key_vault_event(event: Any, runtime: Runtime) -> None:
 def _request_cycle(event: SecretEvent, runtime: Runtime) -> None:
     from rotation import errors
 
-    service = runtime.service
-    context: dict[str, Any] = {"eventId": records.clip(event.event_id), "eventType": event.event_type,
-               "secret": event.secret_name, "version": event.version, "vault": event.vault_url}
+    context: dict[str, Any] = {
+        "eventId": records.clip(event.event_id), "eventType": event.event_type, "secret": event.secret_name,
+        "version": event.version, "vault": event.vault_url,
+    }
+    try:
+        _act_on(event, runtime.service, context)
+    except (errors.TransientAzureError, errors.LeaseLost) as error:
+        records.emit("rotation.event_retry", logging.WARNING,
+                     error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
+        raise
+    except errors.RotationError as error:
+        records.emit("rotation.event_failed", logging.ERROR,
+                     error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
+
+
+def _act_on(event: SecretEvent, service: Any, context: dict[str, Any]) -> None:
+    from rotation import errors
+
     target = service.find_target_for_secret(event.vault_url, event.secret_name)
     if target is None:
         _ignored("unmanaged_secret", "no configured target owns this secret in this vault", **context)
         return
-    target_id = _target_id(target)
-    current = _current_version(service, target, event)
-    if event.version is not None and current is not None and current != event.version:
-        _ignored("stale_version", "the secret has a newer version; this event is about a replaced one",
-                 target=target_id, currentVersion=current, **context)
+    context["target"] = target.resource_id
+    if event.secret_name.lower() != target.active_secret.lower():
+        # Only `P-active` carries an expiry (DESIGN §3); an event for a slot or pointer secret means someone
+        # set an expiry by hand — not a reason to rotate.
+        _ignored("not_rotated_by_events", f"only {target.active_secret} is rotated by expiry events",
+                 **context)
         return
-    reason = f"{event.event_type.rsplit('.', 1)[-1]} {event.secret_name}/{event.version or 'latest'}"
+    # The engine exposes its Key Vault port; reading the latest version is the only way to tell a replaced
+    # version from the current one (Event Grid redelivers and reorders).
+    current = service.ports.secrets.get_secret(target.active_secret)
+    if current is None:
+        _ignored("unmanaged_secret", "the secret no longer exists", **context)
+        return
+    if event.version is not None and current.version != event.version:
+        _ignored("stale_version", "the secret has a newer version; this event is about a replaced one",
+                 currentVersion=current.version, **context)
+        return
     try:
         outcome = service.request_rotation(
             target, trigger="event", requester=f"eventgrid:{records.clip(event.event_id, 100)}",
-            reason=reason,
+            reason=f"{event.event_type.rsplit('.', 1)[-1]} {event.secret_name}/{event.version or 'latest'}",
         )
     except errors.CycleInProgress:
-        _ignored("cycle_in_progress", "a cycle is already running for this target", target=target_id,
-                 **context)
+        _ignored("cycle_in_progress", "a cycle is already running for this target", **context)
         return
     except errors.UnknownTarget:
-        _ignored("unmanaged_secret", "the owning target is no longer configured", target=target_id, **context)
-        return
-    except (errors.TransientAzureError, errors.LeaseLost) as error:
-        records.emit("rotation.event_retry", logging.WARNING, target=target_id,
-                     error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
-        raise
-    except errors.RotationError as error:
-        records.emit("rotation.event_failed", logging.ERROR, target=target_id,
-                     error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
+        _ignored("unmanaged_secret", "the owning target is no longer configured", **context)
         return
     result = to_json(outcome)
     if not outcome.accepted:
         # A running cycle (duplicate delivery) or a refusal (a cycle just completed, backoff, keyless):
         # never a second cycle, and retrying the event would get the same answer.
         why = "cycle_in_progress" if result.get("status") == "in_progress" else "refused"
-        _ignored(why, records.clip(outcome.message), target=target_id, **context)
+        _ignored(why, records.clip(outcome.message), **context)
         return
-    records.emit("rotation.event_accepted", target=target_id, status=result.get("status"),
-                 cycle=result.get("cycleId"), **context)
-
-
-def _current_version(service: Any, target: Any, event: SecretEvent) -> str | None:
-    lookup = getattr(service, "current_secret_version", None)
-    if not callable(lookup):
-        return None
-    version = lookup(target, event.secret_name)
-    return version if isinstance(version, str) else None
-
-
-def _target_id(target: Any) -> str:
-    return str(getattr(target, "resource_id", target))
+    records.emit("rotation.event_accepted", status=result.get("status"), cycle=result.get("cycleId"),
+                 **context)
 
 
 def _ignored(reason: str, detail: str, **fields: Any) -> None:

@@ -1,39 +1,53 @@
 """The timer's sweep: one call into the engine, one summary record.
 
-The engine's sweep advances every due target with bounded concurrency and isolates each target's failure;
-what is left here is the summary line and the timer's own facts (past due).
+In-process (default): the engine's `sweep` advances every due target with bounded concurrency, isolates
+each target's failure and logs the `rotation.sweep` summary itself. With `ROTATION_FANOUT=true` the timer
+only asks which targets are due and writes one queue message per target through the function's queue
+output binding; `rotate_from_queue` advances them, spread over instances by the host.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import time
-from typing import Any
+from typing import Any, Protocol
 
 from triggers import records
 from triggers.runtime import Runtime
 from triggers.serialize import to_json
 
 
-def run_sweep(timer: Any, runtime: Runtime) -> None:
-    started = time.monotonic()
+class Outbox(Protocol):
+    """The `func.Out[List[str]]` the worker passes for the queue output binding."""
+
+    def set(self, val: Any) -> None: ...
+
+
+def queue_message_for(resource_id: str) -> str:
+    return json.dumps({"target": resource_id})
+
+
+def run_sweep(timer: Any, runtime: Runtime, outbox: Outbox) -> None:
     past_due = bool(getattr(timer, "past_due", False))
     try:
-        summary = runtime.service.sweep(trigger="timer")
+        if runtime.settings.fanout:
+            _fan_out(runtime, outbox, past_due)
+        else:
+            runtime.service.sweep(trigger="timer")  # logs `rotation.sweep {seen, advanced, failed, nextDue}`
     except Exception as error:
         # A sweep-wide failure (state table unreachable, ...) fails this run loudly; the next schedule
         # tries again — timer triggers are never retried by the host.
-        records.emit("rotation.sweep_failed", logging.ERROR, pastDue=past_due,
+        records.emit("rotation.sweep_failed", logging.ERROR, pastDue=past_due, fanout=runtime.settings.fanout,
                      error=f"{type(error).__name__}: {records.clip(str(error))}")
         raise
-    records.emit("rotation.sweep", pastDue=past_due, durationMs=round((time.monotonic() - started) * 1000),
-                 **_summary_fields(summary))
+    if past_due:
+        records.emit("rotation.sweep_past_due", logging.WARNING,
+                     detail="the previous scheduled run was missed (host down or a sweep overran)")
 
 
-def _summary_fields(summary: Any) -> dict[str, Any]:
-    return {
-        "seen": getattr(summary, "seen", None),
-        "advanced": getattr(summary, "advanced", None),
-        "failed": getattr(summary, "failed", None),
-        "nextDue": to_json(getattr(summary, "next_due", None)),
-    }
+def _fan_out(runtime: Runtime, outbox: Outbox, past_due: bool) -> None:
+    due = runtime.service.due_targets()
+    if due:
+        outbox.set([queue_message_for(target.resource_id) for target in due])
+    records.emit("rotation.sweep", fanout=True, pastDue=past_due, seen=len(runtime.settings.targets),
+                 enqueued=len(due), targets=to_json([target.resource_id for target in due]))
