@@ -1,0 +1,112 @@
+"""ARM Cognitive Services adapter (azure-mgmt-cognitiveservices). One management client per subscription,
+built once and shared by every target of that subscription.
+
+Permissions on each account: Microsoft.CognitiveServices/accounts/read, .../listKeys/action and
+.../regenerateKey/action (e.g. "Cognitive Services Contributor", or the least-privilege role in infra/).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+
+from rotation.errors import KeylessAccount
+from rotation.model import SecretValue, Slot, parse_resource_id
+from rotation.ports import AccountInfo, AccountKeys, KeyService, WriteRateLimiter
+from shared.azure_errors import retry_after_seconds, translate
+
+
+class CognitiveServicesKeys(KeyService):
+    def __init__(
+        self,
+        credential: TokenCredential,
+        arm_endpoint: str,
+        limiter: WriteRateLimiter,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.credential = credential
+        self.arm_endpoint = arm_endpoint.rstrip("/")
+        self.limiter = limiter
+        self.client_options = client_options or {}
+        self._clients: dict[str, CognitiveServicesManagementClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, subscription_id: str) -> CognitiveServicesManagementClient:
+        with self._lock:
+            client = self._clients.get(subscription_id)
+            if client is None:
+                client = CognitiveServicesManagementClient(
+                    self.credential,
+                    subscription_id,
+                    base_url=self.arm_endpoint,
+                    credential_scopes=[f"{self.arm_endpoint}/.default"],
+                    **self.client_options,
+                )
+                self._clients[subscription_id] = client
+            return client
+
+    def _fail(self, error: AzureError, operation: str, subscription_id: str) -> Exception:
+        if isinstance(error, HttpResponseError) and error.status_code == 429:
+            self.limiter.penalize(subscription_id, retry_after_seconds(error) or 10.0)
+        return translate(error, operation)
+
+    def get_account(self, resource_id: str) -> AccountInfo:
+        """GET account. Permission: Microsoft.CognitiveServices/accounts/read."""
+        sub, rg, name = parse_resource_id(resource_id)
+        try:
+            account = self._client(sub).accounts.get(rg, name)
+        except AzureError as error:
+            raise self._fail(error, "arm.get_account", sub) from None
+        properties = account.properties
+        return AccountInfo(
+            resource_id=resource_id,
+            kind=account.kind or "",
+            endpoint=properties.endpoint if properties else None,
+            disable_local_auth=bool(properties and properties.disable_local_auth),
+        )
+
+    def list_keys(self, resource_id: str) -> AccountKeys:
+        """POST listKeys. Permission: Microsoft.CognitiveServices/accounts/listKeys/action."""
+        sub, rg, name = parse_resource_id(resource_id)
+        try:
+            keys = self._client(sub).accounts.list_keys(rg, name)
+        except HttpResponseError as error:
+            if error.status_code == 400 and self._local_auth_disabled(resource_id):
+                raise KeylessAccount(f"{name}: local authentication is disabled (disableLocalAuth)") from None
+            raise self._fail(error, "arm.list_keys", sub) from None
+        except AzureError as error:
+            raise self._fail(error, "arm.list_keys", sub) from None
+        return AccountKeys(SecretValue(keys.key1 or ""), SecretValue(keys.key2 or ""))
+
+    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
+        """POST regenerateKey. Permission: Microsoft.CognitiveServices/accounts/regenerateKey/action.
+
+        The response (both keys) is dropped on purpose: azure-core may have sent the POST twice, so the
+        caller reads the current values with ``list_keys``.
+        """
+        sub, rg, name = parse_resource_id(resource_id)
+        try:
+            self._client(sub).accounts.regenerate_key(rg, name, key_name=slot.arm_name)
+        except HttpResponseError as error:
+            if error.status_code == 400 and self._local_auth_disabled(resource_id):
+                raise KeylessAccount(f"{name}: local authentication is disabled (disableLocalAuth)") from None
+            raise self._fail(error, "arm.regenerate_key", sub) from None
+        except AzureError as error:
+            raise self._fail(error, "arm.regenerate_key", sub) from None
+
+    def _local_auth_disabled(self, resource_id: str) -> bool:
+        # A 400 alone says nothing (the error code is a generic BadRequest): ask the account's properties.
+        try:
+            return self.get_account(resource_id).disable_local_auth
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()

@@ -1,0 +1,103 @@
+"""The composition root: every Azure client is built here, once per process, from one credential.
+
+``ManagedIdentityCredential`` when IDENTITY_ENDPOINT is set (Azure Functions, the local emulator), with
+AZURE_CLIENT_ID for a user-assigned identity; ``DefaultAzureCredential`` elsewhere (a developer's az login).
+TLS verification is never disabled: the emulator's CA is trusted through REQUESTS_CA_BUNDLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import requests
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.eventgrid import EventGridPublisherClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
+
+from rotation.model import Policy
+from rotation.ports import LifecycleSink, NullLifecycleSink
+from rotation.runner import Ports, utc_now
+from rotation.service import RotationService
+from shared.arm import CognitiveServicesKeys
+from shared.keyvault import KeyVaultSecretStore
+from shared.lifecycle_publisher import EventGridLifecyclePublisher
+from shared.probe import DataPlaneProbe
+from shared.rate_limit import TokenBucketLimiter
+from shared.settings import Settings
+from shared.table_state import TableHistoryStore, TableStateStore
+
+# azure-core already retries 429/5xx/timeouts with backoff (honouring Retry-After); keep it short so one
+# slow target cannot hold a sweep thread for minutes — later invocations retry with stored backoff.
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "read_timeout": 30}
+
+
+def build_credential(settings: Settings) -> TokenCredential:
+    if settings.use_managed_identity:
+        return ManagedIdentityCredential(client_id=settings.azure_client_id)
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+
+
+def build_table_service(settings: Settings, credential: TokenCredential) -> TableServiceClient:
+    if settings.storage_connection_string:
+        return TableServiceClient.from_connection_string(settings.storage_connection_string, **CLIENT_OPTIONS)
+    assert settings.table_service_uri is not None  # load_settings guarantees one of the two
+    storage_credential = credential
+    if settings.storage_client_id and settings.storage_client_id != settings.azure_client_id:
+        storage_credential = ManagedIdentityCredential(client_id=settings.storage_client_id)
+    return TableServiceClient(
+        endpoint=settings.table_service_uri, credential=storage_credential, **CLIENT_OPTIONS
+    )
+
+
+def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
+    limiter = TokenBucketLimiter(settings.arm_writes_per_second, settings.arm_write_burst)
+    secrets = SecretClient(
+        settings.key_vault_url,
+        credential,
+        verify_challenge_resource=settings.verify_challenge_resource,
+        **CLIENT_OPTIONS,
+    )
+    tables = build_table_service(settings, credential)
+    lifecycle: LifecycleSink = NullLifecycleSink()
+    if settings.events_topic_endpoint:
+        lifecycle = EventGridLifecyclePublisher(
+            EventGridPublisherClient(settings.events_topic_endpoint, credential, **CLIENT_OPTIONS)
+        )
+    session = requests.Session()
+    session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.sweep_concurrency)))
+    return Ports(
+        secrets=KeyVaultSecretStore(secrets),
+        keys=CognitiveServicesKeys(credential, settings.arm_endpoint, limiter, dict(CLIENT_OPTIONS)),
+        probe=DataPlaneProbe(session),
+        states=TableStateStore(tables.get_table_client(settings.state_table)),
+        history=TableHistoryStore(tables.get_table_client(settings.history_table)),
+        lifecycle=lifecycle,
+        limiter=limiter,
+    )
+
+
+def build_policy(settings: Settings) -> Policy:
+    return Policy(verify_timeout=settings.verify_timeout, emergency_drain_time=settings.emergency_drain_time)
+
+
+def build_service(
+    settings: Settings,
+    *,
+    credential: TokenCredential | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    policy: Policy | None = None,
+) -> RotationService:
+    """The service the triggers and the CLI use. ``credential``/``clock``/``policy`` are for tests."""
+    credential = credential or build_credential(settings)
+    return RotationService(
+        settings.targets,
+        build_ports(settings, credential),
+        policy or build_policy(settings),
+        clock=clock,
+        concurrency=settings.sweep_concurrency,
+        vault_url=settings.key_vault_url,
+    )

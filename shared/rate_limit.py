@@ -1,0 +1,44 @@
+"""Per-subscription token bucket for ARM writes (regenerateKey). ARM refills about 10 writes/s with a burst
+of 200 per subscription; we stay under it (ARM_WRITES_PER_SECOND / ARM_WRITE_BURST) and stop writing
+until Retry-After after a 429. It never blocks (I6): a target without a token waits for a later sweep."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from rotation.ports import WriteRateLimiter
+
+
+class TokenBucketLimiter(WriteRateLimiter):
+    def __init__(
+        self, rate_per_second: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate_per_second
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # subscription -> (tokens, at)
+        self._blocked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def try_acquire(self, subscription_id: str) -> bool:
+        key = subscription_id.lower()
+        with self._lock:
+            now = self.clock()
+            if self._blocked_until.get(key, 0.0) > now:
+                return False
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                return False
+            self._buckets[key] = (tokens - 1.0, now)
+            return True
+
+    def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
+        key = subscription_id.lower()
+        with self._lock:
+            until = self.clock() + max(0.0, retry_after_seconds)
+            self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
+            self._buckets[key] = (0.0, self.clock())
