@@ -22,8 +22,9 @@ param resourceGroupName string = ''
 
 // ---- What to rotate -------------------------------------------------------------------------------
 
+@minLength(1)
 @description('ARM resource ids of the Microsoft.CognitiveServices/accounts to rotate (any resource group, any subscription the deployer can assign roles in).')
-param targetResourceIds array = []
+param targetResourceIds array
 
 @description('Rotation period of every target (ISO 8601 duration).')
 param rotationPeriod string = 'P30D'

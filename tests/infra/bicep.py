@@ -171,7 +171,7 @@ def render(expr: Any) -> str:
     if "function" in expr and len(expr) == 1:
         function = expr["function"]
         name = _camel(function["type"])
-        args = dict(function["parameters"])
+        args = dict(function.get("parameters") or {})
         if name == "resourceGroup" and args.get("subscription_id") is not None:
             ordered = [args["subscription_id"], args["resource_group_name"]]
         else:
