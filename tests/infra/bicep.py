@@ -8,6 +8,7 @@ that tests compare against; `resolve` follows a name to the parameter default or
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,3 +219,16 @@ def comment_before(path: Path, symbol: str) -> str:
                 cursor -= 1
             return " ".join(block)
     raise KeyError(f"resource {symbol} not declared in {path.name}")
+
+
+@functools.cache
+def function_triggers() -> dict[str, str]:
+    """Function name -> trigger binding type, from the real function_app.py as the worker indexes it.
+
+    A private copy of the module is loaded because a FunctionApp can list its functions only once.
+    """
+    spec = importlib.util.spec_from_file_location("_function_app_for_infra_tests", ROOT / "function_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {fn.get_function_name(): fn.get_trigger().get_binding_name() for fn in module.app.get_functions()}

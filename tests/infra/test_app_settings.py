@@ -125,11 +125,7 @@ def test_optional_features_set_their_setting_only_when_enabled():
 
 
 def test_disable_rotation_switches_off_exactly_the_automatic_triggers():
-    import function_app
-
-    triggers = {
-        fn.get_function_name(): fn.get_trigger().get_binding_name() for fn in function_app.app.get_functions()
-    }
+    triggers = bicep.function_triggers()
     automatic = {name for name, binding in triggers.items() if binding != "httpTrigger"}
     assert automatic == {"sweep_timer", "key_vault_events", "rotate_from_queue"}
     assert set(bicep.resolve(MAIN, "automaticRotationFunctions")) == automatic
