@@ -1,0 +1,378 @@
+"""In-memory fakes implementing the engine's ports, with invariant bookkeeping (I1-I4) and crash injection.
+
+Only the pure core is tested with these; tests/engine runs the same engine against the emulator and Azurite.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from rotation.errors import KeylessAccount, StateConflict, TransientAzureError
+from rotation.model import HistoryRecord, Policy, SecretValue, Slot, Target, TargetState, VersionedState
+from rotation.ports import (
+    AccountInfo,
+    AccountKeys,
+    HistoryStore,
+    KeyProbe,
+    KeyService,
+    LifecycleEvent,
+    LifecycleSink,
+    ProbeResult,
+    SecretStore,
+    StateStore,
+    StoredSecret,
+    UnlimitedWrites,
+)
+from rotation.runner import Ports
+from rotation.service import RotationService
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+SUB = "00000000-0000-0000-0000-000000000001"
+
+
+def rid(name: str, sub: str = SUB) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/{name}"
+
+
+class SimulatedCrash(Exception):
+    """The process died right here (after the real call, before the engine saw its result)."""
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+class Crasher:
+    """Counts side-effect calls across all fakes; raises SimulatedCrash after the Nth (the call happened)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.crash_after: int | None = None
+
+    def after_call(self, name: str) -> None:
+        self.calls += 1
+        if self.crash_after is not None and self.calls == self.crash_after:
+            self.crash_after = None
+            raise SimulatedCrash(f"crash after call {self.calls} ({name})")
+
+
+@dataclass
+class FakeAccount:
+    resource_id: str
+    keys: dict[Slot, str] = field(default_factory=lambda: {s: secrets.token_hex(16) for s in Slot})
+    kind: str = "AIServices"
+    disable_local_auth: bool = False
+    pending: dict[str, int] = field(default_factory=dict)  # key value -> probes left before accepted
+    issued: list[str] = field(default_factory=list)
+
+
+class World:
+    """Shared truth for the fakes: accounts, vault, clock, invariant violations."""
+
+    def __init__(self, clock: FakeClock, drain_of: Mapping[str, timedelta] | None = None) -> None:
+        self.clock = clock
+        self.accounts: dict[str, FakeAccount] = {}
+        self.vault: dict[str, list[StoredSecret]] = {}
+        self.pointer_history: dict[str, list[tuple[datetime, Slot]]] = {}  # prefix -> changes
+        self.violations: list[str] = []
+        self.crasher = Crasher()
+        self.regenerations: list[tuple[str, Slot]] = []
+        self.lock = threading.RLock()
+        self.propagation_probes = 0  # a new key is refused this many times before being accepted
+        self.faults: dict[str, list[Exception]] = {}
+        self.states: FakeStateStore | None = None
+        self.targets: dict[str, Target] = {}
+
+    def add_account(self, name: str, **kwargs: object) -> FakeAccount:
+        account = FakeAccount(rid(name), **kwargs)  # type: ignore[arg-type]
+        account.issued.extend(account.keys.values())
+        self.accounts[account.resource_id.lower()] = account
+        return account
+
+    def account(self, resource_id: str) -> FakeAccount:
+        return self.accounts[resource_id.lower()]
+
+    def all_key_values(self) -> list[str]:
+        return [value for account in self.accounts.values() for value in account.issued]
+
+    def fault(self, operation: str) -> None:
+        queue = self.faults.get(operation)
+        if queue:
+            raise queue.pop(0)
+
+    def secret_value(self, name: str) -> str | None:
+        versions = self.vault.get(name)
+        return versions[-1].value.reveal() if versions else None
+
+
+class FakeSecrets(SecretStore):
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.versions = itertools.count(1)
+
+    def get_secret(self, name: str) -> StoredSecret | None:
+        with self.world.lock:
+            self.world.fault("keyvault.get_secret")
+            versions = self.world.vault.get(name)
+            return versions[-1] if versions else None
+
+    def set_secret(self, name: str, value: SecretValue, tags: Mapping[str, str],
+                   expires_on: datetime | None = None) -> str:
+        with self.world.lock:
+            self.world.fault("keyvault.set_secret")
+            version = f"v{next(self.versions)}"
+            self.world.vault.setdefault(name, []).append(StoredSecret(name, value, version, dict(tags), expires_on))
+            if name.endswith("-active-key"):
+                prefix = name[: -len("-active-key")]
+                slot = Slot.parse(value.reveal())
+                assert slot is not None
+                history = self.world.pointer_history.setdefault(prefix, [])
+                if not history or history[-1][1] is not slot:
+                    history.append((self.world.clock(), slot))
+        self.world.crasher.after_call(f"set_secret {name}")
+        return version
+
+
+class FakeKeys(KeyService):
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def get_account(self, resource_id: str) -> AccountInfo:
+        with self.world.lock:
+            self._count("get_account")
+            self.world.fault("arm.get_account")
+            account = self.world.account(resource_id)
+            name = resource_id.rsplit("/", 1)[-1]
+            return AccountInfo(resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth)
+
+    def list_keys(self, resource_id: str) -> AccountKeys:
+        with self.world.lock:
+            self._count("list_keys")
+            self.world.fault("arm.list_keys")
+            account = self.world.account(resource_id)
+            if account.disable_local_auth:
+                raise KeylessAccount("local auth disabled")
+            return AccountKeys(SecretValue(account.keys[Slot.KEY1]), SecretValue(account.keys[Slot.KEY2]))
+
+    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
+        with self.world.lock:
+            self._count("regenerate_key")
+            self.world.fault("arm.regenerate_key")
+            account = self.world.account(resource_id)
+            if account.disable_local_auth:
+                raise KeylessAccount("local auth disabled")
+            self._check_i2_i4(resource_id, slot)
+            value = secrets.token_hex(16)
+            account.keys[slot] = value
+            account.issued.append(value)
+            account.pending[value] = self.world.propagation_probes
+            self.world.regenerations.append((resource_id, slot))
+        self.world.crasher.after_call(f"regenerate {slot}")
+
+    def _check_i2_i4(self, resource_id: str, slot: Slot) -> None:
+        target = self.world.targets.get(resource_id.lower())
+        if target is None:
+            return
+        now = self.world.clock()
+        history = self.world.pointer_history.get(target.secret_prefix, [])
+        if history and history[-1][1] is slot:
+            self.world.violations.append(f"I2: regenerate {slot} while the pointer names it")
+        for index, (_at, named) in enumerate(history):
+            if named is slot and index + 1 < len(history):
+                until = history[index + 1][0]
+                drain = self._drain_in_effect(target)
+                if now < until + drain:
+                    self.world.violations.append(f"I2: regenerate {slot} named until {until}, now {now}")
+        states = self.world.states
+        if states is not None:
+            current = states.rows.get(target.key)
+            if current is None or current[0].lease_owner is None or (
+                current[0].lease_expires_at is not None and current[0].lease_expires_at <= now
+            ):
+                self.world.violations.append("I4: regenerate without a live lease")
+
+    def _drain_in_effect(self, target: Target) -> timedelta:
+        states = self.world.states
+        current = states.rows.get(target.key) if states else None
+        if current and current[0].drain_seconds is not None:
+            return timedelta(seconds=current[0].drain_seconds)
+        return target.drain_time
+
+
+class FakeProbe(KeyProbe):
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls = 0
+
+    def probe(self, endpoint: str, kind: str, key: SecretValue) -> ProbeResult:
+        with self.world.lock:
+            self.calls += 1
+            self.world.fault("dataplane.request")
+            name = endpoint.split("//", 1)[1].split(".", 1)[0]
+            account = self.world.account(rid(name))
+            value = key.reveal()
+            if value not in account.keys.values():
+                return ProbeResult.REFUSED
+            left = account.pending.get(value, 0)
+            if left > 0:
+                account.pending[value] = left - 1
+                return ProbeResult.REFUSED
+            return ProbeResult.ACCEPTED
+
+
+class FakeStateStore(StateStore):
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.rows: dict[str, tuple[TargetState, str]] = {}
+        self.etags = itertools.count(1)
+        self.calls: dict[str, int] = {}
+        world.states = self
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def get(self, target_key: str) -> VersionedState | None:
+        with self.world.lock:
+            self._count("get")
+            self.world.fault("table.get")
+            row = self.rows.get(target_key)
+            return VersionedState(*row) if row else None
+
+    def create(self, target_key: str, state: TargetState) -> VersionedState:
+        with self.world.lock:
+            self._count("create")
+            self.world.fault("table.write")
+            if target_key in self.rows:
+                raise StateConflict("exists")
+            etag = f"e{next(self.etags)}"
+            self.rows[target_key] = (state, etag)
+        self.world.crasher.after_call("state.create")
+        return VersionedState(state, etag)
+
+    def replace(self, target_key: str, state: TargetState, etag: str) -> VersionedState:
+        with self.world.lock:
+            self._count("replace")
+            self.world.fault("table.write")
+            row = self.rows.get(target_key)
+            if row is None or row[1] != etag:
+                raise StateConflict("etag mismatch")
+            new_etag = f"e{next(self.etags)}"
+            self.rows[target_key] = (state, new_etag)
+        self.world.crasher.after_call("state.replace")
+        return VersionedState(state, new_etag)
+
+    def list_all(self) -> Iterator[tuple[str, VersionedState]]:
+        with self.world.lock:
+            self._count("list_all")
+            rows = list(self.rows.items())
+        for key, (state, etag) in rows:
+            yield key, VersionedState(state, etag)
+
+
+class FakeHistory(HistoryStore):
+    def __init__(self) -> None:
+        self.rows: dict[str, list[HistoryRecord]] = {}
+
+    def append(self, target_key: str, record: HistoryRecord) -> None:
+        self.rows.setdefault(target_key, []).append(record)
+
+    def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
+        return list(reversed(self.rows.get(target_key, [])))[:limit]
+
+
+class FakeLifecycle(LifecycleSink):
+    def __init__(self) -> None:
+        self.events: list[LifecycleEvent] = []
+
+    def publish(self, events: Iterable[LifecycleEvent]) -> None:
+        self.events.extend(events)
+
+
+@dataclass
+class Rig:
+    world: World
+    clock: FakeClock
+    secrets: FakeSecrets
+    keys: FakeKeys
+    probe: FakeProbe
+    states: FakeStateStore
+    history: FakeHistory
+    lifecycle: FakeLifecycle
+    service: RotationService
+    targets: list[Target]
+
+    def target(self, index: int = 0) -> Target:
+        return self.targets[index]
+
+    def state(self, index: int = 0) -> TargetState | None:
+        row = self.states.rows.get(self.targets[index].key)
+        return row[0] if row else None
+
+    def check_invariants(self) -> None:
+        """I1 (pointer names an accepted stored value, and so does P-active), I3 (IDLE ⇒ slots = listKeys),
+        plus every violation the fakes recorded (I2, I4)."""
+        assert not self.world.violations, self.world.violations
+        for target in self.targets:
+            account = self.world.account(target.resource_id)
+            pointer = self.world.secret_value(target.pointer_secret)
+            if pointer is None:
+                continue
+            slot = Slot(pointer)
+            stored = self.world.secret_value(target.slot_secret(slot))
+            assert stored == account.keys[slot], f"I1: pointer names {slot}, whose stored value is dead"
+            active = self.world.secret_value(target.active_secret)
+            assert active in account.keys.values(), "I1: P-active holds a dead key"
+            state = self.state(self.targets.index(target))
+            if state is not None and state.phase.value == "idle" and state.lease_owner is None:
+                for s in Slot:
+                    assert self.world.secret_value(target.slot_secret(s)) == account.keys[s], f"I3: {s} differs"
+
+
+def make_rig(
+    names: Iterable[str] = ("acc1",),
+    period: timedelta = timedelta(days=30),
+    drain: timedelta = timedelta(hours=24),
+    policy: Policy | None = None,
+    verify: str = "dataplane",
+    concurrency: int = 4,
+) -> Rig:
+    from rotation.model import VerifyMode
+
+    clock = FakeClock()
+    world = World(clock)
+    targets = []
+    for name in names:
+        world.add_account(name)
+        target = Target(rid(name), name, period, drain, VerifyMode(verify))
+        targets.append(target)
+        world.targets[target.resource_id.lower()] = target
+    secrets_ = FakeSecrets(world)
+    keys = FakeKeys(world)
+    probe = FakeProbe(world)
+    states = FakeStateStore(world)
+    history = FakeHistory()
+    lifecycle = FakeLifecycle()
+    ports = Ports(secrets_, keys, probe, states, history, lifecycle, UnlimitedWrites())
+    service = RotationService(targets, ports, policy or Policy(), clock=clock, concurrency=concurrency,
+                              vault_url="https://kv.vault.azure.net/")
+    return Rig(world, clock, secrets_, keys, probe, states, history, lifecycle, service, targets)
+
+
+def transient(operation: str) -> TransientAzureError:
+    return TransientAzureError(f"{operation}: HTTP 503", None)
