@@ -1,0 +1,224 @@
+"""The control API under ``/_emulator`` (JSON, loopback only, no auth): seed accounts, shape behaviour,
+inject faults, move the clock and read what happened. Bad input gets a 400 and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from emulator.arm import account_envelope
+from emulator.controls import Fault, InvalidControl
+from emulator.core import Emulator
+from emulator.errors import json_response
+from emulator.state import Account, InvalidAccount
+
+
+def _error(status: int, message: str) -> Response:
+    return json_response(
+        {"error": {"code": "InvalidControlRequest" if status == 400 else "NotFound", "message": message}},
+        status,
+    )
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError as error:
+        raise InvalidControl("body is not valid JSON") from error
+    if not isinstance(body, dict):
+        raise InvalidControl("body must be a JSON object")
+    return body
+
+
+class ControlApi:
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def routes(self) -> list[Route]:
+        p = "/_emulator"
+        w = self._wrap
+        return [
+            Route(f"{p}/health", self.health, methods=["GET"]),
+            Route(f"{p}/accounts", w(self.list_accounts), methods=["GET"]),
+            Route(f"{p}/accounts", w(self.add_account), methods=["POST"]),
+            Route(f"{p}/accounts/{{name}}", w(self.patch_account), methods=["PATCH"]),
+            Route(f"{p}/latency", w(self.set_latency), methods=["PUT"]),
+            Route(f"{p}/propagation", w(self.set_propagation), methods=["PUT"]),
+            Route(f"{p}/throttling", w(self.set_throttling), methods=["PUT"]),
+            Route(f"{p}/faults", w(self.list_faults), methods=["GET"]),
+            Route(f"{p}/faults", w(self.add_fault), methods=["POST"]),
+            Route(f"{p}/faults", w(self.clear_faults), methods=["DELETE"]),
+            Route(f"{p}/clock", w(self.get_clock), methods=["GET"]),
+            Route(f"{p}/clock", w(self.move_clock), methods=["POST"]),
+            Route(f"{p}/calls", w(self.get_calls), methods=["GET"]),
+            Route(f"{p}/calls", w(self.reset_calls), methods=["DELETE"]),
+            Route(f"{p}/events", w(self.kv_events), methods=["GET"]),
+            Route(f"{p}/eventgrid/events", w(self.eventgrid_events), methods=["GET"]),
+            Route(f"{p}/reset", w(self.reset), methods=["POST"]),
+        ]
+
+    @staticmethod
+    def _wrap(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                response: Response = await handler(request)
+                return response
+            except (InvalidControl, InvalidAccount) as error:
+                return _error(400, str(error))
+
+        return endpoint
+
+    async def health(self, request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    # -- accounts -----------------------------------------------------------------------------------
+
+    def _account_view(self, account: Account) -> dict[str, Any]:
+        envelope = account_envelope(self.emulator, account)
+        return {
+            "resourceId": account.resource_id,
+            "name": account.name,
+            "kind": account.kind,
+            "endpoint": envelope["properties"]["endpoint"],
+            "disableLocalAuth": account.disable_local_auth,
+        }
+
+    async def list_accounts(self, request: Request) -> Response:
+        return json_response([self._account_view(a) for a in self.emulator.state.accounts.values()])
+
+    def add_account_from(
+        self, resource_id: Any, kind: Any = "AIServices", disable_local_auth: Any = False
+    ) -> Account:
+        if not isinstance(resource_id, str):
+            raise InvalidAccount("resourceId is required and must be a string")
+        if not isinstance(kind, str):
+            raise InvalidAccount("kind must be a string")
+        if not isinstance(disable_local_auth, bool):
+            raise InvalidAccount("disableLocalAuth must be a boolean")
+        account = Account.create(resource_id, kind, disable_local_auth, self.emulator.now())
+        state = self.emulator.state
+        if account.resource_id.lower() in state.accounts:
+            raise InvalidAccount(f"account {account.resource_id} already exists")
+        if state.account_by_name(account.name) is not None:
+            # The data-plane endpoint is keyed by name, like the globally unique custom subdomain in Azure.
+            raise InvalidAccount(f"an account named {account.name!r} already exists (names are unique)")
+        state.accounts[account.resource_id.lower()] = account
+        self.emulator.persist()
+        return account
+
+    async def add_account(self, request: Request) -> Response:
+        body = await _body(request)
+        account = self.add_account_from(
+            body.get("resourceId"), body.get("kind", "AIServices"), body.get("disableLocalAuth", False)
+        )
+        return json_response(self._account_view(account), 201)
+
+    async def patch_account(self, request: Request) -> Response:
+        body = await _body(request)
+        account = self.emulator.state.account_by_name(request.path_params["name"])
+        if account is None:
+            return _error(404, f"no account named {request.path_params['name']!r}")
+        if set(body) - {"disableLocalAuth"}:
+            raise InvalidControl("only disableLocalAuth can be changed")
+        value = body.get("disableLocalAuth")
+        if not isinstance(value, bool):
+            raise InvalidControl("disableLocalAuth must be a boolean")
+        account.disable_local_auth = value
+        self.emulator.persist()
+        return json_response(self._account_view(account))
+
+    # -- behaviour ----------------------------------------------------------------------------------
+
+    async def set_latency(self, request: Request) -> Response:
+        body = await _body(request)
+        self.emulator.controls.set_latency(body.get("seconds"), body.get("operation"))
+        return json_response(
+            {"default": self.emulator.controls.default_latency, "operations": self.emulator.controls.latency}
+        )
+
+    async def set_propagation(self, request: Request) -> Response:
+        seconds = (await _body(request)).get("seconds")
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+            raise InvalidControl(f"seconds must be a number 0-3600, got {seconds!r}")
+        self.emulator.state.propagation_seconds = float(seconds)
+        self.emulator.persist()
+        return json_response({"seconds": self.emulator.state.propagation_seconds})
+
+    async def set_throttling(self, request: Request) -> Response:
+        self.emulator.controls.set_limits(await _body(request))
+        limits = self.emulator.controls.limits
+        return json_response(
+            {
+                "readCapacity": limits.read_capacity,
+                "readRefillPerSecond": limits.read_refill_per_second,
+                "writeCapacity": limits.write_capacity,
+                "writeRefillPerSecond": limits.write_refill_per_second,
+            }
+        )
+
+    async def list_faults(self, request: Request) -> Response:
+        return json_response([fault.to_json() for fault in self.emulator.controls.faults])
+
+    async def add_fault(self, request: Request) -> Response:
+        fault = Fault.from_json(await _body(request))
+        self.emulator.controls.faults.append(fault)
+        return json_response(fault.to_json(), 201)
+
+    async def clear_faults(self, request: Request) -> Response:
+        self.emulator.controls.faults.clear()
+        return Response(status_code=204)
+
+    # -- clock --------------------------------------------------------------------------------------
+
+    async def get_clock(self, request: Request) -> Response:
+        return json_response({"now": self.emulator.now(), "offsetSeconds": self.emulator.state.clock_offset})
+
+    async def move_clock(self, request: Request) -> Response:
+        body = await _body(request)
+        advance, now = body.get("advanceSeconds"), body.get("now")
+        if (advance is None) == (now is None):
+            raise InvalidControl("give exactly one of advanceSeconds or now")
+        value = advance if advance is not None else now
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidControl("advanceSeconds/now must be a number")
+        if advance is not None:
+            self.emulator.state.clock_offset += float(advance)
+        else:
+            self.emulator.state.clock_offset = float(value) - time.time()
+        self.emulator.persist()
+        self.emulator.evaluate_events()
+        return json_response({"now": self.emulator.now(), "offsetSeconds": self.emulator.state.clock_offset})
+
+    # -- observations -------------------------------------------------------------------------------
+
+    async def get_calls(self, request: Request) -> Response:
+        return json_response({"counts": dict(self.emulator.controls.calls)})
+
+    async def reset_calls(self, request: Request) -> Response:
+        self.emulator.controls.calls.clear()
+        return Response(status_code=204)
+
+    async def kv_events(self, request: Request) -> Response:
+        return json_response(self.emulator.state.kv_events)
+
+    async def eventgrid_events(self, request: Request) -> Response:
+        topic = request.query_params.get("topic")
+        return json_response(
+            [
+                record["event"]
+                for record in self.emulator.state.eventgrid_events
+                if topic is None or record["topic"] == topic
+            ]
+        )
+
+    async def reset(self, request: Request) -> Response:
+        self.emulator.state.reset()
+        self.emulator.controls.reset()
+        self.emulator.persist()
+        return Response(status_code=204)

@@ -1,0 +1,199 @@
+"""Assemble the ASGI app and run it with uvicorn, as a process (``python -m emulator``) or in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Router
+
+from emulator.arm import ArmCognitiveServices
+from emulator.certs import CertificateFiles, ensure_certificates
+from emulator.control import ControlApi
+from emulator.controls import Controls
+from emulator.core import Emulator, EmulatorConfig, EventCallback
+from emulator.dataplane import DataPlane
+from emulator.eventgrid import EventGridTopic
+from emulator.events import KeyVaultEvents
+from emulator.identity import ManagedIdentity
+from emulator.keyvault import KeyVaultSecrets
+from emulator.operations import ConnectionAbortMiddleware
+from emulator.state import DEMO_ACCOUNT_ID, EmulatorState, StateFile
+
+
+@dataclass
+class EmulatorOptions:
+    port: int = 0
+    accounts: list[str] = field(default_factory=list)
+    kind: str = "AIServices"
+    state_dir: Path | None = None
+    state_file: Path | None = None
+    event_webhook: str | None = None
+    latency: float = 0.0
+    propagation: float = 0.0
+    vault_name: str = "kv-emulator"
+    seed_demo_account: bool = True
+
+
+def build_app(emulator: Emulator) -> Any:
+    events = KeyVaultEvents(emulator)
+    emulator.evaluate_events = events.evaluate
+    control = ControlApi(emulator)
+    routes = [
+        *control.routes(),
+        *ManagedIdentity(emulator).routes(),
+        *KeyVaultSecrets(emulator).routes(),
+        *ArmCognitiveServices(emulator).routes(),
+        *DataPlane(emulator).routes(),
+        *EventGridTopic(emulator).routes(),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(events.tick_forever())]
+        if emulator.config.event_webhook:
+            events.outbox = asyncio.Queue()
+            tasks.append(asyncio.create_task(events.deliver_forever()))
+        events.evaluate()
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    # Key Vault distinguishes /secrets/{name} from /secrets/{name}/; never redirect between them.
+    assert isinstance(app.router, Router)
+    app.router.redirect_slashes = False
+    app.state.control = control
+    return ConnectionAbortMiddleware(app)
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class Prepared:
+    emulator: Emulator
+    app: Any
+    certificates: CertificateFiles
+    sock: socket.socket
+
+
+def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> Prepared:
+    """Bind the port, create certificates and state, seed accounts; nothing is served yet."""
+    state_dir = options.state_dir or Path(tempfile.mkdtemp(prefix="azure-emulator-"))
+    certificates = ensure_certificates(state_dir)
+    sock = _bind(options.port)
+    port = sock.getsockname()[1]
+    config = EmulatorConfig(
+        port=port,
+        vault_name=options.vault_name,
+        event_webhook=options.event_webhook,
+        state_file=options.state_file,
+        ca_bundle=certificates.ca_bundle,
+    )
+    loaded = StateFile(options.state_file).load() if options.state_file else None
+    state = loaded or EmulatorState()
+    if loaded is None:
+        state.propagation_seconds = options.propagation
+    emulator = Emulator(config, state, Controls(options.latency), on_event)
+    app = build_app(emulator)
+    control: ControlApi = app.app.state.control
+    seeds = options.accounts or (
+        [DEMO_ACCOUNT_ID] if options.seed_demo_account and not state.accounts else []
+    )
+    for resource_id in seeds:
+        existing = state.accounts.get(resource_id.lower())
+        if existing is None:
+            control.add_account_from(resource_id, options.kind, False)
+    emulator.persist()
+    return Prepared(emulator, app, certificates, sock)
+
+
+def make_server(prepared: Prepared) -> uvicorn.Server:
+    config = uvicorn.Config(
+        prepared.app,
+        ssl_certfile=str(prepared.certificates.server_cert),
+        ssl_keyfile=str(prepared.certificates.server_key),
+        log_level="warning",
+        access_log=False,  # request lines would carry nothing secret, but they are noise at 1000s/s
+        proxy_headers=False,
+        server_header=False,
+        http="httptools",
+        lifespan="on",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=2,
+    )
+    return uvicorn.Server(config)
+
+
+class RunningEmulator:
+    """An emulator served by a background thread of this process (tests, demos needing callbacks)."""
+
+    def __init__(self, prepared: Prepared, server: uvicorn.Server, thread: threading.Thread) -> None:
+        self.emulator = prepared.emulator
+        self.env: dict[str, str] = prepared.emulator.env_lines()
+        self._server = server
+        self._thread = thread
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_in_thread(
+    accounts: Iterable[str] = (), *, on_event: EventCallback | None = None, **options: Any
+) -> RunningEmulator:
+    """Start the emulator in a daemon thread and return once it accepts connections.
+
+    ``on_event`` receives each Key Vault event (an Event Grid schema dict) on the emulator's thread.
+    """
+    prepared = prepare(EmulatorOptions(accounts=list(accounts), **options), on_event)
+    server = make_server(prepared)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [prepared.sock]}, name="azure-emulator", daemon=True
+    )
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the emulator thread stopped during startup")
+        threading.Event().wait(0.02)
+    return RunningEmulator(prepared, server, thread)
+
+
+def serve(prepared: Prepared, announce: Callable[[], None]) -> None:
+    """Serve in the foreground until SIGTERM/SIGINT; ``announce`` runs once the port accepts requests."""
+    server = make_server(prepared)
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[prepared.sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            announce()
+        await serving
+
+    asyncio.run(main())

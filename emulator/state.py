@@ -1,0 +1,207 @@
+"""Everything the emulated Azure remembers, and its optional JSON persistence (``--state-file``).
+
+Handlers run on one asyncio event loop and never await between reading and writing state, so the state
+needs no locks; the in-thread API (``run_in_thread``) talks to it only through HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ACCOUNT_ID_PATTERN = re.compile(
+    r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
+    r"/providers/Microsoft\.CognitiveServices/accounts/(?P<name>[^/]+)$",
+    re.IGNORECASE,
+)
+ACCOUNT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$")
+ACCOUNT_KINDS = frozenset(
+    {
+        "AIServices",
+        "CognitiveServices",
+        "OpenAI",
+        "TextAnalytics",
+        "ComputerVision",
+        "SpeechServices",
+        "FormRecognizer",
+        "ContentSafety",
+        "TextTranslation",
+        "Face",
+        "LUIS",
+        "CustomVision.Prediction",
+    }
+)
+DEMO_ACCOUNT_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-demo"
+    "/providers/Microsoft.CognitiveServices/accounts/ai-services"
+)
+
+
+class InvalidAccount(ValueError):
+    """A control-API or CLI account definition that cannot be accepted."""
+
+
+def new_account_key() -> str:
+    # Cognitive Services keys are 32 hexadecimal characters.
+    return secrets.token_hex(16)
+
+
+@dataclass
+class Account:
+    resource_id: str
+    subscription_id: str
+    resource_group: str
+    name: str
+    kind: str
+    location: str
+    disable_local_auth: bool
+    key1: str
+    key2: str
+    # Emulator-clock instant from which each key is accepted by the data plane (propagation delay).
+    key1_accepted_from: float
+    key2_accepted_from: float
+    created: float
+    internal_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @staticmethod
+    def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
+        match = ACCOUNT_ID_PATTERN.match(resource_id.strip())
+        if not match:
+            raise InvalidAccount(
+                "resourceId must look like /subscriptions/{sub}/resourceGroups/{rg}/providers/"
+                f"Microsoft.CognitiveServices/accounts/{{name}}, got {resource_id!r}"
+            )
+        name = match["name"]
+        if not ACCOUNT_NAME_PATTERN.match(name):
+            raise InvalidAccount(f"account name {name!r} must be 1-63 letters, digits or hyphens")
+        return match["subscription"], match["group"], name
+
+    @classmethod
+    def create(
+        cls, resource_id: str, kind: str, disable_local_auth: bool, now: float, location: str = "eastus"
+    ) -> Account:
+        if kind not in ACCOUNT_KINDS:
+            raise InvalidAccount(f"kind {kind!r} is not one of {sorted(ACCOUNT_KINDS)}")
+        subscription, group, name = cls.parse_resource_id(resource_id)
+        canonical = (
+            f"/subscriptions/{subscription}/resourceGroups/{group}"
+            f"/providers/Microsoft.CognitiveServices/accounts/{name}"
+        )
+        return cls(
+            canonical,
+            subscription,
+            group,
+            name,
+            kind,
+            location,
+            disable_local_auth,
+            new_account_key(),
+            new_account_key(),
+            now,
+            now,
+            now,
+        )
+
+    def key(self, slot: str) -> str:
+        return self.key1 if slot == "key1" else self.key2
+
+
+@dataclass
+class SecretVersion:
+    name: str
+    version: str
+    value: str
+    content_type: str | None
+    tags: dict[str, str] | None
+    enabled: bool
+    not_before: int | None
+    expires: int | None
+    created: int
+    updated: int
+
+
+@dataclass
+class DeletedSecret:
+    versions: list[SecretVersion]
+    deleted_date: int
+    scheduled_purge_date: int
+
+
+@dataclass
+class EmulatorState:
+    identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    clock_offset: float = 0.0
+    propagation_seconds: float = 0.0
+    accounts: dict[str, Account] = field(default_factory=dict)  # key: lower-cased resource id
+    secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)  # key: lower-cased name
+    deleted_secrets: dict[str, DeletedSecret] = field(default_factory=dict)
+    kv_events: list[dict[str, Any]] = field(default_factory=list)
+    emitted_events: list[str] = field(default_factory=list)  # "{eventType}|{version}"
+    eventgrid_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """Forget everything except what clients hold on to (identity header, token signing key)."""
+        keep_header, keep_key = self.identity_header, self.signing_key
+        self.__init__()  # type: ignore[misc]
+        self.identity_header, self.signing_key = keep_header, keep_key
+
+    def account_by_name(self, name: str) -> Account | None:
+        lowered = name.lower()
+        for account in self.accounts.values():
+            if account.name.lower() == lowered:
+                return account
+        return None
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EmulatorState:
+        state = cls()
+        state.identity_header = data["identity_header"]
+        state.signing_key = data["signing_key"]
+        state.clock_offset = float(data.get("clock_offset", 0.0))
+        state.propagation_seconds = float(data.get("propagation_seconds", 0.0))
+        state.accounts = {k: Account(**v) for k, v in data.get("accounts", {}).items()}
+        state.secrets = {
+            k: [SecretVersion(**v) for v in versions] for k, versions in data.get("secrets", {}).items()
+        }
+        state.deleted_secrets = {
+            k: DeletedSecret(
+                [SecretVersion(**v) for v in d["versions"]], d["deleted_date"], d["scheduled_purge_date"]
+            )
+            for k, d in data.get("deleted_secrets", {}).items()
+        }
+        state.kv_events = list(data.get("kv_events", []))
+        state.emitted_events = list(data.get("emitted_events", []))
+        state.eventgrid_events = list(data.get("eventgrid_events", []))
+        return state
+
+
+class StateFile:
+    """Atomic JSON snapshots of :class:`EmulatorState` (write to a temp file, then rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> EmulatorState | None:
+        if not self.path.exists():
+            return None
+        return EmulatorState.from_json(json.loads(self.path.read_text(encoding="utf-8")))
+
+    def save(self, state: EmulatorState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state.to_json(), handle)
+        os.replace(temporary, self.path)
