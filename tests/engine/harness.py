@@ -40,7 +40,9 @@ SUB = "11111111-2222-3333-4444-555555555555"
 
 
 def resource_id(name: str) -> str:
-    return f"/subscriptions/{SUB}/resourceGroups/rg-engine/providers/Microsoft.CognitiveServices/accounts/{name}"
+    return (
+        f"/subscriptions/{SUB}/resourceGroups/rg-engine/providers/Microsoft.CognitiveServices/accounts/{name}"
+    )
 
 
 class SimulatedCrash(Exception):
@@ -96,8 +98,9 @@ class RecordingSecrets(SecretStore):
             self.recorder.key_values.add(secret.value.reveal())
         return secret
 
-    def set_secret(self, name: str, value: SecretValue, tags: Mapping[str, str],
-                   expires_on: datetime | None = None) -> str:
+    def set_secret(
+        self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
+    ) -> str:
         self.recorder.count("keyvault.set_secret")
         version = self.inner.set_secret(name, value, tags, expires_on)
         self.recorder.side_effect_done(f"set_secret {name}")
@@ -240,7 +243,8 @@ def make_engine(
     env = {
         **emulator.app_env,
         "ROTATION_TARGETS": json.dumps(
-            [{"resourceId": resource_id(n), **(target_options or {})} for n in names]),
+            [{"resourceId": resource_id(n), **(target_options or {})} for n in names]
+        ),
         "AzureWebJobsStorage": azurite.connection_string,
         "ROTATION_STATE_TABLE": f"state{suffix}",
         "ROTATION_HISTORY_TABLE": f"history{suffix}",
@@ -261,7 +265,12 @@ def make_engine(
     if wrap is not None:
         ports = wrap(ports, recorder)
     clock = ManualClock()
-    service = RotationService(settings.targets, ports, policy or Policy(verify_retry_interval=timedelta(seconds=1)),
-                              clock=clock, concurrency=settings.sweep_concurrency,
-                              vault_url=settings.key_vault_url)
+    service = RotationService(
+        settings.targets,
+        ports,
+        policy or Policy(verify_retry_interval=timedelta(seconds=1)),
+        clock=clock,
+        concurrency=settings.sweep_concurrency,
+        vault_url=settings.key_vault_url,
+    )
     return Engine(emulator, settings, service, recorder, clock, names, raw)

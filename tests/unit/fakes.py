@@ -128,12 +128,15 @@ class FakeSecrets(SecretStore):
             versions = self.world.vault.get(name)
             return versions[-1] if versions else None
 
-    def set_secret(self, name: str, value: SecretValue, tags: Mapping[str, str],
-                   expires_on: datetime | None = None) -> str:
+    def set_secret(
+        self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
+    ) -> str:
         with self.world.lock:
             self.world.fault("keyvault.set_secret")
             version = f"v{next(self.versions)}"
-            self.world.vault.setdefault(name, []).append(StoredSecret(name, value, version, dict(tags), expires_on))
+            self.world.vault.setdefault(name, []).append(
+                StoredSecret(name, value, version, dict(tags), expires_on)
+            )
             if name.endswith("-active-key"):
                 prefix = name[: -len("-active-key")]
                 slot = Slot.parse(value.reveal())
@@ -159,7 +162,9 @@ class FakeKeys(KeyService):
             self.world.fault("arm.get_account")
             account = self.world.account(resource_id)
             name = resource_id.rsplit("/", 1)[-1]
-            return AccountInfo(resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth)
+            return AccountInfo(
+                resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth
+            )
 
     def list_keys(self, resource_id: str) -> AccountKeys:
         with self.world.lock:
@@ -202,8 +207,10 @@ class FakeKeys(KeyService):
         states = self.world.states
         if states is not None:
             current = states.rows.get(target.key)
-            if current is None or current[0].lease_owner is None or (
-                current[0].lease_expires_at is not None and current[0].lease_expires_at <= now
+            if (
+                current is None
+                or current[0].lease_owner is None
+                or (current[0].lease_expires_at is not None and current[0].lease_expires_at <= now)
             ):
                 self.world.violations.append("I4: regenerate without a live lease")
 
@@ -341,7 +348,9 @@ class Rig:
             state = self.state(self.targets.index(target))
             if state is not None and state.phase.value == "idle" and state.lease_owner is None:
                 for s in Slot:
-                    assert self.world.secret_value(target.slot_secret(s)) == account.keys[s], f"I3: {s} differs"
+                    assert self.world.secret_value(target.slot_secret(s)) == account.keys[s], (
+                        f"I3: {s} differs"
+                    )
 
 
 def make_rig(
@@ -369,8 +378,14 @@ def make_rig(
     history = FakeHistory()
     lifecycle = FakeLifecycle()
     ports = Ports(secrets_, keys, probe, states, history, lifecycle, UnlimitedWrites())
-    service = RotationService(targets, ports, policy or Policy(), clock=clock, concurrency=concurrency,
-                              vault_url="https://kv.vault.azure.net/")
+    service = RotationService(
+        targets,
+        ports,
+        policy or Policy(),
+        clock=clock,
+        concurrency=concurrency,
+        vault_url="https://kv.vault.azure.net/",
+    )
     return Rig(world, clock, secrets_, keys, probe, states, history, lifecycle, service, targets)
 
 

@@ -23,7 +23,9 @@ def test_adoption_stores_both_keys_pointer_and_active_value() -> None:
     assert rig.world.secret_value(t.pointer_secret) == "key1"
     assert rig.world.secret_value(t.active_secret) == account.keys[Slot.KEY1]
     state = rig.state()
-    assert state is not None and state.phase is Phase.IDLE and state.due_at == rig.clock.now + t.rotation_period
+    assert (
+        state is not None and state.phase is Phase.IDLE and state.due_at == rig.clock.now + t.rotation_period
+    )
     assert state.lease_owner is None
     rig.check_invariants()
 
@@ -36,8 +38,10 @@ def test_adoption_keeps_an_existing_pointer() -> None:
     rig.service.sweep()
     state = rig.state()
     assert state is not None and state.active_slot is Slot.KEY2
-    assert rig.world.secret_value(rig.target().active_secret) == rig.world.account(
-        rig.target().resource_id).keys[Slot.KEY2]
+    assert (
+        rig.world.secret_value(rig.target().active_secret)
+        == rig.world.account(rig.target().resource_id).keys[Slot.KEY2]
+    )
 
 
 def test_full_cycle_regenerate_verify_swap_then_drain_then_retire() -> None:
@@ -60,9 +64,15 @@ def test_full_cycle_regenerate_verify_swap_then_drain_then_retire() -> None:
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 1
     assert account.keys[Slot.KEY1] != first[Slot.KEY1]
-    assert rig.world.regenerations == [(rig.target().resource_id, Slot.KEY2), (rig.target().resource_id, Slot.KEY1)]
+    assert rig.world.regenerations == [
+        (rig.target().resource_id, Slot.KEY2),
+        (rig.target().resource_id, Slot.KEY1),
+    ]
     assert [e.event_type for e in rig.lifecycle.events] == [
-        "KeyRotation.CycleStarted", "KeyRotation.KeySwapped", "KeyRotation.CycleCompleted"]
+        "KeyRotation.CycleStarted",
+        "KeyRotation.KeySwapped",
+        "KeyRotation.CycleCompleted",
+    ]
     rig.check_invariants()
 
 
@@ -248,14 +258,16 @@ def test_transition_records_are_structured_json(caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.INFO, logger="rotation"):
         rig.service.sweep()
         rig.service.request_rotation("acc1")
-    transitions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rotation.transition ")]
+    transitions = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("rotation.transition ")
+    ]
     assert transitions
     for message in transitions:
-        record = json.loads(message[len("rotation.transition "):])
+        record = json.loads(message[len("rotation.transition ") :])
         assert set(record) == {"target", "cycle", "step", "slot", "trigger", "outcome", "durationMs", "error"}
         assert record["outcome"] in {"started", "succeeded", "waiting", "failed", "skipped"}
     sweeps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rotation.sweep ")]
-    assert json.loads(sweeps[0][len("rotation.sweep "):])["seen"] == 1
+    assert json.loads(sweeps[0][len("rotation.sweep ") :])["seen"] == 1
     values = rig.world.all_key_values()
     for record in caplog.records:
         assert not any(v in record.getMessage() for v in values)
