@@ -346,18 +346,24 @@ class RotatingKey:
     def _refresh_after_rejection(self, rejected_value: str) -> ActiveKey | None:
         self._counters.add("unauthorized_refreshes")
         now = self._clock()
-        self._unauthorized_checked = {
-            value: at for value, at in self._unauthorized_checked.items() if now - at < self._retry_interval
-        }
-        self._unauthorized_checked[rejected_value] = now
+        recent = {value: at for value, at in self._unauthorized_checked.items()
+                  if now - at < self._retry_interval}
+        # Values the service refused recently, or that P-active held when we last had to fall back: a
+        # stale P-active must not send us back to them.
+        known_bad = {rejected_value, *recent}
+        previous = self._entry
+        if previous is not None and previous.fell_back_from is not None:
+            known_bad.add(previous.fell_back_from)
+        recent[rejected_value] = now
+        self._unauthorized_checked = recent
         try:
             active = read_active_key(self._source, self._names, self._layout)
-            if active.value != rejected_value:
+            if active.value not in known_bad:
                 logger.info("key for prefix %s was rejected (401); Key Vault now names slot %s",
                             self._names.prefix, active.slot)
                 self._publish(active)
                 return active
-            fallback = self._read_other_slot(active, rejected_value)
+            fallback = self._read_slots(active, known_bad)
         except KeyRotationConsumerError as exc:
             self._counters.add("refresh_failures")
             logger.warning("key for prefix %s was rejected (401) and re-reading Key Vault failed: %s",
@@ -366,22 +372,28 @@ class RotatingKey:
         if fallback is None:
             logger.warning("key for prefix %s was rejected (401) and Key Vault holds no other key yet",
                            self._names.prefix)
-            self._publish(active)
             return None
         self._counters.add("other_slot_fallbacks")
         logger.warning("key for prefix %s was rejected (401) while %s still names slot %s; "
                        "using slot %s", self._names.prefix, active.secret_name, active.slot, fallback.slot)
-        self._publish(fallback, fell_back_from=rejected_value)
+        self._publish(fallback, fell_back_from=active.value)
         return fallback
 
-    def _read_other_slot(self, active: ActiveKey, rejected_value: str) -> ActiveKey | None:
-        candidates = [other_slot(active.slot)] if active.slot is not None else list(SLOTS)
+    def _read_slots(self, active: ActiveKey, known_bad: set[str]) -> ActiveKey | None:
+        """The other slot first (the usual case: P-active not moved yet), then the active slot's own
+        secret, which may already hold a value newer than P-active."""
+        if active.slot is None:
+            candidates = list(SLOTS)
+        else:
+            candidates = [other_slot(active.slot), active.slot]
         for slot in candidates:
+            if slot == active.slot and active.secret_name == self._names.slot(slot):
+                continue  # POINTER layout: that secret is what we just read
             try:
                 key = read_slot_key(self._source, self._names, slot)
             except SecretNotFoundError:
                 continue
-            if key.value != rejected_value:
+            if key.value not in known_bad:
                 return key
         return None
 

@@ -258,14 +258,14 @@ def test_nothing_better_returns_none_and_is_not_re_read_within_retry_interval(so
 
     assert cache.refresh_after_unauthorized(rejected) is None
     reads = source.total_reads
-    assert reads == 3
+    assert dict(source.reads) == {"acct-active": 2, "acct-key2": 1, "acct-key1": 1}
     for _ in range(50):
         assert cache.refresh_after_unauthorized(rejected) is None
     assert source.total_reads == reads
 
     clock.advance(10)
     assert cache.refresh_after_unauthorized(rejected) is None
-    assert source.total_reads == reads + 2
+    assert source.total_reads == reads + 3
     assert cache.get() == "same-value"
 
 
@@ -288,6 +288,20 @@ def test_fallback_sticks_while_active_secret_still_holds_the_rejected_value(sour
     source.store_layout(PREFIX, key1="value-one-b", key2="value-two-a", active="key1")
     clock.advance(TTL)
     assert cache.get() == "value-one-b", "once the vault moves on, follow it again"
+
+
+def test_stale_active_secret_never_sends_us_back_to_a_rejected_key(source, clock):
+    cache = make_cache(source, clock)
+    cache.refresh_after_unauthorized(cache.current())  # value-one-a rejected -> slot key2
+    # Now key2 is revoked too; P-active still holds the old key1 value, P-key1 already a new one.
+    source.store(f"{PREFIX}-key1", "value-one-b", slot="key1")
+    source.store(f"{PREFIX}-key2", "value-two-a", slot="key2")
+
+    replacement = cache.refresh_after_unauthorized(cache.current())
+
+    assert replacement is not None
+    assert (replacement.value, replacement.slot) == ("value-one-b", "key1")
+    assert cache.get() == "value-one-b"
 
 
 def test_unauthorized_without_slot_tag_tries_both_slots(clock):
