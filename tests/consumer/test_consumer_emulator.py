@@ -90,7 +90,7 @@ def get_secret_calls(emulator) -> int:
 
 
 def test_rotations_under_traffic_follow_the_ttl_with_zero_failures(emulator, rotation, consumer_secrets):
-    ttl = 0.3
+    ttl = 0.25
     key = RotatingKey.from_secret_client(consumer_secrets, rotation.prefix, ttl=ttl)
     reads_before = get_secret_calls(emulator)
     started = time.monotonic()
@@ -99,7 +99,7 @@ def test_rotations_under_traffic_follow_the_ttl_with_zero_failures(emulator, rot
         for _ in range(3):
             wait_for_requests(by_requests, 10)
             wait_for_requests(by_httpx, 10)
-            rotation.rotate(drain_seconds=3 * ttl)
+            rotation.rotate(drain_seconds=5 * ttl)
         wait_for_requests(by_requests, 10)
         wait_for_requests(by_httpx, 10)
     elapsed = time.monotonic() - started
