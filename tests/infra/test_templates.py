@@ -110,3 +110,27 @@ def test_azure_yaml_deploys_the_function_app_and_runs_the_postdeploy_hook():
 def test_function_app_is_tagged_for_azd_service_api():
     site = bicep.the_resource(bicep.app_module("function-app"), "Microsoft.Web/sites")
     assert "'azd-service-name': api" in bicep.render(site.body["tags"])
+
+
+def test_funcignore_ships_the_runtime_code_and_leaves_the_rest_out():
+    import fnmatch
+
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (ROOT / ".funcignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+    runtime_packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} & {
+        "rotation",
+        "shared",
+        "triggers",
+    }
+    assert runtime_packages == {"rotation", "shared", "triggers"}
+    for shipped in ("function_app.py", "host.json", "requirements.txt", *runtime_packages):
+        assert not ignored(shipped), shipped
+    for left_out in (".venv", "node_modules", "tests", "emulator", "infra", "local.settings.json"):
+        assert ignored(left_out), left_out
