@@ -20,7 +20,13 @@ from azure.core.pipeline.policies import AzureKeyCredentialPolicy, HeadersPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
-from keyrotation_consumer import RotatingKey
+from keyrotation_consumer import (
+    KeyUnavailableError,
+    KeyVaultReadError,
+    Layout,
+    RotatingKey,
+    SecretNotFoundError,
+)
 
 from .traffic import Traffic
 from .vault_rotation import VaultRotation, other
@@ -282,3 +288,37 @@ def test_key_vault_outage_keeps_serving_the_cached_key(emulator, rotation, caplo
     for value in rotation.service_keys().values():
         assert value not in caplog.text
     secrets.close()
+
+
+def test_pointer_layout_reads_pointer_then_slot_from_the_real_vault(emulator, rotation, consumer_secrets):
+    key = RotatingKey.from_secret_client(consumer_secrets, rotation.prefix, layout=Layout.POINTER, ttl=600)
+    reads_before = get_secret_calls(emulator)
+
+    first = key.current()
+    assert (first.slot, first.secret_name) == ("key1", f"{rotation.prefix}-key1")
+    assert get_secret_calls(emulator) - reads_before == key.stats.key_vault_reads == 2
+
+    rotation.rotate(drain_seconds=0)
+    response = requests.get(dataplane(emulator, rotation), auth=key.requests_auth(),
+                            verify=emulator.ca_bundle, timeout=30)
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [401]
+    assert key.current().slot == "key2"
+
+
+def test_real_key_vault_errors_become_library_errors(emulator, consumer_secrets, unique_name):
+    missing = RotatingKey.from_secret_client(consumer_secrets, unique_name)
+    with pytest.raises(KeyUnavailableError) as raised:
+        missing.get()
+    cause = raised.value.__cause__
+    assert isinstance(cause, SecretNotFoundError)
+    assert (cause.secret_name, cause.status_code, cause.error_code) == (f"{unique_name}-active", 404,
+                                                                        "SecretNotFound")
+
+    consumer_secrets.set_secret(f"{unique_name}-active", "value-of-a-disabled-secret", enabled=False)
+    with pytest.raises(KeyUnavailableError) as raised:
+        missing.get()
+    cause = raised.value.__cause__
+    assert isinstance(cause, KeyVaultReadError) and not isinstance(cause, SecretNotFoundError)
+    assert cause.status_code == 403
+    assert "value-of-a-disabled-secret" not in str(raised.value)
