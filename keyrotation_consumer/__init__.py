@@ -8,6 +8,7 @@ on a 401; ``requests_auth()``, ``httpx_auth()``, ``azure_policy()``, ``bind()`` 
 from __future__ import annotations
 
 from .active_key import SLOTS, ActiveKey, other_slot
+from .azure_policy import RotatingKeyPolicy
 from .errors import (
     KeyLayoutError,
     KeyRotationConsumerError,
@@ -16,6 +17,8 @@ from .errors import (
     SecretNotFoundError,
 )
 from .layout import Layout, SecretNames
+from .live_credential import LiveAzureKeyCredential
+from .requests_auth import RotatingKeyRequestsAuth
 from .rotating_key import (
     DEFAULT_HEADER,
     DEFAULT_MAX_STALE,
@@ -43,7 +46,10 @@ __all__ = [
     "KeyVaultReadError",
     "KeyVaultSecretSource",
     "Layout",
+    "LiveAzureKeyCredential",
     "RotatingKey",
+    "RotatingKeyPolicy",
+    "RotatingKeyRequestsAuth",
     "SecretNames",
     "SecretNotFoundError",
     "SecretRecord",
