@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,22 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
     return Prepared(emulator, app, certificates, sock)
 
 
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Stop on SIGTERM/SIGINT and exit 0: uvicorn's own handler re-raises the signal afterwards, which
+        would end the process with -15 instead of a clean exit."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def make_server(prepared: Prepared) -> uvicorn.Server:
     config = uvicorn.Config(
         prepared.app,
@@ -139,9 +156,10 @@ def make_server(prepared: Prepared) -> uvicorn.Server:
         http="httptools",
         lifespan="on",
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=2,
+        # Idle TLS keep-alive connections wait for a close_notify the SDK clients never send; do not wait long.
+        timeout_graceful_shutdown=0.3,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 class RunningEmulator:
@@ -188,12 +206,12 @@ def serve(prepared: Prepared, announce: Callable[[], None]) -> None:
     """Serve in the foreground until SIGTERM/SIGINT; ``announce`` runs once the port accepts requests."""
     server = make_server(prepared)
 
-    async def main() -> None:
-        serving = asyncio.create_task(server.serve(sockets=[prepared.sock]))
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.01)
-        if server.started:
-            announce()
-        await serving
+    def announce_when_started() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            threading.Event().wait(0.01)
+        announce()
 
-    asyncio.run(main())
+    threading.Thread(target=announce_when_started, name="announce", daemon=True).start()
+    server.run(sockets=[prepared.sock])
