@@ -80,8 +80,13 @@ class FunctionHarness:
 
     @contextmanager
     def active(self) -> Iterator[FunctionHarness]:
-        """os.environ holds exactly these settings (plus the process's own) while the service is built/used."""
-        saved = {key: os.environ.get(key) for key in self.env}
+        """os.environ holds exactly these app settings while the service is built and used."""
+        from shared.settings import APP_SETTINGS
+
+        names = {spec.name for spec in APP_SETTINGS} | set(self.env)
+        saved = {key: os.environ.get(key) for key in names}
+        for key in names - set(self.env):
+            os.environ.pop(key, None)
         os.environ.update(self.env)
         runtime.reset()
         try:
