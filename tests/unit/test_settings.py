@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from rotation.errors import SettingsError
+from rotation.model import VerifyMode, table_key
+from shared.settings import APP_SETTINGS, load_settings
+from tests.unit.fakes import rid
+
+BASE = {"KEY_VAULT_URL": "https://kv.vault.azure.net/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+
+
+def env(targets: object, **extra: str) -> dict[str, str]:
+    return {**BASE, "ROTATION_TARGETS": json.dumps(targets), **extra}
+
+
+def test_defaults_and_durations() -> None:
+    settings = load_settings(
+        env(
+            [
+                {"resourceId": rid("a")},
+                {
+                    "resourceId": rid("b"),
+                    "secretPrefix": "bee",
+                    "rotationPeriod": "P7D",
+                    "drainTime": "PT5S",
+                    "verify": "none",
+                },
+            ]
+        )
+    )
+    a, b = settings.targets
+    assert (a.secret_prefix, a.rotation_period, a.drain_time, a.verify) == (
+        "a",
+        timedelta(days=30),
+        timedelta(hours=24),
+        VerifyMode.DATAPLANE,
+    )
+    assert (b.secret_prefix, b.rotation_period, b.drain_time, b.verify) == (
+        "bee",
+        timedelta(days=7),
+        timedelta(seconds=5),
+        VerifyMode.NONE,
+    )
+    assert settings.arm_endpoint == "https://management.azure.com"
+    assert settings.verify_timeout == timedelta(minutes=10) and settings.emergency_drain_time == timedelta(0)
+    assert (settings.sweep_concurrency, settings.arm_writes_per_second, settings.arm_write_burst) == (
+        16,
+        5,
+        100,
+    )
+    assert settings.verify_challenge_resource is True and settings.fanout is False
+
+
+@pytest.mark.parametrize(
+    ("targets", "extra", "message"),
+    [
+        ("not json", {}, "ROTATION_TARGETS is not valid JSON"),
+        ([], {}, "non-empty JSON list"),
+        ([{"secretPrefix": "x"}], {}, "ROTATION_TARGETS[0]: resourceId is required"),
+        ([{"resourceId": "/subscriptions/x/resourceGroups/r"}], {}, "ROTATION_TARGETS[0]"),
+        ([{"resourceId": rid("a"), "drainTime": "soon"}], {}, "drainTime"),
+        ([{"resourceId": rid("a"), "rotationPeriod": "P1M"}], {}, "years or months"),
+        ([{"resourceId": rid("a"), "verify": "maybe"}], {}, "verify must be"),
+        ([{"resourceId": rid("a"), "secretPrefix": "bad_name"}], {}, "secretPrefix"),
+        ([{"resourceId": rid("a"), "colour": "red"}], {}, "unknown field"),
+        ([{"resourceId": rid("a")}, {"resourceId": rid("a").upper()}], {}, "ROTATION_TARGETS[1]"),
+        ([{"resourceId": rid("a")}, {"resourceId": rid("b"), "secretPrefix": "A"}], {}, "already used"),
+        ([{"resourceId": rid("a"), "drainTime": "P31D"}], {}, "shorter than rotationPeriod"),
+        ([{"resourceId": rid("a")}], {"SWEEP_CONCURRENCY": "lots"}, "SWEEP_CONCURRENCY"),
+        ([{"resourceId": rid("a")}], {"VERIFY_TIMEOUT": "10m"}, "VERIFY_TIMEOUT"),
+        ([{"resourceId": rid("a")}], {"KEY_VAULT_URL": "http://kv"}, "KEY_VAULT_URL"),
+        ([{"resourceId": rid("a")}], {"KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "nah"}, "KEY_VAULT_VERIFY"),
+    ],
+)
+def test_bad_settings_fail_fast_naming_the_entry(
+    targets: object, extra: dict[str, str], message: str
+) -> None:
+    values = {
+        **BASE,
+        "ROTATION_TARGETS": targets if isinstance(targets, str) else json.dumps(targets),
+        **extra,
+    }
+    with pytest.raises(SettingsError) as error:
+        load_settings(values)
+    assert message in str(error.value)
+
+
+def test_missing_required_and_storage() -> None:
+    with pytest.raises(SettingsError, match="ROTATION_TARGETS is required"):
+        load_settings(BASE)
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        load_settings(
+            {
+                "KEY_VAULT_URL": BASE["KEY_VAULT_URL"],
+                "ROTATION_TARGETS": json.dumps([{"resourceId": rid("a")}]),
+            }
+        )
+    identity = load_settings(
+        {
+            "KEY_VAULT_URL": BASE["KEY_VAULT_URL"],
+            "ROTATION_TARGETS": json.dumps([{"resourceId": rid("a")}]),
+            "AzureWebJobsStorage__tableServiceUri": "https://st.table.core.windows.net",
+        }
+    )
+    assert identity.table_service_uri and identity.storage_connection_string is None
+
+
+def test_app_settings_lists_every_name_once() -> None:
+    names = [spec.name for spec in APP_SETTINGS]
+    assert len(names) == len(set(names))
+    assert {
+        "ROTATION_TARGETS",
+        "KEY_VAULT_URL",
+        "ARM_ENDPOINT",
+        "VERIFY_TIMEOUT",
+        "EMERGENCY_DRAIN_TIME",
+        "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE",
+        "ARM_WRITES_PER_SECOND",
+        "ARM_WRITE_BURST",
+    } <= set(names)
+    assert [s.name for s in APP_SETTINGS if s.required] == ["ROTATION_TARGETS", "KEY_VAULT_URL"]
+
+
+def test_table_keys_have_no_forbidden_characters() -> None:
+    key = table_key(rid("Acc") + "#?\\")
+    assert not set("/\\#?") & set(key)
+    assert table_key(rid("ACC")) == table_key(rid("acc"))
