@@ -62,7 +62,7 @@ def _near_expiry_event(h: FunctionHarness, version: str) -> dict[str, Any]:
 
 def test_manual_event_and_timer_rotations_are_traced_in_history(harness: FunctionHarness,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="rotation")
     h = harness
     secrets = h.emulator.secret_client()
 
