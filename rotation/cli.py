@@ -1,8 +1,8 @@
 """Operator CLI over the same service the functions use: ``python -m rotation``.
 
 Settings come from the environment (the same app settings as the function app); ``--env-file`` adds
-KEY=VALUE lines (e.g. the emulator's ``--env-file`` output) or a ``local.settings.json`` without
-overriding variables already set.
+KEY=VALUE lines (e.g. the emulator's ``--env-file`` output) or a ``local.settings.json``; the file wins
+over variables already set (the operator named it explicitly — e.g. its REQUESTS_CA_BUNDLE must win).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.env_file is not None:
             for key, value in read_env_file(args.env_file).items():
-                os.environ.setdefault(key, value)
+                os.environ[key] = value
         service = _service()
         if args.command == "sweep":
             return _sweep(service, out)
