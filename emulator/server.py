@@ -156,8 +156,8 @@ def make_server(prepared: Prepared) -> uvicorn.Server:
         http="httptools",
         lifespan="on",
         timeout_keep_alive=30,
-        # Idle TLS keep-alive connections wait for a close_notify the SDK clients never send; do not wait long.
-        timeout_graceful_shutdown=0.3,
+        # Idle TLS keep-alive connections wait for a close_notify SDK clients never send: do not wait long.
+        timeout_graceful_shutdown=1,
     )
     return _Server(config)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -83,14 +84,19 @@ class _Service:
             self.stop()
             raise AzuriteError(f"{self.command[0]} did not start: " + "\n".join(self.output[-20:]))
 
+    def request_stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            # In-memory only: nothing to flush, and a graceful close waits for idle keep-alive clients.
+            self.process.send_signal(signal.SIGINT)
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None:
             return
         if process.poll() is None:
-            process.terminate()
+            process.send_signal(signal.SIGINT)
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
@@ -117,6 +123,8 @@ class AzuriteProcess:
         return self
 
     def stop(self) -> None:
+        self.table.request_stop()
+        self.queue.request_stop()  # both wind down at once
         self.table.stop()
         self.queue.stop()
 
