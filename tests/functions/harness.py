@@ -26,7 +26,8 @@ from tests.functions.builders import decode_event, http_request, queue_message
 from triggers import runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WRITE_OPERATIONS = frozenset({"keyvault.set_secret", "keyvault.update_secret_properties", "keyvault.delete_secret",
+WRITE_OPERATIONS = frozenset({"keyvault.set_secret", "keyvault.update_secret_properties",
+                              "keyvault.delete_secret",
                               "arm.regenerate_key", "eventgrid.publish"})
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000f00d"
 

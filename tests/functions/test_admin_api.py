@@ -80,7 +80,7 @@ def test_rotate_records_the_principal_and_never_starts_a_second_cycle(harness: F
     assert second.status_code == 409
     assert body_of(second)["error"]["code"] == "cycle_in_progress"
     assert body_of(second)["outcome"]["cycleId"] == outcome["cycleId"]
-    state_after, history_after, calls_after = h.snapshot()
+    state_after, _, calls_after = h.snapshot()
     assert state_after == before[0] and calls_after == before[2]  # the refusal is only recorded in history
     history = body_of(_call(h, "admin_get_target", _get_req(OTHER, ADMIN)))["history"]
     started = [row for row in history if row["step"] == "cycle" and row["outcome"] == "started"]
@@ -90,11 +90,13 @@ def test_rotate_records_the_principal_and_never_starts_a_second_cycle(harness: F
 
 def test_no_response_carries_a_key_value(harness: FunctionHarness) -> None:
     arm = harness.emulator.arm_client(subscription_id=account_id(ACCOUNT).split("/")[2])
-    keys = [k for name in (ACCOUNT, OTHER) for k in vars(arm.accounts.list_keys("rg-functions", name)).values()
+    listed = [arm.accounts.list_keys("rg-functions", name) for name in (ACCOUNT, OTHER)]
+    keys = [k for pair in listed for k in vars(pair).values()
             if isinstance(k, str) and len(k) >= 16]
     assert len(keys) == 4
     texts = [harness.list_targets(ADMIN).get_body().decode()]
-    texts += [harness.get_target(name, {"limit": "100"}, ADMIN).get_body().decode() for name in (ACCOUNT, OTHER)]
+    texts += [harness.get_target(name, {"limit": "100"}, ADMIN).get_body().decode()
+              for name in (ACCOUNT, OTHER)]
     for text in texts:
         assert not any(key in text for key in keys)
 
@@ -127,7 +129,8 @@ def test_auth_failures_are_documented_and_change_nothing(harness: FunctionHarnes
     (ACCOUNT, b" " * 20000, 413, "payload_too_large"),
     ("../../etc", b'{"reason": "x"}', 400, "bad_request"),
 ])
-def test_bad_rotate_requests(harness: FunctionHarness, name: str, body: bytes, status: int, code: str) -> None:
+def test_bad_rotate_requests(harness: FunctionHarness, name: str, body: bytes, status: int,
+                             code: str) -> None:
     before = harness.snapshot()
     response = _call(harness, "admin_rotate", _rotate_req(name, body, ADMIN))
     assert (response.status_code, body_of(response)["error"]["code"]) == (status, code)
@@ -195,10 +198,12 @@ principals = st.one_of(
     st.text(max_size=100),
     st.binary(max_size=100).map(lambda b: base64.b64encode(b).decode()),
     json_values.map(lambda v: base64.b64encode(json.dumps(v).encode()).decode()),
-    st.lists(st.fixed_dictionaries({"typ": st.sampled_from(["roles", "name", "role"]), "val": st.text(max_size=20)}),
+    st.lists(st.fixed_dictionaries({"typ": st.sampled_from(["roles", "name", "role"]),
+                                    "val": st.text(max_size=20)}),
              max_size=4).map(lambda claims: principal_header_from_claims(claims)),
 )
-route_names = st.one_of(st.text(max_size=80), st.sampled_from([ACCOUNT, OTHER, account_id(ACCOUNT), "%", "%2F",
+route_names = st.one_of(st.text(max_size=80), st.sampled_from([ACCOUNT, OTHER, account_id(ACCOUNT), "%",
+                                                               "%2F",
                                                                "%ZZ", "a/b", "..", quote(account_id(OTHER))]))
 
 
@@ -215,7 +220,8 @@ def principal_header_from_claims(claims: list[dict[str, str]]) -> str:
 def test_fuzzed_requests_never_5xx_and_change_nothing(harness: FunctionHarness, name: str, body: bytes,
                                                       principal: str | None, use_admin: bool, method: str,
                                                       limit: str | None) -> None:
-    headers = dict(ADMIN) if use_admin else ({} if principal is None else {"x-ms-client-principal": principal})
+    anonymous = {} if principal is None else {"x-ms-client-principal": principal}
+    headers = dict(ADMIN) if use_admin else anonymous
     if method == "admin_rotate" and use_admin and _is_valid_rotate_body(body):
         body = body + b"}"  # a valid request would (rightly) change things; keep the fuzz to bad input
     params = {} if limit is None else {"limit": limit}
@@ -223,7 +229,8 @@ def test_fuzzed_requests_never_5xx_and_change_nothing(harness: FunctionHarness, 
         req = http_request("POST", "/api/targets/x/rotate", route_params={"name": name}, headers=headers,
                            body=body)
     elif method == "admin_get_target":
-        req = http_request("GET", "/api/targets/x", route_params={"name": name}, headers=headers, params=params)
+        req = http_request("GET", "/api/targets/x", route_params={"name": name}, headers=headers,
+                           params=params)
     else:
         req = http_request("GET", "/api/targets", headers=headers, params=params)
     before = harness.snapshot() if method == "admin_rotate" else None

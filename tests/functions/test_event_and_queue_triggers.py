@@ -32,7 +32,8 @@ def harness(emulator: Any, azurite: Any) -> Iterator[FunctionHarness]:
 
 def _records(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
     prefix = name + " "
-    return [json.loads(r.getMessage()[len(prefix):]) for r in caplog.records if r.getMessage().startswith(prefix)]
+    messages = [r.getMessage() for r in caplog.records]
+    return [json.loads(m[len(prefix):]) for m in messages if m.startswith(prefix)]
 
 
 def _current_version(h: FunctionHarness, secret: str) -> str:
@@ -42,7 +43,8 @@ def _current_version(h: FunctionHarness, secret: str) -> str:
 
 
 @pytest.mark.parametrize(("label", "change", "reason"), [
-    ("other event type", {"event_type": "Microsoft.KeyVault.SecretNewVersionCreated"}, "unhandled_event_type"),
+    ("other event type", {"event_type": "Microsoft.KeyVault.SecretNewVersionCreated"},
+     "unhandled_event_type"),
     ("other vault", {"vault_url": "https://kv-elsewhere.vault.azure.net/"}, "unmanaged_secret"),
     ("unmanaged secret", {"secret": "somebody-elses-secret"}, "unmanaged_secret"),
     ("slot secret", {"secret": f"{ACCOUNT}-key1"}, "not_rotated_by_events"),
@@ -88,7 +90,8 @@ def test_a_transient_failure_on_a_valid_event_raises_so_event_grid_retries(
     h = FunctionHarness(emulator, azurite, [{"resourceId": account_id(name), "drainTime": "PT1H"}])
     with h.active():
         h.timer()
-        body = key_vault_event_body(emulator.vault_url, f"{name}-active", _current_version(h, f"{name}-active"))
+        version = _current_version(h, f"{name}-active")
+        body = key_vault_event_body(emulator.vault_url, f"{name}-active", version)
         emulator.control.add_fault("keyvault.get_secret", status=503, count=20)
         try:
             with pytest.raises(TransientAzureError):
@@ -104,11 +107,13 @@ def test_a_transient_failure_on_a_valid_event_raises_so_event_grid_retries(
 @given(cloud=st.booleans(),
        data=st.dictionaries(st.sampled_from(["Id", "id", "ObjectName", "Version", "EXP", "NBF", "VaultName",
                                              "ObjectType", "x"]),
-                            st.none() | st.integers() | st.text(max_size=60) | st.lists(st.integers(), max_size=2),
+                            st.none() | st.integers() | st.text(max_size=60)
+                            | st.lists(st.integers(), max_size=2),
                             max_size=6),
        event_type=st.sampled_from(["Microsoft.KeyVault.SecretNearExpiry", EXPIRED, "Other"]),
        subject=st.none() | st.text(max_size=30))
-def test_fuzzed_events_never_raise_and_change_nothing(harness: FunctionHarness, cloud: bool, data: dict[str, Any],
+def test_fuzzed_events_never_raise_and_change_nothing(harness: FunctionHarness, cloud: bool,
+                                                      data: dict[str, Any],
                                                       event_type: str, subject: str | None) -> None:
     body = key_vault_event_body(harness.emulator.vault_url, f"{ACCOUNT}-active", "0" * 32, cloud=cloud,
                                 event_type=event_type)
@@ -123,7 +128,8 @@ def test_fuzzed_events_never_raise_and_change_nothing(harness: FunctionHarness, 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"target": 5}', b'{"target": "nope"}',
                                   b"\xff\xfe", json.dumps({"target": "x" * 5000}).encode()])
-def test_bad_queue_messages_are_rejected_without_retry(harness: FunctionHarness, caplog: pytest.LogCaptureFixture,
+def test_bad_queue_messages_are_rejected_without_retry(harness: FunctionHarness,
+                                                       caplog: pytest.LogCaptureFixture,
                                                        body: bytes) -> None:
     caplog.set_level(logging.INFO, logger="rotation")
     before = harness.snapshot()
@@ -140,7 +146,8 @@ def test_fan_out_timer_enqueues_due_targets_and_the_queue_trigger_advances_them(
     names = ["fn-fanout-a", "fn-fanout-b"]
     for name in names:
         emulator.control.add_account(account_id(name))
-    h = FunctionHarness(emulator, azurite, [{"resourceId": account_id(n)} for n in names], ROTATION_FANOUT="true")
+    targets = [{"resourceId": account_id(n)} for n in names]
+    h = FunctionHarness(emulator, azurite, targets, ROTATION_FANOUT="true")
     with h.active():
         outbox = h.timer()
         assert sorted(json.loads(m)["target"] for m in outbox.value) == sorted(account_id(n) for n in names)

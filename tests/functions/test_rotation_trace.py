@@ -87,6 +87,8 @@ def test_manual_event_and_timer_rotations_are_traced_in_history(harness: Functio
     h.event(event)  # a late duplicate is now about a replaced version
     assert _phase(h) == "idle"
 
+    sweeps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rotation.sweep ")]
+    assert len(sweeps) == 3 and all('"seen": 1' in line and '"nextDue"' in line for line in sweeps), sweeps
     ignored = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rotation.event_ignored")]
     assert len(ignored) == 2 and all('"reason": "stale_version"' in line for line in ignored), ignored
 
@@ -98,10 +100,12 @@ def test_manual_event_and_timer_rotations_are_traced_in_history(harness: Functio
 
     history = list(reversed(body_of(h.get_target(ACCOUNT, params={"limit": "100"}))["history"]))
     print("\nhistory of", TARGET_ID)
-    print(f"{'at':<27} {'trigger':<7} {'step':<16} {'outcome':<10} {'slot':<5} {'cycle':<27} requester / reason")
+    print(f"{'at':<27} {'trigger':<7} {'step':<16} {'outcome':<10} {'slot':<5} {'cycle':<27} "
+          "requester / reason")
     for row in history:
         print(f"{row['at'][:26]:<27} {row['trigger']:<7} {row['step']:<16} {row['outcome']:<10} "
-              f"{row['slot'] or '-':<5} {row['cycle'] or '-':<27} {row['requester'] or '-'} / {row['reason']}")
+              f"{row['slot'] or '-':<5} {row['cycle'] or '-':<27} "
+              f"{row['requester'] or '-'} / {row['reason']}")
 
     started = [row for row in history if row["step"] == "cycle" and row["outcome"] == "started"]
     assert [row["trigger"] for row in started] == ["admin", "event", "timer"], history
