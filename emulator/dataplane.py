@@ -12,6 +12,7 @@ from starlette.routing import Route
 from emulator.core import Emulator
 from emulator.errors import DATAPLANE, DATAPLANE_DENIED_MESSAGE, dataplane_error, json_response
 from emulator.operations import run_operation
+from emulator.state import Account
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MODELS: list[dict[str, Any]] = [
@@ -47,13 +48,7 @@ class DataPlane:
     async def endpoint(self, request: Request) -> Response:
         return await run_operation(self.emulator, request, "dataplane.request", DATAPLANE, self.handle)
 
-    def _key_accepted(self, presented: str, account_name: str) -> bool | None:
-        """True/False for an existing account; None when there is no such account."""
-        account = self.emulator.state.account_by_name(account_name)
-        if account is None:
-            return None
-        if account.disable_local_auth:
-            return False
+    def _key_accepted(self, presented: str, account: Account) -> bool:
         now = self.emulator.now()
         for key, accepted_from in (
             (account.key1, account.key1_accepted_from),
@@ -77,7 +72,7 @@ class DataPlane:
                 401, "AuthenticationTypeDisabled", "Key based authentication is disabled for this resource."
             )
         presented = request.headers.get("api-key") or request.headers.get("ocp-apim-subscription-key") or ""
-        if not presented or not self._key_accepted(presented, account_name):
+        if not presented or not self._key_accepted(presented, account):
             return dataplane_error(401, "401", DATAPLANE_DENIED_MESSAGE)
         rest = request.path_params.get("rest", "").strip("/")
         if rest == "":

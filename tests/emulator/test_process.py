@@ -177,3 +177,25 @@ def test_azurite_tables_and_queues_with_the_real_clients(azurite, unique_name):
     queue.create_queue()
     queue.send_message("rotate")
     assert [m.content for m in queue.receive_messages()] == ["rotate"]
+
+
+def test_throughput_bench_meets_the_target():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.emulator_throughput",
+            "--seconds",
+            "1",
+            "--clients",
+            "2",
+            "--min-rps",
+            "500",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "baseline = GET /_emulator/health" in result.stdout and "OK: data plane" in result.stdout
