@@ -1,0 +1,431 @@
+"""The zero-downtime scenario: a local Azure, the Function App's handlers, live consumers, chaos.
+
+1. Start an event receiver (the Functions host's Event Grid webhook), the emulator (Key Vault, ARM, data
+   planes, managed identity; events posted to the receiver) and Azurite (state, history).
+2. Seed two accounts: ``ai-services`` (whose Key Vault already holds ``ai-services-key1``, ``-key2`` and
+   ``-active-key``, the seed material's layout — adopted as is) and ``contoso-openai`` (adopted fresh).
+3. Call the handlers as the worker would: ``sweep_timer`` every tick (``ai-services`` is due every few
+   seconds), ``admin_rotate`` and a near-expiry event (the emulator's clock moved forward so Key Vault
+   emits ``SecretNearExpiry``, delivered through the webhook to ``key_vault_events``) for
+   ``contoso-openai``; meanwhile consumers call both data planes through the consumer library.
+4. Chaos mid-cycle: a crash right after a ``regenerateKey`` reached Azure (the lease expires, a later
+   invocation resumes), and injected 429, 500, timeout and dropped-connection faults on ``regenerateKey``.
+5. Settle (every target at rest), stop, and hand everything observed to the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from demo.consumers import KINDS, ConsumerFleet, ConsumerGroup
+from demo.event_receiver import EventReceiver
+from demo.function_host import FunctionHost
+from demo.observed_ports import Observations, PointerReader, observe
+from demo.watchers import InvariantLog, PhaseChange, PhaseWatcher, PointerSampler
+from rotation.model import HistoryRecord, Policy, Target
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+RESOURCE_GROUP = "rg-demo"
+PRIMARY = "ai-services"  # the seed material's names: ai-services-key1, -key2, -active-key
+SECONDARY = "contoso-openai"
+NEAR_EXPIRY_WINDOW = timedelta(days=30)  # Key Vault emits SecretNearExpiry 30 days before exp
+
+
+def account_id(name: str) -> str:
+    return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+            f"/providers/Microsoft.CognitiveServices/accounts/{name}")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault (emulator control API ``POST /faults``)."""
+
+    label: str
+    operation: str
+    options: dict[str, Any]
+
+
+DEFAULT_FAULTS = (
+    Fault("429 throttled (Retry-After 1)", "arm.regenerate_key", {"status": 429, "retry_after": 1}),
+    Fault("500 x5 (beyond the SDK's retries)", "arm.regenerate_key", {"status": 500, "count": 5}),
+    Fault("timeout (no answer for 1 s)", "arm.regenerate_key", {"action": "timeout", "timeout_seconds": 1}),
+    Fault("503 after the effect (regenerated twice)", "arm.regenerate_key", {"status": 503, "when": "after"}),
+    Fault("dropped connection", "arm.regenerate_key", {"action": "drop"}),
+)
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    duration: float = 60.0  # seconds during which new cycles are triggered
+    tick_interval: float = 0.5  # the sweep timer's period
+    primary_period: str = "PT3S"
+    primary_drain: str = "PT2S"
+    secondary_period: str = "P1D"  # rotated by admin requests and near-expiry events, not by the timer
+    secondary_drain: str = "PT3S"
+    secondary_action_every: float = 4.0  # alternate admin request / near-expiry event for the secondary
+    consumers_per_kind: int = 4  # per target and integration kind (x 2 targets x 3 kinds)
+    consumer_ttl: float = 0.5
+    consumer_max_stale: float = 1.0  # must stay below drain - ttl
+    consumer_pace: float = 0.05
+    control_consumers: int = 0  # negative control: consumers whose cache outlives the drain
+    control_ttl: float = 8.0
+    crash_at: float | None = 6.0  # seconds into the run: crash after the next regenerate of the primary
+    faults: tuple[Fault, ...] = DEFAULT_FAULTS
+    fault_every: float = 4.0
+    settle_timeout: float = 30.0
+    lease_seconds: float = 4.0  # a crashed invocation's lease expires after this
+    backoff_seconds: float = 1.0  # first retry after a failed step (doubles, capped at 4 x)
+
+
+@dataclass(frozen=True)
+class Action:
+    at: float
+    kind: str  # admin | event | fault | crash
+    target: str
+    detail: str
+
+
+@dataclass
+class ScenarioResult:
+    config: ScenarioConfig
+    targets: tuple[Target, ...]
+    started: float = 0.0
+    rotation_started: float = 0.0
+    rotation_ended: float = 0.0
+    finished: float = 0.0
+    settled: bool = False
+    actions: list[Action] = field(default_factory=list)
+    phase_changes: list[PhaseChange] = field(default_factory=list)
+    history: dict[str, list[HistoryRecord]] = field(default_factory=dict)
+    state_rows: list[dict[str, Any]] = field(default_factory=list)
+    history_rows: list[dict[str, Any]] = field(default_factory=list)
+    fleet: ConsumerFleet | None = None
+    observations: Observations = field(default_factory=Observations)
+    invariants: InvariantLog = field(default_factory=InvariantLog)
+    watcher_errors: list[str] = field(default_factory=list)
+    admin_responses: list[tuple[int, str]] = field(default_factory=list)
+    kv_events: list[dict[str, Any]] = field(default_factory=list)
+    lifecycle_events: list[dict[str, Any]] = field(default_factory=list)
+    events_received: int = 0
+    event_deliveries_failed: int = 0
+    faults_left: list[dict[str, Any]] = field(default_factory=list)
+    emulator_calls: dict[str, int] = field(default_factory=dict)
+    emulator_stderr: str = ""
+    log_lines: list[str] = field(default_factory=list)
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+        except Exception:
+            text = str(record.msg)
+        with self._guard:
+            self.lines.append(f"{record.levelname} {record.name} {text}")
+
+
+@contextmanager
+def _captured_logs() -> Iterator[_LogCapture]:
+    capture = _LogCapture()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.INFO)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(previous)
+
+
+@contextmanager
+def _app_settings(values: dict[str, str]) -> Iterator[None]:
+    """The Function App reads its settings from the process environment, as on Azure."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class Scenario:
+    def __init__(self, config: ScenarioConfig, progress: Progress | None = None) -> None:
+        self.config = config
+        self.progress = progress or (lambda kind, data: None)
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        try:
+            self.progress(kind, data)
+        except Exception:  # a broken display must not break the run
+            logging.getLogger("demo").exception("progress callback failed")
+
+    def run(self) -> ScenarioResult:
+        from tests.support.azurite import AzuriteProcess
+        from tests.support.emulator import EmulatorProcess
+
+        result = ScenarioResult(config=self.config, targets=())
+        result.started = time.time()
+        with _captured_logs() as logs, EventReceiver() as receiver:
+            self._emit("starting", what="emulator and Azurite")
+            with EmulatorProcess(accounts=[account_id(PRIMARY)], event_webhook=receiver.url) as emulator, \
+                    AzuriteProcess() as azurite:
+                try:
+                    self._run_with(emulator, azurite, receiver, result)
+                finally:
+                    result.emulator_stderr = emulator.stderr_text()
+            result.log_lines = list(logs.lines)
+        result.finished = time.time()
+        return result
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def _targets_json(self) -> str:
+        c = self.config
+        return json.dumps([
+            {"resourceId": account_id(PRIMARY), "rotationPeriod": c.primary_period,
+             "drainTime": c.primary_drain},
+            {"resourceId": account_id(SECONDARY), "rotationPeriod": c.secondary_period,
+             "drainTime": c.secondary_drain},
+        ])
+
+    def _run_with(self, emulator: Any, azurite: Any, receiver: EventReceiver, result: ScenarioResult) -> None:
+        from rotation.service import RotationService
+        from shared.bootstrap import build_credential, build_ports
+        from shared.settings import load_settings
+        from shared.table_state import TableStateStore
+        from triggers import runtime
+
+        c = self.config
+        emulator.control.add_account(account_id(SECONDARY), kind="OpenAI")
+        observer_secrets = emulator.secret_client()
+        observer_arm = emulator.arm_client(SUBSCRIPTION)
+        self._seed_primary_vault(observer_secrets, observer_arm, result.observations)
+        settings_env = {
+            **emulator.app_env,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "ROTATION_TARGETS": self._targets_json(),
+            "ROTATION_SCHEDULE": "*/1 * * * * *",
+            "ROTATION_STATE_TABLE": "rotationstate",
+            "ROTATION_HISTORY_TABLE": "rotationhistory",
+            "ROTATION_QUEUE": "rotation-requests",
+        }
+        fleet: ConsumerFleet | None = None
+        watchers: list[Any] = []
+        with _app_settings(settings_env):
+            settings = load_settings(os.environ)
+            targets = settings.targets
+            result.targets = targets
+            policy = Policy(
+                verify_retry_interval=timedelta(seconds=0.5),
+                lease_duration=timedelta(seconds=c.lease_seconds),
+                backoff_base=timedelta(seconds=c.backoff_seconds),
+                backoff_max=timedelta(seconds=4 * c.backoff_seconds),
+                verify_timeout=settings.verify_timeout,
+            )
+            raw = build_ports(settings, build_credential(settings))
+            ports = observe(raw, result.observations, PointerReader(observer_secrets, targets), targets)
+            service = RotationService(targets, ports, policy, concurrency=settings.sweep_concurrency,
+                                      vault_url=settings.key_vault_url)
+            runtime.install(runtime.Runtime(settings=settings, service=service))
+            try:
+                host = FunctionHost()
+                receiver.callback = self._event_handler(host, result)
+                self._emit("adopting", targets=[t.account_name for t in targets])
+                host.timer_tick()  # the first sweep adopts both targets
+                remember = result.observations.remember
+                table = TableStateStore(_table_client(azurite.connection_string, settings.state_table))
+                watcher = PhaseWatcher(table, targets, observer_secrets, observer_arm, result.invariants,
+                                       on_change=lambda change: self._emit("phase", change=change))
+                sampler = PointerSampler(targets, observer_secrets, emulator.dataplane_url,
+                                         emulator.ca_bundle, result.invariants, remember)
+                watchers = [watcher, sampler]
+                for w in watchers:
+                    w.start()
+                fleet = ConsumerFleet(self._consumer_groups(targets), observer_secrets,
+                                      emulator.dataplane_url, emulator.ca_bundle, remember,
+                                      pace=c.consumer_pace)
+                result.fleet = fleet
+                fleet.start()
+                self._emit("consumers", threads=sum(g.threads for g in fleet.groups), fleet=fleet)
+                time.sleep(1.0)  # demo driver (not product code): consumers warm up before the first cycle
+                self._drive(host, emulator, observer_secrets, watcher, targets, result)
+                time.sleep(1.0)  # traffic keeps flowing after the last cycle
+            finally:
+                receiver.callback = None
+                if fleet is not None:
+                    fleet.stop()
+                for w in watchers:
+                    w.stop()
+                    result.watcher_errors.extend(w.errors)
+                    if isinstance(w, PhaseWatcher):
+                        result.phase_changes = list(w.changes)
+                self._collect(emulator, azurite, service, settings, result, receiver)
+                runtime.reset()
+                observer_secrets.close()
+                observer_arm.close()
+
+    def _seed_primary_vault(self, secrets: Any, arm: Any, observations: Observations) -> None:
+        """What an existing installation has: both keys and the pointer (the seed material's names)."""
+        keys = arm.accounts.list_keys(RESOURCE_GROUP, PRIMARY)
+        observations.remember(keys.key1, keys.key2)
+        secrets.set_secret(f"{PRIMARY}-key1", keys.key1)
+        secrets.set_secret(f"{PRIMARY}-key2", keys.key2)
+        secrets.set_secret(f"{PRIMARY}-active-key", "key1")
+
+    def _consumer_groups(self, targets: tuple[Target, ...]) -> list[ConsumerGroup]:
+        c = self.config
+        groups = [
+            ConsumerGroup(t.account_name, t.secret_prefix, kind, c.consumers_per_kind, c.consumer_ttl,
+                          c.consumer_max_stale)
+            for t in targets for kind in KINDS
+        ]
+        if c.control_consumers:
+            primary = targets[0]
+            groups.append(ConsumerGroup(primary.account_name, primary.secret_prefix, "requests",
+                                        c.control_consumers, c.control_ttl, 2 * c.control_ttl,
+                                        label="control"))
+        return groups
+
+    def _event_handler(self, host: FunctionHost, result: ScenarioResult) -> Callable[[dict[str, Any]], None]:
+        def handle(event: dict[str, Any]) -> None:
+            self._emit("event", subject=event.get("subject"), type=event.get("eventType"))
+            host.key_vault_event(event)
+
+        return handle
+
+    def _drive(self, host: FunctionHost, emulator: Any, secrets: Any, watcher: PhaseWatcher,
+               targets: tuple[Target, ...], result: ScenarioResult) -> None:
+        c = self.config
+        primary, secondary = targets
+        start = result.rotation_started = time.time()
+        next_tick = start
+        next_secondary = start + 2.0
+        secondary_turn = 0
+        next_fault = start + c.fault_every
+        faults = list(c.faults)
+        crash_at = start + c.crash_at if c.crash_at is not None else None
+        settle_deadline: float | None = None
+        while True:
+            now = time.time()
+            elapsed = now - start
+            if now >= next_tick:
+                next_tick = now + c.tick_interval
+                try:
+                    host.timer_tick()
+                except Exception as error:  # a failed run shows in Application Insights; the next one runs
+                    self._emit("timer_failed", error=type(error).__name__)
+            phases = watcher.current()
+            if elapsed < c.duration:
+                if crash_at is not None and now >= crash_at:
+                    crash_at = None
+                    result.observations.arm_crash(primary.resource_id)
+                    self._record(result, "crash", primary, "crash right after the next regenerateKey")
+                if faults and now >= next_fault and any(_in_cycle(p) for p in phases.values()):
+                    fault = faults.pop(0)
+                    options = dict(fault.options)
+                    emulator.control.add_fault(fault.operation, **options)
+                    self._record(result, "fault", None, f"{fault.label} on {fault.operation}")
+                    next_fault = now + c.fault_every
+                rest = phases.get(secondary.account_name)
+                rested = rest is not None and now - rest.at > secondary.drain_time.total_seconds()
+                if now >= next_secondary and _at_rest(rest) and rested:
+                    if secondary_turn % 2 == 0:
+                        self._admin_request(host, secondary, result)
+                    else:
+                        self._near_expiry(emulator, secrets, secondary, result)
+                    secondary_turn += 1
+                    next_secondary = now + c.secondary_action_every
+            else:
+                if result.rotation_ended == 0.0:
+                    result.rotation_ended = now
+                    settle_deadline = now + c.settle_timeout
+                    emulator.control.clear_faults()
+                    self._emit("settling")
+                if all(_at_rest(phases.get(t.account_name)) for t in targets):
+                    result.settled = True
+                    return
+                if settle_deadline is not None and now > settle_deadline:
+                    return
+            time.sleep(0.02)  # demo driver pacing, not product code
+
+    def _record(self, result: ScenarioResult, kind: str, target: Target | None, detail: str) -> None:
+        action = Action(time.time(), kind, target.account_name if target else "", detail)
+        result.actions.append(action)
+        self._emit("action", action=action)
+
+    def _admin_request(self, host: FunctionHost, target: Target, result: ScenarioResult) -> None:
+        status, body = host.admin_rotate(target.account_name, reason="demo: operator asked for a rotation")
+        result.admin_responses.append((status, json.dumps(body, sort_keys=True)))
+        outcome = body.get("status") or body.get("error", {}).get("code")
+        self._record(result, "admin", target, f"POST /api/targets/{target.account_name}/rotate -> {status} "
+                                              f"{outcome}")
+
+    def _near_expiry(self, emulator: Any, secrets: Any, target: Target, result: ScenarioResult) -> None:
+        """Move the emulator's clock to the moment Key Vault considers the active secret near expiry."""
+        expires = secrets.get_secret(target.active_secret).properties.expires_on
+        if expires is None:
+            return
+        emulated_now = float(emulator.control.clock()["now"])
+        due = (expires - NEAR_EXPIRY_WINDOW).timestamp()
+        advance = max(0.0, due - emulated_now) + 1.0
+        emulator.control.advance_clock(advance)
+        self._record(result, "event", target, f"emulator clock +{timedelta(seconds=int(advance))}: "
+                                              f"{target.active_secret} near expiry")
+
+    def _collect(self, emulator: Any, azurite: Any, service: Any, settings: Any, result: ScenarioResult,
+                 receiver: EventReceiver) -> None:
+        for target in result.targets:
+            result.history[target.account_name] = sorted(service.history(target, limit=1000),
+                                                         key=lambda r: r.at)
+        for table_name, rows in ((settings.state_table, result.state_rows),
+                                 (settings.history_table, result.history_rows)):
+            with _table_client(azurite.connection_string, table_name) as client:
+                rows.extend(dict(entity) for entity in client.list_entities())
+        result.kv_events = emulator.control.kv_events()
+        result.lifecycle_events = emulator.control.eventgrid_events()
+        result.faults_left = emulator.control.faults()
+        result.emulator_calls = emulator.control.calls()
+        result.events_received = receiver.received
+        result.event_deliveries_failed = receiver.failed
+
+
+def _table_client(connection_string: str, table: str) -> Any:
+    from azure.data.tables import TableClient
+
+    return TableClient.from_connection_string(connection_string, table)
+
+
+def _in_cycle(change: PhaseChange | None) -> bool:
+    return change is not None and change.phase in ("regenerating", "verifying", "draining", "retiring")
+
+
+def _at_rest(change: PhaseChange | None) -> bool:
+    return change is not None and change.phase == "idle" and not change.lease_held
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
