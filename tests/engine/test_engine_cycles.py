@@ -214,3 +214,25 @@ def test_secret_events_request_one_cycle_and_ignore_stale_ones(emulator, azurite
     second = engine.service.handle_secret_near_expiry(vault, target.active_secret, current.version)
     assert second.startswith("ignored:")  # the version was replaced by the swap (or the cycle is running)
     assert engine.recorder.counts["arm.regenerate_key"] == 1
+
+
+def test_lifecycle_events_reach_the_event_grid_topic(emulator, azurite, monkeypatch) -> None:
+    topic = emulator.env["EVENTGRID_TOPIC_ENDPOINT"]
+    engine = make_engine(
+        emulator, azurite, monkeypatch, extra_settings={"ROTATION_EVENTS_TOPIC_ENDPOINT": topic}
+    )
+    engine.service.sweep()
+    engine.service.request_rotation(engine.names[0], emergency=True, reason="drill")
+    target = engine.target().resource_id
+
+    def mine() -> list[dict]:
+        return [e for e in emulator.control.eventgrid_events() if e.get("subject") == target]
+
+    events = emulator.wait_for(lambda: len(mine()) >= 3 and mine())
+    assert [e["eventType"] for e in events] == [
+        "KeyRotation.CycleStarted",
+        "KeyRotation.KeySwapped",
+        "KeyRotation.CycleCompleted",
+    ]
+    assert events[1]["data"]["activeSlot"] == "key2" and events[1]["data"]["accountName"] == engine.names[0]
+    engine.assert_no_key_values_in([json.dumps(events)])
