@@ -59,6 +59,17 @@ class Phase(StrEnum):
         return self in (Phase.REGENERATING, Phase.VERIFYING, Phase.DRAINING, Phase.RETIRING)
 
 
+def is_overdue(state: TargetState | None, now: datetime, grace: timedelta) -> bool:
+    """A rotation was due more than ``grace`` ago and has not completed (keyless targets never are).
+
+    ``due_at`` is set at adoption and moved forward only when a cycle completes, so a cycle stuck in
+    verification or backoff keeps its target overdue until it finishes.
+    """
+    if state is None or state.phase is Phase.KEYLESS or state.due_at is None:
+        return False
+    return now > state.due_at + grace
+
+
 class SecretValue:
     """A key value. ``repr``/``str`` are redacted so an accidental log or exception cannot leak it (I5)."""
 
@@ -356,6 +367,7 @@ class SweepSummary:
     next_due: datetime | None
     busy: int = 0
     duration_ms: int = 0
+    overdue: int = 0  # targets past their due date + Policy.overdue_grace (the infra "overdue" alert reads it)
     results: tuple[TargetResult, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -366,6 +378,7 @@ class SweepSummary:
             "busy": self.busy,
             "nextDue": _iso(self.next_due),
             "durationMs": self.duration_ms,
+            "overdue": self.overdue,
         }
 
 
@@ -382,6 +395,9 @@ class Policy:
     drift_check_interval: timedelta = timedelta(hours=6)
     keyless_recheck_interval: timedelta = timedelta(hours=24)
     expiry_margin: timedelta = timedelta(days=30)  # P-active exp = last rotation + period + this
+    # How late a rotation may be before the sweep counts the target as overdue (alerted on in Azure):
+    # long enough for a failed cycle's backoff retries, short enough to be noticed within a day.
+    overdue_grace: timedelta = timedelta(days=1)
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential backoff after ``attempts`` consecutive failures (1 → base)."""

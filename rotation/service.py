@@ -24,6 +24,7 @@ from rotation.model import (
     TargetState,
     TargetStatus,
     VersionedState,
+    is_overdue,
     table_key,
 )
 from rotation.records import error_text, log_sweep, log_transition, logger
@@ -121,6 +122,9 @@ class RotationService:
             next_due=next_due,
             busy=busy + sum(r.outcome == "busy" for r in results),
             duration_ms=int((time.monotonic() - started) * 1000),
+            overdue=sum(
+                is_overdue(_state(loaded.get(t.key)), now, self.policy.overdue_grace) for t in self.targets
+            ),
             results=tuple(results),
         )
         log_sweep(summary.to_dict())

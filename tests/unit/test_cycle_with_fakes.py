@@ -271,3 +271,31 @@ def test_transition_records_are_structured_json(caplog: pytest.LogCaptureFixture
     values = rig.world.all_key_values()
     for record in caplog.records:
         assert not any(v in record.getMessage() for v in values)
+
+
+def test_sweep_counts_targets_overdue_past_their_grace_and_clears_them_once_rotated() -> None:
+    rig = make_rig(names=("acc1", "acc2"))
+    rig.service.sweep()
+    rig.clock.advance(days=30)
+    # Every regenerate keeps failing, so neither due rotation can complete.
+    rig.world.faults["arm.regenerate_key"] = [transient("arm.regenerate_key") for _ in range(50)]
+    grace = rig.service.policy.overdue_grace
+    first = rig.service.sweep()
+    assert first.overdue == 0  # due, but not yet past the grace
+    rig.clock.advance(seconds=grace.total_seconds() + 1)
+    late = rig.service.sweep()
+    assert late.overdue == 2 and json.loads(json.dumps(late.to_dict()))["overdue"] == 2
+    rig.world.faults.clear()
+    for _ in range(4):  # backoff retries, the drain, then the old slot is retired
+        rig.clock.advance(days=1)
+        rig.service.sweep()
+    assert all((s := rig.state(i)) is not None and s.phase is Phase.IDLE for i in (0, 1))
+    assert rig.service.sweep().overdue == 0
+
+
+def test_keyless_targets_are_never_overdue() -> None:
+    rig = make_rig()
+    rig.world.account(rig.target().resource_id).disable_local_auth = True
+    rig.service.sweep()
+    rig.clock.advance(days=90)
+    assert rig.service.sweep().overdue == 0
