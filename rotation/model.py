@@ -367,7 +367,7 @@ class SweepSummary:
     next_due: datetime | None
     busy: int = 0
     duration_ms: int = 0
-    overdue: int = 0  # targets past their due date + Policy.overdue_grace (the infra "overdue" alert reads it)
+    overdue: int = 0  # targets past due + Policy.overdue_grace (the infra "overdue" alert reads it)
     results: tuple[TargetResult, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
