@@ -28,7 +28,7 @@ traces
 // within their rotation period plus the engine's grace.
 var targetOverdueQuery = '''
 traces
-| where message startswith "rotation.sweep"
+| where message startswith "rotation.sweep "
 | extend s = parse_json(substring(message, 15))
 | where toint(s.overdue) > 0
 | project timestamp, overdue = toint(s.overdue)
@@ -36,7 +36,7 @@ traces
 
 var sweepMissingQuery = '''
 traces
-| where message startswith "rotation.sweep"
+| where message startswith "rotation.sweep "
 | project timestamp
 '''
 
