@@ -30,6 +30,7 @@ class RegenerateCall:
     slot: str
     started: float  # time.time() before the call
     pointer_before: str | None  # the pointer in Key Vault right before the call (independent read)
+    pointer_after: str | None = None  # and right after it returned: the effect landed in between
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,13 @@ class ObservedKeys(KeyService):
         return keys
 
     def regenerate_key(self, resource_id: str, slot: Slot) -> None:
-        call = RegenerateCall(resource_id, slot.value, time.time(), self.pointers.pointer(resource_id))
-        with self.observations.lock:
-            self.observations.regenerates.append(call)
-        self.inner.regenerate_key(resource_id, slot)
+        started, before = time.time(), self.pointers.pointer(resource_id)
+        try:
+            self.inner.regenerate_key(resource_id, slot)
+        finally:
+            call = RegenerateCall(resource_id, slot.value, started, before, self.pointers.pointer(resource_id))
+            with self.observations.lock:
+                self.observations.regenerates.append(call)
         if self.observations.take_crash(resource_id):
             raise SimulatedCrash(f"simulated crash after regenerating {slot.value} of {resource_id}")
 
