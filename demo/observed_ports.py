@@ -110,7 +110,8 @@ class ObservedKeys(KeyService):
         try:
             self.inner.regenerate_key(resource_id, slot)
         finally:
-            call = RegenerateCall(resource_id, slot.value, started, before, self.pointers.pointer(resource_id))
+            after = self.pointers.pointer(resource_id)
+            call = RegenerateCall(resource_id, slot.value, started, before, after)
             with self.observations.lock:
                 self.observations.regenerates.append(call)
         if self.observations.take_crash(resource_id):

@@ -84,8 +84,8 @@ class ScenarioConfig:
     faults: tuple[Fault, ...] = DEFAULT_FAULTS
     fault_every: float = 4.0
     settle_timeout: float = 30.0
-    # A crashed invocation's lease expires after this. It must exceed twice the slowest step (the engine renews
-    # a lease with less than half left, then runs the step): 500 x2 costs ~2.4 s of azure-core backoff.
+    # A crashed invocation's lease expires after this. It must exceed twice the slowest step (the engine
+    # renews a lease with less than half left, then runs the step): 500 x2 costs ~2.4 s of SDK backoff.
     lease_seconds: float = 8.0
     backoff_seconds: float = 1.0  # first retry after a failed step (doubles, capped at 4 x)
 

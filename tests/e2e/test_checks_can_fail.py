@@ -52,7 +52,8 @@ def test_i4_flags_overlapping_cycles() -> None:
 def test_i5_finds_a_key_value_in_any_scanned_text() -> None:
     observations = Observations(key_values={"s3cr3t-key-value"})
     result = _result(observations)
-    result.log_lines = ["INFO rotation fine", f"DEBUG azure header api-key: s3cr3t-key-value at {datetime.now(UTC)}"]
+    leaked = f"DEBUG azure header api-key: s3cr3t-key-value at {datetime.now(UTC)}"
+    result.log_lines = ["INFO rotation fine", leaked]
     assert check_i5(result, [])["leaks"] == 1
     result.log_lines = ["INFO rotation fine"]
     assert check_i5(result, ["report without values"])["leaks"] == 0
