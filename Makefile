@@ -39,5 +39,25 @@ demo: deps
 bench-emulator: deps
 	$(PY) -m bench.emulator_throughput
 
+.PHONY: bench-cycle-scale
+bench-cycle-scale: deps
+	$(PY) -m bench.cycle_scale $(BENCH_ARGS)
+
+.PHONY: bench-call-counts
+bench-call-counts: deps
+	$(PY) -m bench.call_counts $(BENCH_ARGS)
+
+.PHONY: bench-import-time
+bench-import-time: deps
+	$(PY) -m bench.import_time $(BENCH_ARGS)
+
+.PHONY: bench-consumer-get
+bench-consumer-get: deps
+	$(PY) -m bench.consumer_get $(BENCH_ARGS)
+
+.PHONY: bench-sweep-memory
+bench-sweep-memory: deps
+	$(PY) -m bench.sweep_memory $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS)

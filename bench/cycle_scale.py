@@ -1,0 +1,223 @@
+"""Full rotation cycle of N targets against the emulator with per-call latency: the engine's sweep versus
+the sequential reference script (bench/baseline_reference.py). See docs/BENCHMARKS.md.
+
+    python -m bench.cycle_scale                      # N = 100 and 1,000, 30 ms per call, drain PT2S
+    python -m bench.cycle_scale --sizes 20 --latency 0.01
+
+Engine side, per N: an adoption sweep (the counterpart of the script's Task 1), then the clock jumps past
+the rotation period, phase 1 = one sweep (start -> regenerate -> verify -> swap; each target then waits
+for its drain), the drain is waited in real time, phase 2 = one sweep (regenerate the old slot; done).
+Targets are spread over several subscriptions (50 per subscription) so ARM's write budget is realistic;
+``--budget-demo N`` also shows what one subscription's budget does to a sweep of N targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bench.baseline_reference import ReferenceRotation, run_reference
+from bench.harness import (
+    TARGETS_PER_SUBSCRIPTION,
+    OffsetClock,
+    Report,
+    account_ids,
+    build_engine,
+    engine_settings,
+    local_azure,
+    outcomes,
+    seed_accounts,
+    subscriptions_for,
+    timed_sweep,
+)
+from rotation.model import Phase
+from shared.bootstrap import build_credential
+from tests.support.azurite import AzuriteProcess
+from tests.support.emulator import EmulatorProcess
+
+PAST_ANY_ROTATION_PERIOD = timedelta(days=366)
+
+
+@dataclass
+class EngineTimings:
+    adoption_seconds: float
+    phase1_seconds: float
+    drain_seconds: float
+    phase2_seconds: float
+    phase1_outcomes: dict[str, int]
+    phase2_outcomes: dict[str, int]
+    completed: int
+    calls: dict[str, dict[str, int]]
+
+    @property
+    def cycle_seconds(self) -> float:
+        return self.phase1_seconds + self.phase2_seconds
+
+
+def run_engine(
+    emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    resource_ids: Sequence[str],
+    drain_seconds: float,
+    concurrency: int | None = None,
+) -> EngineTimings:
+    overrides = {"SWEEP_CONCURRENCY": str(concurrency)} if concurrency else {}
+    settings = engine_settings(emulator, azurite, resource_ids, drain=f"PT{drain_seconds:g}S", **overrides)
+    clock = OffsetClock()
+    service = build_engine(settings, clock)
+    calls: dict[str, dict[str, int]] = {}
+
+    emulator.control.reset_calls()
+    adoption = timed_sweep(service)
+    calls["adoption"] = emulator.control.calls()
+
+    clock.jump(PAST_ANY_ROTATION_PERIOD)
+    emulator.control.reset_calls()
+    phase1 = timed_sweep(service)
+    calls["phase1"] = emulator.control.calls()
+
+    started = time.perf_counter()
+    time.sleep(drain_seconds + 0.1)  # a benchmark may sleep; the engine never does (I6)
+    drain = time.perf_counter() - started
+
+    emulator.control.reset_calls()
+    phase2 = timed_sweep(service)
+    calls["phase2"] = emulator.control.calls()
+    completed = sum(1 for s in service.status() if s.phase == Phase.IDLE.value and s.cycles_completed == 1)
+    return EngineTimings(
+        adoption.seconds,
+        phase1.seconds,
+        drain,
+        phase2.seconds,
+        outcomes(phase1.summary),
+        outcomes(phase2.summary),
+        completed,
+        calls,
+    )
+
+
+def budget_demo(
+    emulator: EmulatorProcess, azurite: AzuriteProcess, count: int, drain_seconds: float
+) -> dict[str, Any]:
+    """N targets in ONE subscription: the engine's per-subscription token bucket (ARM_WRITE_BURST
+    regenerations at once, ARM_WRITES_PER_SECOND after) decides how many start a cycle in one sweep."""
+    ids = account_ids(count, 1, "bud")
+    seed_accounts(emulator, ids)
+    settings = engine_settings(emulator, azurite, ids, drain=f"PT{drain_seconds:g}S")
+    clock = OffsetClock()
+    service = build_engine(settings, clock)
+    adoption = timed_sweep(service)
+    clock.jump(PAST_ANY_ROTATION_PERIOD)
+    emulator.control.reset_calls()
+    phase1 = timed_sweep(service)
+    calls = emulator.control.calls()
+    phases: dict[str, int] = {}
+    for status in service.status():
+        phases[status.phase] = phases.get(status.phase, 0) + 1
+    return {
+        "targets": count,
+        "adoption_seconds": adoption.seconds,
+        "adoption_outcomes": outcomes(adoption.summary),
+        "phase1_seconds": phase1.seconds,
+        "phase1_outcomes": outcomes(phase1.summary),
+        "phases_after_phase1": phases,
+        "regenerate_calls": calls.get("arm.regenerate_key", 0),
+        "burst": settings.arm_write_burst,
+        "rate": settings.arm_writes_per_second,
+    }
+
+
+def measure(
+    sizes: Sequence[int],
+    latency: float,
+    drain_seconds: float,
+    concurrency: int | None,
+    budget_targets: int,
+) -> Report:
+    report = Report("bench.cycle_scale: full cycle, engine sweep vs sequential reference script")
+    report.add("latency per emulator call", f"{latency * 1000:.0f} ms (Azurite tables: no added latency)")
+    report.add("drain", f"PT{drain_seconds:g}S, waited once per side (excluded from the cycle time)")
+    with local_azure(latency=latency) as (emulator, azurite):
+        for count in sizes:
+            subscriptions = subscriptions_for(count)
+            ours_ids = account_ids(count, subscriptions, "our")
+            ref_ids = account_ids(count, subscriptions, "ref")
+            seeding = seed_accounts(emulator, ours_ids + ref_ids)
+            engine = run_engine(emulator, azurite, ours_ids, drain_seconds, concurrency)
+
+            settings = engine_settings(emulator, azurite, ref_ids[:1])
+            reference = ReferenceRotation(
+                settings.key_vault_url,
+                settings.arm_endpoint,
+                build_credential(settings),
+                verify_challenge_resource=settings.verify_challenge_resource,
+            )
+            emulator.control.reset_calls()
+            try:
+                baseline = run_reference(reference, ref_ids, drain_seconds)
+            finally:
+                reference.close()
+            baseline_calls = emulator.control.calls()
+
+            n = f"N={count}"
+            report.add(f"{n} subscriptions", f"{subscriptions} ({TARGETS_PER_SUBSCRIPTION} targets each)")
+            report.add(f"{n} seeding 2N accounts", f"{seeding:.1f} s via POST /_emulator/accounts")
+            report.add(f"{n} engine adoption sweep", f"{engine.adoption_seconds:.2f} s")
+            report.add(f"{n} engine phase 1 sweep", f"{engine.phase1_seconds:.2f} s {engine.phase1_outcomes}")
+            report.add(f"{n} engine phase 2 sweep", f"{engine.phase2_seconds:.2f} s {engine.phase2_outcomes}")
+            report.add(f"{n} engine cycles completed", f"{engine.completed}/{count}")
+            report.add(f"{n} reference setup (Task 1)", f"{baseline.setup_seconds:.2f} s")
+            report.add(f"{n} reference phase 1", f"{baseline.phase1_seconds:.2f} s")
+            report.add(f"{n} reference phase 2", f"{baseline.phase2_seconds:.2f} s")
+            report.add(
+                f"{n} reference, literal 5 s sleep",
+                f"{baseline.cycle_seconds + 5 * count:.0f} s (extrapolated)",
+            )
+            report.ratio(
+                f"{n} cycle (phase 1+2) reference/engine", baseline.cycle_seconds / engine.cycle_seconds
+            )
+            report.ratio(f"{n} phase 1 reference/engine", baseline.phase1_seconds / engine.phase1_seconds)
+            report.ratio(f"{n} phase 2 reference/engine", baseline.phase2_seconds / engine.phase2_seconds)
+            report.ratio(f"{n} adoption vs Task 1 setup", baseline.setup_seconds / engine.adoption_seconds)
+            report.data[f"N={count}"] = {
+                "engine": engine,
+                "baseline": baseline,
+                "baseline_calls": baseline_calls,
+                "subscriptions": subscriptions,
+                "seeding_seconds": seeding,
+            }
+        if budget_targets:
+            demo = budget_demo(emulator, azurite, budget_targets, drain_seconds)
+            report.add(
+                f"budget demo: {budget_targets} targets, 1 subscription",
+                f"adoption {demo['adoption_seconds']:.2f} s {demo['adoption_outcomes']}; phase 1 "
+                f"{demo['phase1_seconds']:.2f} s {demo['phase1_outcomes']}, regenerateKey calls "
+                f"{demo['regenerate_calls']} (burst {demo['burst']}, {demo['rate']:g}/s); phases after: "
+                f"{demo['phases_after_phase1']}",
+            )
+            report.data["budget_demo"] = demo
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> Report:
+    parser = argparse.ArgumentParser(prog="python -m bench.cycle_scale", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="target counts N")
+    parser.add_argument("--latency", type=float, default=0.03, help="seconds added to every emulator call")
+    parser.add_argument("--drain", type=float, default=2.0, help="drain time in seconds")
+    parser.add_argument("--concurrency", type=int, default=None, help="SWEEP_CONCURRENCY (default: 16)")
+    parser.add_argument(
+        "--budget-demo", type=int, default=250, help="targets in one subscription (0: skip the demo)"
+    )
+    args = parser.parse_args(argv)
+    report = measure(args.sizes, args.latency, args.drain, args.concurrency, args.budget_demo)
+    report.print()
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,175 @@
+"""What every benchmark needs: the local Azure (emulator + Azurite), many accounts spread over several
+subscriptions, the engine built by ``shared.bootstrap`` against them, and a uniform way to print figures.
+
+Benchmarks are scripts, not product code: they may sleep (the drain) and they set ``os.environ`` (the
+emulator's identity endpoint and CA), which is exactly what an Azure Functions host would provide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from rotation.model import SweepSummary
+from rotation.runner import utc_now
+from rotation.service import RotationService
+from shared.bootstrap import build_service
+from shared.settings import Settings, load_settings
+from tests.support.azurite import AzuriteProcess
+from tests.support.emulator import EmulatorProcess
+
+# Targets per subscription: phase 1 and phase 2 each spend 2 ARM writes per target (regenerateKey +
+# listKeys, both POST), and adoption 1 (listKeys), so 50 targets stay inside ARM's 200-write bucket.
+TARGETS_PER_SUBSCRIPTION = 50
+RESOURCE_GROUP = "rg-bench"
+
+
+def subscription_id(index: int) -> str:
+    return f"{index:08d}-0000-4000-8000-00000000beef"
+
+
+def account_ids(count: int, subscriptions: int, label: str) -> list[str]:
+    """``count`` resource ids, dealt round-robin over ``subscriptions`` subscriptions.
+
+    Account names are globally unique per run so several benchmarks can share one emulator.
+    """
+    run = uuid.uuid4().hex[:6]
+    return [
+        f"/subscriptions/{subscription_id(i % subscriptions)}/resourceGroups/{RESOURCE_GROUP}"
+        f"/providers/Microsoft.CognitiveServices/accounts/{label}{run}{i:05d}"
+        for i in range(count)
+    ]
+
+
+def subscriptions_for(count: int) -> int:
+    return max(1, -(-count // TARGETS_PER_SUBSCRIPTION))
+
+
+@contextmanager
+def local_azure(latency: float = 0.0) -> Iterator[tuple[EmulatorProcess, AzuriteProcess]]:
+    """Emulator + Azurite; the emulator's settings are put in ``os.environ`` (managed identity, CA) the way
+    the Functions host provides them, and removed again afterwards."""
+    saved = dict(os.environ)
+    with EmulatorProcess(latency=latency) as emulator, AzuriteProcess() as azurite:
+        emulator.apply_env(os.environ)
+        try:
+            yield emulator, azurite
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def seed_accounts(emulator: EmulatorProcess, resource_ids: Sequence[str], workers: int = 8) -> float:
+    """Create the accounts through the control API (``POST /_emulator/accounts``); returns seconds."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(emulator.control.add_account, resource_ids))
+    return time.perf_counter() - started
+
+
+def engine_settings(
+    emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    resource_ids: Iterable[str],
+    drain: str = "PT2S",
+    **overrides: str,
+) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        **emulator.app_env,
+        "ROTATION_TARGETS": json.dumps([{"resourceId": r, "drainTime": drain} for r in resource_ids]),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ROTATION_STATE_TABLE": f"benchstate{suffix}",
+        "ROTATION_HISTORY_TABLE": f"benchhistory{suffix}",
+        **overrides,
+    }
+    return load_settings(env)
+
+
+class OffsetClock:
+    """Wall-clock time shifted by a settable offset: lets a benchmark make every target due (jump past
+    the rotation period) while the drain still takes real seconds."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.offset
+
+    def jump(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> RotationService:
+    """The production composition root (``shared.bootstrap.build_service``), unchanged."""
+    if clock is None:
+        return build_service(settings)
+    return build_service(settings, clock=clock)
+
+
+@dataclass
+class Timed:
+    seconds: float
+    summary: SweepSummary
+
+
+def timed_sweep(service: RotationService, trigger: str = "timer") -> Timed:
+    started = time.perf_counter()
+    summary = service.sweep(trigger=trigger)
+    return Timed(time.perf_counter() - started, summary)
+
+
+def outcomes(summary: SweepSummary) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in summary.results:
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    return counts
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(list(values)))
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+@dataclass
+class Report:
+    """Rows of figures printed as an aligned table, plus ratios; ``data`` is what tests inspect."""
+
+    title: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    ratios: list[tuple[str, float]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, label: str, value: str) -> None:
+        self.rows.append((label, value))
+
+    def ratio(self, label: str, value: float) -> None:
+        self.ratios.append((label, value))
+
+    def render(self) -> str:
+        width = max([len(label) for label, _ in self.rows + [(r, "") for r, _ in self.ratios]] + [10])
+        lines = [f"== {self.title} ==", f"machine: {json.dumps(machine())}"]
+        lines += [f"  {label:<{width}}  {value}" for label, value in self.rows]
+        lines += [f"  RATIO {label:<{width - 6}}  {value:.2f}x" for label, value in self.ratios]
+        return "\n".join(lines)
+
+    def print(self) -> None:
+        print(self.render(), flush=True)
