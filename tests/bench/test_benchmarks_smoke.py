@@ -1,0 +1,81 @@
+"""Every benchmark runs end to end at a tiny size and prints its ratios, so none can rot.
+
+Only structural facts are asserted (every target completed its cycle, call counts add up, the right
+modules were loaded); timings are never asserted — they depend on the machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import call_counts, consumer_get, cycle_scale, import_time, sweep_memory
+
+
+def assert_printed_ratios(output: str, report_ratios: list[tuple[str, float]]) -> None:
+    assert report_ratios, "a benchmark must print at least one ratio"
+    for label, value in report_ratios:
+        assert math.isfinite(value) and value > 0, (label, value)
+        assert f"RATIO {label}" in output
+
+
+def test_cycle_scale_completes_every_target_on_both_sides(capsys: pytest.CaptureFixture[str]) -> None:
+    report = cycle_scale.main(["--sizes", "4", "--latency", "0.005", "--drain", "1", "--budget-demo", "3"])
+    figures = report.data["N=4"]
+    engine, baseline_calls = figures["engine"], figures["baseline_calls"]
+    assert engine.completed == 4
+    assert engine.phase1_outcomes == {"advanced": 4}
+    assert engine.phase2_outcomes == {"advanced": 4}
+    assert engine.calls["phase1"]["arm.regenerate_key"] == 4
+    assert engine.calls["phase2"]["arm.regenerate_key"] == 4
+    assert engine.calls["phase1"]["dataplane.request"] == 4  # every new key verified before the swap
+    # The reference script: one regenerate per phase, a pointer read per swap, nothing verified.
+    assert baseline_calls["arm.regenerate_key"] == 8
+    assert baseline_calls["keyvault.get_secret"] == 4
+    assert "dataplane.request" not in baseline_calls
+    assert figures["baseline"].accounts == 4
+    demo = report.data["budget_demo"]
+    assert demo["regenerate_calls"] == 3  # 3 targets fit the burst of one subscription
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_call_counts_meet_at_least_the_minimum(capsys: pytest.CaptureFixture[str]) -> None:
+    report = call_counts.main(["--targets", "3", "--subscriptions", "2"])
+    per_service = report.data["per_service"]
+    for service, minimum in call_counts.MINIMUM_PER_CYCLE.items():
+        assert per_service.get(service, 0) >= minimum * 3, service
+    for phase in ("phase1", "phase2"):
+        assert report.data["phases"][phase]["arm.regenerate_key"] == 3
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_import_time_function_app_defers_every_sdk(capsys: pytest.CaptureFixture[str]) -> None:
+    report = import_time.main(["--runs", "1"])
+    assert report.data["function_app"]["loaded"] == [], "function_app imported an Azure SDK eagerly"
+    assert report.data["every SDK"]["loaded"] == sorted(import_time.SDKS)
+    assert report.data["function_app"]["importtime"] > 0
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_consumer_get_reads_key_vault_at_most_once_per_ttl(capsys: pytest.CaptureFixture[str]) -> None:
+    report = consumer_get.main(
+        ["--threads", "1", "4", "--calls", "2000", "--ttl", "0.5", "--hammer-seconds", "1.6"]
+    )
+    data = report.data
+    assert set(data["hot"]) == {1, 4}
+    assert 1 <= data["reads"] <= data["windows"]
+    assert data["vault_reads"] == data["reads"], "the library's counter disagrees with the emulator's"
+    assert all(gap >= 0.5 for gap in data["gaps"]), data["gaps"]
+    assert data["hammer_calls"] > data["reads"]
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_sweep_memory_measures_an_idle_and_an_adoption_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+    report = sweep_memory.main(["--idle", "20", "--adopt", "3"])
+    assert report is not None
+    idle, adoption = report.data["idle"], report.data["adoption"]
+    assert (idle["seen"], idle["advanced"], idle["failed"]) == (20, 0, 0)
+    assert (adoption["seen"], adoption["advanced"], adoption["failed"]) == (3, 3, 0)
+    assert idle["traced_peak_bytes"] > 0 and adoption["traced_peak_bytes"] > 0
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
