@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Ctrl-C and SIGTERM unwind through every `with` that started something (servers, threads); a shell that
+    # launched us in the background may have left SIGINT ignored, so install the handlers explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # Only our own records go to the terminal; the scenario captures every logger for the I5 scan.
     logging.getLogger("azure").setLevel(logging.WARNING)
     console = Console(record=True, log_path=False)

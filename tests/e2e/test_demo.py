@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,4 +38,29 @@ def test_demo_rejects_bad_arguments_before_starting_anything(tmp_path: Path) -> 
     )
     assert completed.returncode == 2
     assert "--duration must be between 10 and 600" in completed.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--duration", "60", "--report", str(tmp_path / "r.json")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until servers and consumer threads are running
+            if "consumer threads calling" in line:
+                break
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True,
+                                  check=False).stdout.split()
+        assert len(children) >= 3, children  # the emulator and Azurite's table and queue services
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, rest[-2000:]
+    assert "everything the demo started has been stopped" in rest
+    assert [child for child in children if Path(f"/proc/{child}").exists()] == []
     assert not (tmp_path / "r.json").exists()
