@@ -15,7 +15,7 @@ from emulator.arm import account_envelope
 from emulator.controls import Fault, InvalidControl
 from emulator.core import Emulator
 from emulator.errors import json_response
-from emulator.state import Account, InvalidAccount
+from emulator.state import ISSUED_KEYS, Account, InvalidAccount
 
 
 def _error(status: int, message: str) -> Response:
@@ -58,6 +58,7 @@ class ControlApi:
             Route(f"{p}/clock", w(self.move_clock), methods=["POST"]),
             Route(f"{p}/calls", w(self.get_calls), methods=["GET"]),
             Route(f"{p}/calls", w(self.reset_calls), methods=["DELETE"]),
+            Route(f"{p}/issued-keys", w(self.issued_keys), methods=["GET"]),
             Route(f"{p}/events", w(self.kv_events), methods=["GET"]),
             Route(f"{p}/eventgrid/events", w(self.eventgrid_events), methods=["GET"]),
             Route(f"{p}/reset", w(self.reset), methods=["POST"]),
@@ -199,6 +200,10 @@ class ControlApi:
 
     async def get_calls(self, request: Request) -> Response:
         return json_response({"counts": dict(self.emulator.controls.calls)})
+
+    async def issued_keys(self, request: Request) -> Response:
+        """Every account key this emulator ever issued: the test suite's leak scan (I5) greps for them."""
+        return json_response({"keys": sorted(ISSUED_KEYS)})
 
     async def reset_calls(self, request: Request) -> Response:
         self.emulator.controls.calls.clear()

@@ -47,9 +47,16 @@ class InvalidAccount(ValueError):
     """A control-API or CLI account definition that cannot be accepted."""
 
 
+# Every account key this process has issued or loaded, so the test suite's session-wide scan (I5) can
+# look for them in everything the product logged or stored. Only the emulator (a fake Azure) holds these.
+ISSUED_KEYS: set[str] = set()
+
+
 def new_account_key() -> str:
     # Cognitive Services keys are 32 hexadecimal characters.
-    return secrets.token_hex(16)
+    key = secrets.token_hex(16)
+    ISSUED_KEYS.add(key)
+    return key
 
 
 @dataclass
@@ -172,6 +179,7 @@ class EmulatorState:
         state.clock_offset = float(data.get("clock_offset", 0.0))
         state.propagation_seconds = float(data.get("propagation_seconds", 0.0))
         state.accounts = {k: Account(**v) for k, v in data.get("accounts", {}).items()}
+        ISSUED_KEYS.update(key for account in state.accounts.values() for key in (account.key1, account.key2))
         state.secrets = {
             k: [SecretVersion(**v) for v in versions] for k, versions in data.get("secrets", {}).items()
         }

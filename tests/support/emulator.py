@@ -27,6 +27,8 @@ DEMO_ACCOUNT_ID = (
     "/providers/Microsoft.CognitiveServices/accounts/ai-services"
 )
 IDENTITY_VARIABLES = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+# Keys issued by every emulator this process started and stopped (read by the leak scan in conftest).
+ISSUED_KEYS: set[str] = set()
 # Variables that would make azure-identity/MSAL pick another managed-identity flavour than App Service.
 CONFLICTING_IDENTITY_VARIABLES = ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT")
 
@@ -62,6 +64,10 @@ class ControlClient:
 
     def health(self) -> dict[str, Any]:
         return dict(self._call("GET", "/health"))
+
+    def issued_keys(self) -> set[str]:
+        """Every account key the emulator ever issued (for leak scans, I5)."""
+        return set(self._call("GET", "/issued-keys")["keys"])
 
     def add_account(
         self, resource_id: str, kind: str = "AIServices", disable_local_auth: bool = False
@@ -304,7 +310,15 @@ class EmulatorProcess:
         return self._process is not None and self._process.poll() is None
 
     def stop(self) -> int | None:
-        """SIGTERM, wait, and return the exit code (SIGKILL only if it does not exit in 10 s)."""
+        """SIGTERM, wait, and return the exit code (SIGKILL only if it does not exit in 10 s).
+
+        Before stopping, the keys it issued join ``ISSUED_KEYS`` so the session-wide leak scan sees them.
+        """
+        if self.running and "EMULATOR_CONTROL_URL" in self.env:
+            try:
+                ISSUED_KEYS.update(self.control.issued_keys())
+            except (httpx.HTTPError, ControlError):
+                pass  # a test that broke the emulator on purpose; its own assertions report that
         if self._control is not None:
             self._control.close()
             self._control = None
