@@ -24,6 +24,7 @@ from typing import Any
 from bench.baseline_reference import ReferenceRotation, run_reference
 from bench.harness import (
     TARGETS_PER_SUBSCRIPTION,
+    CpuMeter,
     OffsetClock,
     Report,
     account_ids,
@@ -53,6 +54,7 @@ class EngineTimings:
     phase2_outcomes: dict[str, int]
     completed: int
     calls: dict[str, dict[str, int]]
+    cpu: dict[str, dict[str, float]]
 
     @property
     def cycle_seconds(self) -> float:
@@ -71,23 +73,28 @@ def run_engine(
     clock = OffsetClock()
     service = build_engine(settings, clock)
     calls: dict[str, dict[str, int]] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    meter = CpuMeter(emulator, azurite)
 
     emulator.control.reset_calls()
+    meter.restart()
     adoption = timed_sweep(service)
-    calls["adoption"] = emulator.control.calls()
+    calls["adoption"], cpu["adoption"] = emulator.control.calls(), meter.elapsed()
 
     clock.jump(PAST_ANY_ROTATION_PERIOD)
     emulator.control.reset_calls()
+    meter.restart()
     phase1 = timed_sweep(service)
-    calls["phase1"] = emulator.control.calls()
+    calls["phase1"], cpu["phase1"] = emulator.control.calls(), meter.elapsed()
 
     started = time.perf_counter()
     time.sleep(drain_seconds + 0.1)  # a benchmark may sleep; the engine never does (I6)
     drain = time.perf_counter() - started
 
     emulator.control.reset_calls()
+    meter.restart()
     phase2 = timed_sweep(service)
-    calls["phase2"] = emulator.control.calls()
+    calls["phase2"], cpu["phase2"] = emulator.control.calls(), meter.elapsed()
     completed = sum(1 for s in service.status() if s.phase == Phase.IDLE.value and s.cycles_completed == 1)
     return EngineTimings(
         adoption.seconds,
@@ -98,6 +105,7 @@ def run_engine(
         outcomes(phase2.summary),
         completed,
         calls,
+        cpu,
     )
 
 
@@ -171,6 +179,11 @@ def measure(
             report.add(f"{n} engine phase 1 sweep", f"{engine.phase1_seconds:.2f} s {engine.phase1_outcomes}")
             report.add(f"{n} engine phase 2 sweep", f"{engine.phase2_seconds:.2f} s {engine.phase2_outcomes}")
             report.add(f"{n} engine cycles completed", f"{engine.completed}/{count}")
+            for phase, spent in engine.cpu.items():
+                report.add(
+                    f"{n} CPU ms/target, {phase}",
+                    ", ".join(f"{name} {seconds * 1000 / count:.1f}" for name, seconds in spent.items()),
+                )
             report.add(f"{n} reference setup (Task 1)", f"{baseline.setup_seconds:.2f} s")
             report.add(f"{n} reference phase 1", f"{baseline.phase1_seconds:.2f} s")
             report.add(f"{n} reference phase 2", f"{baseline.phase2_seconds:.2f} s")

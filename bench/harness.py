@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rotation.model import SweepSummary
@@ -134,6 +135,36 @@ def outcomes(summary: SweepSummary) -> dict[str, int]:
     for result in summary.results:
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     return counts
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux ``/proc``); 0.0 where that is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by this process, the emulator and Azurite (tables) between two readings."""
+
+    def __init__(self, emulator: EmulatorProcess, azurite: AzuriteProcess) -> None:
+        self.pids = {"engine": os.getpid()}
+        for name, process in (("emulator", emulator._process), ("azurite", azurite.table.process)):
+            if process is not None:
+                self.pids[name] = process.pid
+        self._start = self.read()
+
+    def read(self) -> dict[str, float]:
+        return {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def restart(self) -> None:
+        self._start = self.read()
+
+    def elapsed(self) -> dict[str, float]:
+        now = self.read()
+        return {name: now[name] - self._start[name] for name in now}
 
 
 def median(values: Iterable[float]) -> float:
