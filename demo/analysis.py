@@ -24,11 +24,9 @@ SLEEP_PATTERN = re.compile(
     r"\b(?:time\.sleep|asyncio\.sleep|sleep)\s*\(|\.wait\s*\(\s*(?:timeout\s*=\s*)?[\d.]"
 )
 PHASES = ("regenerating", "verifying", "draining", "retiring")
-# The engine starts the drain clock when the swap step begins (``swapped_at = now`` read before the probe and
-# the P-active/pointer writes), so the measured drain after the pointer write can fall short by the length
-# of those calls (tens of ms locally). Tolerated up to this much and reported raw (minDrainMarginSeconds);
-# see docs/DEMO.md. Consumers' TTL (0.5 s) stays far below the drain, so this never reaches them.
-SWAP_STEP_TOLERANCE_SECONDS = 0.25
+# The engine starts the drain clock after the pointer write returns (``swapped_at`` read then), and the
+# observer stamps the write's end just before, with the same wall clock: no tolerance is needed.
+SWAP_STEP_TOLERANCE_SECONDS = 0.0
 
 
 @dataclass(frozen=True)

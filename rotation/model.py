@@ -389,7 +389,10 @@ class Policy:
     verify_timeout: timedelta = timedelta(minutes=10)
     verify_retry_interval: timedelta = timedelta(seconds=15)
     emergency_drain_time: timedelta = timedelta(0)
-    lease_duration: timedelta = timedelta(minutes=5)
+    # A step starts only with more than half the lease left, so half the lease must exceed the slowest
+    # step: 3 Azure calls, each bounded by shared.bootstrap.CLIENT_OPTIONS["timeout"] (40 s) plus a
+    # Retry-After wait. 10 minutes leaves 5 for that; a crashed holder's work resumes within 10.
+    lease_duration: timedelta = timedelta(minutes=10)
     backoff_base: timedelta = timedelta(minutes=1)
     backoff_max: timedelta = timedelta(hours=6)
     drift_check_interval: timedelta = timedelta(hours=6)

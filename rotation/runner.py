@@ -147,7 +147,9 @@ class StepRunner:
                     intent = self._intent(decision.action, state, target, now, inv, request)
                     state, etag = self._write(target, intent, etag)
                     dirty = False
+                    inv.steps.append(decision.action.value)
                     if decision.action is Action.START_CYCLE:
+                        self._announce_cycle(target, state, inv)
                         request = None  # one request starts at most one cycle
                     continue
                 if not self._holds_lease(state, inv.owner, now):
@@ -275,20 +277,22 @@ class StepRunner:
                 next_attempt_at=None,
                 drain_until=None,
             )
-            self._history(target, started, "cycle", "started", inv.trigger, slot=started.new_slot)
-            log_transition(
-                target=target.resource_id,
-                cycle=cycle_id,
-                step="cycle",
-                slot=_v(started.new_slot),
-                trigger=inv.trigger,
-                outcome="started",
-            )
-            self._publish(target, started, "KeyRotation.CycleStarted", started.new_slot)
-            inv.steps.append(action.value)
             return started
-        inv.steps.append(action.value)
         return leased.with_changes(phase=Phase.RETIRING, next_attempt_at=None)
+
+    def _announce_cycle(self, target: Target, started: TargetState, inv: _Invocation) -> None:
+        """History, log and CycleStarted event — only once the intent has won its compare-and-swap, so
+        an invocation that lost the race leaves no trace of a cycle that never existed (I4)."""
+        self._history(target, started, "cycle", "started", inv.trigger, slot=started.new_slot)
+        log_transition(
+            target=target.resource_id,
+            cycle=started.cycle_id,
+            step="cycle",
+            slot=_v(started.new_slot),
+            trigger=inv.trigger,
+            outcome="started",
+        )
+        self._publish(target, started, "KeyRotation.CycleStarted", started.new_slot)
 
     # ---------------------------------------------------------------- steps
 
@@ -384,12 +388,16 @@ class StepRunner:
             if state.cycle_drain_seconds is not None
             else target.drain_time.total_seconds()
         )
+        # The drain counts from after the pointer write (not from the step's start, which precedes the
+        # probe and both writes), so the old slot is never retired earlier than drainTime after the swap.
+        # On a re-run after a crash the pointer moved earlier than this: later is the safe side.
+        swapped_at = self.clock()
         draining = state.with_changes(
             phase=Phase.DRAINING,
             active_slot=new,
-            swapped_at=now,
+            swapped_at=swapped_at,
             drain_seconds=drain_seconds,
-            drain_until=now + _seconds(drain_seconds),
+            drain_until=swapped_at + _seconds(drain_seconds),
             verify_deadline=None,
             next_attempt_at=None,
             attempts=0,

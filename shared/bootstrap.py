@@ -32,7 +32,15 @@ from shared.table_state import TableHistoryStore, TableStateStore
 
 # azure-core already retries 429/5xx/timeouts with backoff (honouring Retry-After); keep it short so one
 # slow target cannot hold a sweep thread for minutes — later invocations retry with stored backoff.
-CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "read_timeout": 30}
+# `timeout` bounds one call including its retries (azure-core RetryPolicy's absolute timeout): a call
+# must never outlive the lease it runs under (Policy.lease_duration), or a slow regenerate could land
+# after another invocation has taken over the target.
+CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 3,
+    "connection_timeout": 10,
+    "read_timeout": 30,
+    "timeout": 40,
+}
 
 
 def build_credential(settings: Settings) -> TokenCredential:

@@ -31,6 +31,7 @@ class SessionSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = path.open("w", encoding="utf-8", errors="replace")
         self.bytes_written = 0
 

@@ -299,3 +299,20 @@ def test_keyless_targets_are_never_overdue() -> None:
     rig.service.sweep()
     rig.clock.advance(days=90)
     assert rig.service.sweep().overdue == 0
+
+
+def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() -> None:
+    rig = make_rig()
+    rig.service.sweep()
+    rig.clock.advance(days=30)
+    t = rig.target()
+    stale = rig.states.get(t.key)  # what a slower invocation loaded before the winner wrote
+    winner = rig.service.runner.advance(t, "timer")
+    assert "start_cycle" in winner.steps
+    loser = rig.service.runner.advance(t, "event", loaded=stale)
+    assert loser.outcome == "busy" and "start_cycle" not in loser.steps
+    started = [r for r in rig.history.rows[t.key] if (r.step, r.outcome) == ("cycle", "started")]
+    state = rig.state()
+    assert state is not None and [r.cycle for r in started] == [state.cycle_id]
+    assert [e.event_type for e in rig.lifecycle.events].count("KeyRotation.CycleStarted") == 1
+    rig.check_invariants()
