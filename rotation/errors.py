@@ -19,10 +19,6 @@ class UnknownTarget(RotationError):
     """The named target is not in ROTATION_TARGETS."""
 
 
-class CycleInProgress(RotationError):
-    """A cycle is already running (or just finished) for this target, so a new one is not started."""
-
-
 class LeaseLost(RotationError):
     """Another invocation changed the target's state since we read it (ETag mismatch) or took our lease."""
 

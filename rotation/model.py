@@ -338,6 +338,23 @@ class RequestOutcome:
 
 
 @dataclass(frozen=True)
+class SecretEventOutcome:
+    """What a Key Vault expiry event led to. ``reason`` is a stable code the triggers log and tests match:
+    ``requested`` (exactly one cycle asked for), or why it was ignored: ``unmanaged_secret``,
+    ``not_rotated_by_events``, ``stale_version``, ``cycle_in_progress``, ``refused``."""
+
+    reason: str
+    detail: str
+    target: str | None = None
+    current_version: str | None = None
+    request: RequestOutcome | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.reason == "requested"
+
+
+@dataclass(frozen=True)
 class TargetResult:
     """What one ``advance_target`` invocation did."""
 

@@ -18,6 +18,7 @@ from rotation.model import (
     Policy,
     RequestOutcome,
     RequestStatus,
+    SecretEventOutcome,
     SweepSummary,
     Target,
     TargetResult,
@@ -227,31 +228,44 @@ class RotationService:
         secret_name: str,
         version: str | None,
         event_type: str = "Microsoft.KeyVault.SecretNearExpiry",
-    ) -> str:
-        """Event Grid: request exactly one cycle for a current, managed ``P-active``; otherwise return
-        ``"ignored: <why>"``. Never raises for stale or unknown events (at least once, out of order)."""
+        requester: str = "eventgrid",
+    ) -> SecretEventOutcome:
+        """Event Grid: request exactly one cycle for the current version of a managed ``P-active``;
+        anything else is ignored with a reason code. Never raises for stale or unknown events (Event Grid
+        delivers at least once, out of order); raises only what a retry could fix (transient Azure errors).
+        """
         target = self.find_target_for_secret(vault_url, secret_name)
         if target is None:
-            return f"ignored: {secret_name} is not a secret managed by this service in this vault"
+            return SecretEventOutcome("unmanaged_secret", "no target owns this secret in this vault")
         if secret_name.strip().lower() != target.active_secret.lower():
-            return (
-                f"ignored: only {target.active_secret} carries an expiry; "
-                f"{secret_name} is not rotated by events"
+            # Only P-active carries an expiry (DESIGN §3); an expiry set by hand elsewhere is no reason.
+            return SecretEventOutcome(
+                "not_rotated_by_events",
+                f"only {target.active_secret} is rotated by expiry events",
+                target.resource_id,
             )
+        # Reading the latest version is the only way to tell a replaced version from the current one.
         current = self.ports.secrets.get_secret(target.active_secret)
         if current is None:
-            return f"ignored: {secret_name} no longer exists"
+            return SecretEventOutcome("unmanaged_secret", "the secret no longer exists", target.resource_id)
         if version and current.version != version:
-            return f"ignored: stale event for version {version}; the current version is {current.version}"
+            return SecretEventOutcome(
+                "stale_version",
+                "the secret has a newer version; this event is about a replaced one",
+                target.resource_id,
+                current.version,
+            )
         outcome = self.request_rotation(
             target,
             trigger="event",
-            requester="eventgrid",
-            reason=f"{event_type.rsplit('.', 1)[-1]} for {secret_name}",
+            requester=requester,
+            reason=f"{event_type.rsplit('.', 1)[-1]} {secret_name}/{version or 'latest'}",
         )
-        if outcome.status is RequestStatus.STARTED:
-            return f"requested: cycle {outcome.cycle_id} started for {target.account_name}"
-        return f"ignored: {outcome.message}"
+        if outcome.accepted:
+            reason = "requested"
+        else:
+            reason = "cycle_in_progress" if outcome.status is RequestStatus.IN_PROGRESS else "refused"
+        return SecretEventOutcome(reason, outcome.message, target.resource_id, current.version, outcome)
 
     # ------------------------------------------------------------ reading
 

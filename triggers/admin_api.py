@@ -72,17 +72,14 @@ def _guarded(function: str, req: func.HttpRequest, runtime_provider: RuntimeProv
 
 
 def _rotate(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.HttpResponse:
-    from rotation import errors
 
     name = target_name(req.route_params)
     body = rotate_request(req.get_body())
-    try:
-        outcome = runtime.service.request_rotation(
-            name, trigger="admin", requester=requester, reason=body.reason,
-            force=body.force, emergency=body.emergency,
-        )
-    except errors.CycleInProgress as error:
-        return error_response(409, "cycle_in_progress", str(error) or "a cycle is already running")
+    # A running cycle is not an exception: the outcome says `in_progress` (409 below), never a second cycle.
+    outcome = runtime.service.request_rotation(
+        name, trigger="admin", requester=requester, reason=body.reason,
+        force=body.force, emergency=body.emergency,
+    )
     result = to_json(outcome)
     if outcome.accepted:
         return json_response(202, result)

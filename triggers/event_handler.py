@@ -52,45 +52,24 @@ def _request_cycle(event: SecretEvent, runtime: Runtime) -> None:
 def _act_on(event: SecretEvent, service: Any, context: dict[str, Any]) -> None:
     from rotation import errors
 
-    target = service.find_target_for_secret(event.vault_url, event.secret_name)
-    if target is None:
-        _ignored("unmanaged_secret", "no configured target owns this secret in this vault", **context)
-        return
-    context["target"] = target.resource_id
-    if event.secret_name.lower() != target.active_secret.lower():
-        # Only `P-active` carries an expiry (DESIGN §3); an event for a slot or pointer secret means someone
-        # set an expiry by hand — not a reason to rotate.
-        _ignored("not_rotated_by_events", f"only {target.active_secret} is rotated by expiry events",
-                 **context)
-        return
-    # The engine exposes its Key Vault port; reading the latest version is the only way to tell a replaced
-    # version from the current one (Event Grid redelivers and reorders).
-    current = service.ports.secrets.get_secret(target.active_secret)
-    if current is None:
-        _ignored("unmanaged_secret", "the secret no longer exists", **context)
-        return
-    if event.version is not None and current.version != event.version:
-        _ignored("stale_version", "the secret has a newer version; this event is about a replaced one",
-                 currentVersion=current.version, **context)
-        return
     try:
-        outcome = service.request_rotation(
-            target, trigger="event", requester=f"eventgrid:{records.clip(event.event_id, 100)}",
-            reason=f"{event.event_type.rsplit('.', 1)[-1]} {event.secret_name}/{event.version or 'latest'}",
+        outcome = service.handle_secret_near_expiry(
+            event.vault_url, event.secret_name, event.version, event_type=event.event_type,
+            requester=f"eventgrid:{records.clip(event.event_id, 100)}",
         )
-    except errors.CycleInProgress:
-        _ignored("cycle_in_progress", "a cycle is already running for this target", **context)
-        return
-    except errors.UnknownTarget:
+    except errors.UnknownTarget:  # the configuration changed between lookup and request
         _ignored("unmanaged_secret", "the owning target is no longer configured", **context)
         return
-    result = to_json(outcome)
-    if not outcome.accepted:
-        # A running cycle (duplicate delivery) or a refusal (a cycle just completed, backoff, keyless):
-        # never a second cycle, and retrying the event would get the same answer.
-        why = "cycle_in_progress" if result.get("status") == "in_progress" else "refused"
-        _ignored(why, records.clip(outcome.message), **context)
+    if outcome.target:
+        context["target"] = outcome.target
+    if outcome.current_version and outcome.reason == "stale_version":
+        context["currentVersion"] = outcome.current_version
+    if not outcome.requested:
+        # Unmanaged, stale, duplicate (cycle running) or refused (a cycle just completed, backoff,
+        # keyless): never a second cycle, and a retry of the event would get the same answer.
+        _ignored(outcome.reason, records.clip(outcome.detail), **context)
         return
+    result = to_json(outcome.request)
     records.emit("rotation.event_accepted", status=result.get("status"), cycle=result.get("cycleId"),
                  **context)
 

@@ -206,13 +206,16 @@ def test_secret_events_request_one_cycle_and_ignore_stale_ones(emulator, azurite
     target = engine.target()
     current = engine.raw_ports.secrets.get_secret(target.active_secret)
     vault = engine.settings.key_vault_url
-    assert engine.service.handle_secret_near_expiry(vault, "unmanaged", None).startswith("ignored:")
+    assert engine.service.handle_secret_near_expiry(vault, "unmanaged", None).reason == "unmanaged_secret"
+    pointer_event = engine.service.handle_secret_near_expiry(vault, target.pointer_secret, None)
+    assert pointer_event.reason == "not_rotated_by_events"
     stale = engine.service.handle_secret_near_expiry(vault, target.active_secret, "0" * 32)
-    assert stale.startswith("ignored: stale event")
+    assert (stale.reason, stale.current_version) == ("stale_version", current.version)
     first = engine.service.handle_secret_near_expiry(vault, target.active_secret, current.version)
-    assert first.startswith("requested: cycle")
+    assert first.requested and first.request is not None and first.request.cycle_id
     second = engine.service.handle_secret_near_expiry(vault, target.active_secret, current.version)
-    assert second.startswith("ignored:")  # the version was replaced by the swap (or the cycle is running)
+    # the version was replaced by the swap, or the cycle is still running: never a second cycle
+    assert second.reason in ("stale_version", "cycle_in_progress") and not second.requested
     assert engine.recorder.counts["arm.regenerate_key"] == 1
 
 
