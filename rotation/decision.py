@@ -27,10 +27,15 @@ class Action(StrEnum):
 
 # Actions that only record intent in the state entity (no Azure side effect).
 INTENT_ACTIONS = frozenset({Action.START_CYCLE, Action.BEGIN_RETIRE})
-# Actions that call regenerateKey (and so need an ARM write token).
+# Actions that call regenerateKey (and so need ARM write tokens).
 REGENERATING_ACTIONS = frozenset(
     {Action.START_CYCLE, Action.BEGIN_RETIRE, Action.REGENERATE_NEW, Action.RETIRE_OLD}
 )
+# ARM writes (POSTs) a regenerate step makes: regenerateKey, then listKeys for the stored value.
+WRITES_PER_REGENERATE = 2
+# Actions whose only ARM write is one listKeys; budgeted too, so adoption of a large fleet or its drift
+# checks cannot starve the same subscription's rotations.
+LIST_KEYS_ACTIONS = frozenset({Action.ADOPT, Action.CHECK_DRIFT})
 
 
 @dataclass(frozen=True)

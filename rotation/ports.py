@@ -137,10 +137,12 @@ class NullLifecycleSink(LifecycleSink):
 
 
 class WriteRateLimiter(ABC):
-    """Per-subscription budget for ARM writes (regenerateKey). Never blocks (I6): callers defer instead."""
+    """Per-subscription budget for ARM writes. ARM counts every POST against the write bucket —
+    ``regenerateKey`` and ``listKeys`` alike. Never blocks (I6): callers defer instead."""
 
     @abstractmethod
-    def try_acquire(self, subscription_id: str) -> bool: ...
+    def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
+        """Take ``writes`` tokens at once, or none (False: defer the work to a later invocation)."""
 
     @abstractmethod
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
@@ -148,7 +150,7 @@ class WriteRateLimiter(ABC):
 
 
 class UnlimitedWrites(WriteRateLimiter):
-    def try_acquire(self, subscription_id: str) -> bool:
+    def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
         return True
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from rotation.decision import INTENT_ACTIONS, REGENERATING_ACTIONS, Action, Decision, decide
+from rotation.decision import (
+    INTENT_ACTIONS,
+    LIST_KEYS_ACTIONS,
+    REGENERATING_ACTIONS,
+    WRITES_PER_REGENERATE,
+    Action,
+    Decision,
+    decide,
+)
 from rotation.errors import (
     AzureAccessDenied,
     KeylessAccount,
@@ -133,7 +141,7 @@ class StepRunner:
                 if not decision.actionable:
                     break
                 if decision.action in REGENERATING_ACTIONS and not inv.write_token:
-                    if not self.ports.limiter.try_acquire(target.subscription_id):
+                    if not self.ports.limiter.try_acquire(target.subscription_id, WRITES_PER_REGENERATE):
                         decision = Decision(
                             Action.WAIT, "ARM write budget exhausted for the subscription", now
                         )
@@ -142,6 +150,11 @@ class StepRunner:
                 if state is None:
                     state, etag = self._create_adoption_intent(target, now, inv.owner)
                     continue
+                if decision.action in LIST_KEYS_ACTIONS and not self.ports.limiter.try_acquire(
+                    target.subscription_id
+                ):
+                    decision = Decision(Action.WAIT, "ARM write budget exhausted for the subscription", now)
+                    break
                 assert etag is not None
                 if decision.action in INTENT_ACTIONS:
                     intent = self._intent(decision.action, state, target, now, inv, request)
@@ -518,7 +531,9 @@ class StepRunner:
             )
 
     def _regenerate_and_list(self, inv: _Invocation, slot: Slot) -> AccountKeys:
-        if not inv.write_token and not self.ports.limiter.try_acquire(inv.target.subscription_id):
+        if not inv.write_token and not self.ports.limiter.try_acquire(
+            inv.target.subscription_id, WRITES_PER_REGENERATE
+        ):
             raise TransientAzureError(
                 f"{inv.target.account_name}: ARM write budget exhausted; retrying later"
             )

@@ -1,4 +1,5 @@
-"""Per-subscription token bucket for ARM writes (regenerateKey). ARM refills about 10 writes/s with a burst
+"""Per-subscription token bucket for ARM writes (regenerateKey and listKeys: both are POSTs, which ARM
+counts as writes). ARM refills about 10 writes/s with a burst
 of 200 per subscription; we stay under it (ARM_WRITES_PER_SECOND / ARM_WRITE_BURST) and stop writing
 until Retry-After after a 429. It never blocks (I6): a target without a token waits for a later sweep."""
 
@@ -22,7 +23,7 @@ class TokenBucketLimiter(WriteRateLimiter):
         self._blocked_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def try_acquire(self, subscription_id: str) -> bool:
+    def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
         key = subscription_id.lower()
         with self._lock:
             now = self.clock()
@@ -30,10 +31,10 @@ class TokenBucketLimiter(WriteRateLimiter):
                 return False
             tokens, at = self._buckets.get(key, (self.burst, now))
             tokens = min(self.burst, tokens + (now - at) * self.rate)
-            if tokens < 1.0:
+            if tokens < writes:
                 self._buckets[key] = (tokens, now)
                 return False
-            self._buckets[key] = (tokens - 1.0, now)
+            self._buckets[key] = (tokens - writes, now)
             return True
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:

@@ -73,9 +73,12 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("SWEEP_CONCURRENCY", False, "16", "targets advanced at once by one sweep"),
     SettingSpec(
-        "ARM_WRITES_PER_SECOND", False, "5", "per-subscription regenerateKey rate (token bucket refill)"
+        "ARM_WRITES_PER_SECOND",
+        False,
+        "5",
+        "per-subscription ARM write rate: regenerateKey and listKeys POSTs (token bucket refill)",
     ),
-    SettingSpec("ARM_WRITE_BURST", False, "100", "per-subscription regenerateKey burst (token bucket size)"),
+    SettingSpec("ARM_WRITE_BURST", False, "100", "per-subscription ARM write burst (token bucket size)"),
     SettingSpec(
         "VERIFY_TIMEOUT", False, "PT10M", "how long a new key may take to be accepted before the cycle fails"
     ),

@@ -27,6 +27,7 @@ from rotation.ports import (
     StateStore,
     StoredSecret,
     UnlimitedWrites,
+    WriteRateLimiter,
 )
 from rotation.runner import Ports
 from rotation.service import RotationService
@@ -360,6 +361,7 @@ def make_rig(
     policy: Policy | None = None,
     verify: str = "dataplane",
     concurrency: int = 4,
+    limiter: WriteRateLimiter | None = None,
 ) -> Rig:
     from rotation.model import VerifyMode
 
@@ -377,7 +379,7 @@ def make_rig(
     states = FakeStateStore(world)
     history = FakeHistory()
     lifecycle = FakeLifecycle()
-    ports = Ports(secrets_, keys, probe, states, history, lifecycle, UnlimitedWrites())
+    ports = Ports(secrets_, keys, probe, states, history, lifecycle, limiter or UnlimitedWrites())
     service = RotationService(
         targets,
         ports,

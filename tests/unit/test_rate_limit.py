@@ -28,3 +28,33 @@ def test_retry_after_blocks_until_it_has_passed() -> None:
     assert not limiter.try_acquire("sub")
     ticks.now = 5.2
     assert limiter.try_acquire("sub")
+
+
+def test_several_writes_are_taken_all_or_nothing() -> None:
+    ticks = Ticks()
+    limiter = TokenBucketLimiter(rate_per_second=1, burst=3, clock=ticks)
+    assert limiter.try_acquire("sub", 2)
+    assert not limiter.try_acquire("sub", 2)  # one token left: a regenerate step (2 writes) must wait
+    assert limiter.try_acquire("sub")  # ... but a single listKeys fits
+    ticks.now = 2.0
+    assert limiter.try_acquire("sub", 2)
+
+
+def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> None:
+    from rotation.model import Phase
+    from tests.unit.fakes import make_rig
+
+    ticks = Ticks()  # frozen: no refill during the test
+    limiter = TokenBucketLimiter(rate_per_second=1, burst=9, clock=ticks)
+    rig = make_rig(names=("a1", "a2", "a3", "a4", "a5"), limiter=limiter)
+    adoption = rig.service.sweep()
+    assert adoption.advanced == 5  # 5 listKeys: 4 tokens left
+    rig.clock.advance(days=30)
+    due = rig.service.sweep()
+    draining = [i for i in range(5) if getattr(rig.state(i), "phase", None) is Phase.DRAINING]
+    assert len(draining) == 2 and due.advanced == 2  # 2 writes each; the other three wait for tokens
+    assert len(rig.world.regenerations) == 2
+    ticks.now = 6.0  # 6 tokens: the three waiting targets start (2 each) on the next sweep
+    rig.clock.advance(minutes=1)
+    rig.service.sweep()
+    assert [getattr(rig.state(i), "phase", None) for i in range(5)] == [Phase.DRAINING] * 5
