@@ -29,9 +29,11 @@ from shared.settings import Settings, load_settings
 from tests.support.azurite import AzuriteProcess
 from tests.support.emulator import EmulatorProcess
 
-# Targets per subscription: phase 1 and phase 2 each spend 2 ARM writes per target (regenerateKey +
-# listKeys, both POST), and adoption 1 (listKeys), so 50 targets stay inside ARM's 200-write bucket.
-TARGETS_PER_SUBSCRIPTION = 50
+# Targets per subscription: adoption spends 1 ARM write per target (listKeys) and each phase 2
+# (regenerateKey + listKeys, both POSTs); the engine budgets exactly these against ARM_WRITE_BURST (100 by
+# default, half of ARM's 200), so 20 targets per subscription (100 writes per full cycle + adoption) are
+# never deferred or throttled. ``--budget-demo`` shows what happens beyond that.
+TARGETS_PER_SUBSCRIPTION = 20
 RESOURCE_GROUP = "rg-bench"
 
 
