@@ -97,6 +97,9 @@ class _Invocation:
     account: AccountInfo | None = None
     write_token: bool = False
     steps: list[str] = field(default_factory=list)
+    # True once this invocation itself wrote a START_CYCLE/BEGIN_RETIRE intent: nobody can have done that
+    # phase's regenerate yet (its generation tag is new), so the "already done?" read can be skipped.
+    wrote_intent: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ class StepRunner:
                     state, etag = self._write(target, intent, etag)
                     dirty = False
                     inv.steps.append(decision.action.value)
+                    inv.wrote_intent = True
                     if decision.action is Action.START_CYCLE:
                         self._announce_cycle(target, state, inv)
                         request = None  # one request starts at most one cycle
@@ -358,7 +362,7 @@ class StepRunner:
         verifying = state.with_changes(
             phase=Phase.VERIFYING, verify_deadline=now + self.policy.verify_timeout, next_attempt_at=None
         )
-        existing = self.ports.secrets.get_secret(target.slot_secret(new))
+        existing = None if inv.wrote_intent else self.ports.secrets.get_secret(target.slot_secret(new))
         if existing is not None and existing.tags.get("generation") == state.cycle_id:
             inv.values[new] = existing.value
             return _StepResult(
@@ -422,7 +426,7 @@ class StepRunner:
         target = inv.target
         assert state.active_slot is not None and state.cycle_id is not None
         active, old = state.active_slot, state.active_slot.other
-        existing = self.ports.secrets.get_secret(target.slot_secret(old))
+        existing = None if inv.wrote_intent else self.ports.secrets.get_secret(target.slot_secret(old))
         if existing is not None and existing.tags.get("generation") == state.cycle_id:
             keys = self.ports.keys.list_keys(target.resource_id)
             if keys.of(old) != existing.value:
