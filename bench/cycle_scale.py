@@ -36,10 +36,10 @@ from bench.harness import (
     subscriptions_for,
     timed_sweep,
 )
+from emulator.azurite import AzuriteProcess
+from emulator.process import EmulatorProcess
 from rotation.model import Phase
 from shared.bootstrap import build_credential
-from tests.support.azurite import AzuriteProcess
-from tests.support.emulator import EmulatorProcess
 
 PAST_ANY_ROTATION_PERIOD = timedelta(days=366)
 

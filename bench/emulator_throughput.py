@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.support.emulator import DEMO_ACCOUNT_ID, EmulatorProcess
+from emulator.process import DEMO_ACCOUNT_ID, EmulatorProcess
 
 
 @dataclass(frozen=True)

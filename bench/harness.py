@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from emulator.azurite import AzuriteProcess
+from emulator.process import EmulatorProcess
 from rotation.model import SweepSummary
 from rotation.runner import utc_now
 from rotation.service import RotationService
 from shared.bootstrap import build_service
 from shared.settings import Settings, load_settings
-from tests.support.azurite import AzuriteProcess
-from tests.support.emulator import EmulatorProcess
 
 # Targets per subscription: adoption spends 1 ARM write per target (listKeys) and each phase 2
 # (regenerateKey + listKeys, both POSTs); the engine budgets exactly these against ARM_WRITE_BURST (100 by

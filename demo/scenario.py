@@ -188,8 +188,8 @@ class Scenario:
             logging.getLogger("demo").exception("progress callback failed")
 
     def run(self) -> ScenarioResult:
-        from tests.support.azurite import AzuriteProcess
-        from tests.support.emulator import EmulatorProcess
+        from emulator.azurite import AzuriteProcess
+        from emulator.process import EmulatorProcess
 
         result = ScenarioResult(config=self.config, targets=())
         result.started = time.time()

@@ -359,7 +359,7 @@ class TargetResult:
     """What one ``advance_target`` invocation did."""
 
     target: str
-    outcome: str  # advanced | waiting | failed | busy | idle
+    outcome: str  # advanced | waiting | failed | busy | idle | deferred
     steps: tuple[str, ...] = ()
     phase: str | None = None
     next_due: datetime | None = None
@@ -384,6 +384,7 @@ class SweepSummary:
     next_due: datetime | None
     busy: int = 0
     duration_ms: int = 0
+    deferred: int = 0  # due, but held back by the subscription's ARM write budget (a later sweep takes them)
     overdue: int = 0  # targets past due + Policy.overdue_grace (the infra "overdue" alert reads it)
     results: tuple[TargetResult, ...] = field(default=(), repr=False)
 
@@ -396,6 +397,7 @@ class SweepSummary:
             "nextDue": _iso(self.next_due),
             "durationMs": self.duration_ms,
             "overdue": self.overdue,
+            "deferred": self.deferred,
         }
 
 

@@ -67,6 +67,7 @@ from rotation.records import error_text, log_transition, logger
 
 Clock = Callable[[], datetime]
 MAX_STEPS_PER_INVOCATION = 12
+BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
 
 
 def utc_now() -> datetime:
@@ -100,6 +101,8 @@ class _Invocation:
     # True once this invocation itself wrote a START_CYCLE/BEGIN_RETIRE intent: nobody can have done that
     # phase's regenerate yet (its generation tag is new), so the "already done?" read can be skipped.
     wrote_intent: bool = False
+    list_token: bool = False  # an ARM write token for one listKeys (adoption, drift check) is held
+    deferred: bool = False  # stopped because the subscription's ARM write budget is exhausted
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,15 @@ class StepRunner:
         loaded: VersionedState | None = None,
         request: CycleRequest | None = None,
         owner: str | None = None,
+        preloaded: bool = False,
     ) -> TargetResult:
-        """Run every step that is ready now; return what was done. Never raises ``RotationError``."""
+        """Run every step that is ready now; return what was done. Never raises ``RotationError``.
+
+        ``loaded`` is the state the caller already read (``preloaded=True`` also trusts a ``None``: the
+        sweep's query found no state, so the target is not adopted and is not read again)."""
         inv = _Invocation(target=target, trigger=trigger, owner=owner or uuid.uuid4().hex)
         try:
-            current = loaded if loaded is not None else self.ports.states.get(target.key)
+            current = loaded if loaded is not None or preloaded else self.ports.states.get(target.key)
         except RotationError as exc:
             return TargetResult(target.resource_id, "failed", error=error_text(exc))
         state = current.state if current else None
@@ -143,21 +150,20 @@ class StepRunner:
                 decision = decide(state, target, now, self.policy, inv.owner, request)
                 if not decision.actionable:
                     break
+                # Budget first, before any intent is written: a deferred target stays exactly as it was.
                 if decision.action in REGENERATING_ACTIONS and not inv.write_token:
                     if not self.ports.limiter.try_acquire(target.subscription_id, WRITES_PER_REGENERATE):
-                        decision = Decision(
-                            Action.WAIT, "ARM write budget exhausted for the subscription", now
-                        )
+                        decision, inv.deferred = Decision(Action.WAIT, BUDGET_EXHAUSTED, now), True
                         break
                     inv.write_token = True
+                if decision.action in LIST_KEYS_ACTIONS and not inv.list_token:
+                    if not self.ports.limiter.try_acquire(target.subscription_id):
+                        decision, inv.deferred = Decision(Action.WAIT, BUDGET_EXHAUSTED, now), True
+                        break
+                    inv.list_token = True  # adoption: shared by its intent write and the ADOPT step
                 if state is None:
                     state, etag = self._create_adoption_intent(target, now, inv.owner)
                     continue
-                if decision.action in LIST_KEYS_ACTIONS and not self.ports.limiter.try_acquire(
-                    target.subscription_id
-                ):
-                    decision = Decision(Action.WAIT, "ARM write budget exhausted for the subscription", now)
-                    break
                 assert etag is not None
                 if decision.action in INTENT_ACTIONS:
                     intent = self._intent(decision.action, state, target, now, inv, request)
@@ -179,6 +185,8 @@ class StepRunner:
                     failed = self._failure_state(target, state, decision.action, exc, now, inv, started)
                     state, etag = self._write(target, _without_lease(failed), etag)
                     return self._result(target, inv, state, "failed", error=error_text(exc))
+                if decision.action in LIST_KEYS_ACTIONS:
+                    inv.list_token = False
                 self._record(inv, state, decision.action, result, started)
                 state = result.state
                 dirty = True
@@ -211,7 +219,12 @@ class StepRunner:
             return self._result(target, inv, state, "failed", error=error_text(exc))
         if decision.action is Action.BUSY:
             return self._result(target, inv, state, "busy", next_due=decision.not_before)
-        outcome = "advanced" if inv.steps else ("waiting" if state and state.phase.in_cycle else "idle")
+        if inv.steps:
+            outcome = "advanced"
+        elif inv.deferred:
+            outcome = "deferred"  # due, but the ARM write budget is spent: a later sweep takes it
+        else:
+            outcome = "waiting" if state and state.phase.in_cycle else "idle"
         next_due = decide(state, target, self.clock(), self.policy, inv.owner).not_before if state else None
         return self._result(target, inv, state, outcome, next_due=next_due)
 

@@ -108,7 +108,7 @@ class RotationService:
             with ThreadPoolExecutor(
                 max_workers=min(self.concurrency, len(due)), thread_name_prefix="rotation-sweep"
             ) as pool:
-                futures = [pool.submit(self._advance_safely, t, trigger, current) for t, current in due]
+                futures = [pool.submit(self._advance_safely, t, trigger, current, True) for t, current in due]
                 for future in as_completed(futures):
                     result = future.result()
                     results.append(result)
@@ -122,6 +122,7 @@ class RotationService:
             failed=sum(r.outcome == "failed" for r in results),
             next_due=next_due,
             busy=busy + sum(r.outcome == "busy" for r in results),
+            deferred=sum(r.outcome == "deferred" for r in results),
             duration_ms=int((time.monotonic() - started) * 1000),
             overdue=sum(
                 is_overdue(_state(loaded.get(t.key)), now, self.policy.overdue_grace) for t in self.targets
@@ -135,9 +136,11 @@ class RotationService:
         """Advance one target as far as it can go now (queue fan-out, CLI)."""
         return self._advance_safely(self.resolve(target), trigger, None)
 
-    def _advance_safely(self, target: Target, trigger: str, current: VersionedState | None) -> TargetResult:
+    def _advance_safely(
+        self, target: Target, trigger: str, current: VersionedState | None, preloaded: bool = False
+    ) -> TargetResult:
         try:
-            return self.runner.advance(target, trigger, loaded=current)
+            return self.runner.advance(target, trigger, loaded=current, preloaded=preloaded)
         except Exception as exc:  # one target's bug must not stop the sweep; its lease simply expires
             logger.error("rotation.unexpected %s", f"{target.resource_id}: {type(exc).__name__}")
             return TargetResult(target.resource_id, "failed", error=type(exc).__name__)

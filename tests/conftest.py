@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import emulator as emulator_support
-from tests.support.azurite import AzuriteProcess
-from tests.support.emulator import DEMO_ACCOUNT_ID, EmulatorProcess
+from emulator import process as emulator_support
+from emulator.azurite import AzuriteProcess
+from emulator.process import DEMO_ACCOUNT_ID, EmulatorProcess
 from tests.support.leak_scan import PRODUCT_LOGGERS, SessionSink, SinkHandler, find_leaks, produced_files
 
 # --- I5 across the whole session: everything the tests produce is scanned for every key issued ---------

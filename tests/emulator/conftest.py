@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.emulator import EmulatorProcess
+from emulator.process import EmulatorProcess
 
 VAULT_SCOPE = "https://vault.azure.net/.default"
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from azure.keyvault.secrets import SecretClient
 
+from emulator.process import ControlError, EmulatorManagedIdentityCredential, EmulatorProcess
 from emulator.server import run_in_thread
-from tests.support.emulator import ControlError, EmulatorManagedIdentityCredential, EmulatorProcess
 
 DAY = 86400
 

@@ -7,8 +7,8 @@ import time
 import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
+from emulator.process import ControlError
 from tests.emulator.conftest import arm_scope, token_for
-from tests.support.emulator import ControlError
 
 GROUP, ACCOUNT = "rg-demo", "ai-services"
 

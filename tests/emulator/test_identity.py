@@ -9,8 +9,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 
+from emulator.process import EmulatorManagedIdentityCredential, EmulatorProcess
 from tests.emulator.conftest import VAULT_SCOPE, arm_scope, raw_client, token_for
-from tests.support.emulator import EmulatorManagedIdentityCredential, EmulatorProcess
 
 
 def test_managed_identity_credential_gets_a_token_with_the_requested_audience(emulator, http):

@@ -14,7 +14,7 @@ from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from tests.support.emulator import REPO_ROOT, ControlError, EmulatorProcess
+from emulator.process import REPO_ROOT, ControlError, EmulatorProcess
 
 EXPECTED_ENV = {
     "KEY_VAULT_URL",

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from emulator.azurite import AzuriteProcess
+from emulator.process import EmulatorProcess
 from rotation.model import (
     HistoryRecord,
     Policy,
@@ -35,8 +37,6 @@ from shared.arm import CognitiveServicesKeys
 from shared.bootstrap import build_credential, build_ports
 from shared.rate_limit import TokenBucketLimiter
 from shared.settings import Settings, load_settings
-from tests.support.azurite import AzuriteProcess
-from tests.support.emulator import EmulatorProcess
 
 SUB = "11111111-2222-3333-4444-555555555555"
 

@@ -53,8 +53,25 @@ def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> 
     due = rig.service.sweep()
     draining = [i for i in range(5) if getattr(rig.state(i), "phase", None) is Phase.DRAINING]
     assert len(draining) == 2 and due.advanced == 2  # 2 writes each; the other three wait for tokens
+    assert due.deferred == 3 and due.to_dict()["deferred"] == 3
     assert len(rig.world.regenerations) == 2
     ticks.now = 6.0  # 6 tokens: the three waiting targets start (2 each) on the next sweep
     rig.clock.advance(minutes=1)
     rig.service.sweep()
     assert [getattr(rig.state(i), "phase", None) for i in range(5)] == [Phase.DRAINING] * 5
+
+
+def test_a_deferred_adoption_writes_no_state_and_reads_it_once() -> None:
+    from tests.unit.fakes import make_rig
+
+    ticks = Ticks()
+    limiter = TokenBucketLimiter(rate_per_second=1, burst=2, clock=ticks)
+    rig = make_rig(names=("a1", "a2", "a3"), limiter=limiter, concurrency=1)
+    summary = rig.service.sweep()
+    assert (summary.advanced, summary.deferred) == (2, 1)
+    # the sweep's one query found no state: no per-target re-read, no intent for the deferred one
+    assert rig.states.calls.get("get", 0) == 0 and rig.states.calls["create"] == 2
+    assert [rig.state(i) is None for i in range(3)].count(True) == 1  # no ADOPTING intent left behind
+    ticks.now = 1.0
+    assert rig.service.sweep().advanced == 1
+    assert all(rig.state(i) is not None for i in range(3))

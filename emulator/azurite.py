@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = REPO_ROOT / "node_modules" / ".bin"
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's published well-known development key (not a secret).

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_ACCOUNT_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-demo"
     "/providers/Microsoft.CognitiveServices/accounts/ai-services"
