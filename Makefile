@@ -39,25 +39,11 @@ demo: deps
 bench-emulator: deps
 	$(PY) -m bench.emulator_throughput
 
-.PHONY: bench-cycle-scale
-bench-cycle-scale: deps
-	$(PY) -m bench.cycle_scale $(BENCH_ARGS)
-
-.PHONY: bench-call-counts
-bench-call-counts: deps
-	$(PY) -m bench.call_counts $(BENCH_ARGS)
-
-.PHONY: bench-import-time
-bench-import-time: deps
-	$(PY) -m bench.import_time $(BENCH_ARGS)
-
-.PHONY: bench-consumer-get
-bench-consumer-get: deps
-	$(PY) -m bench.consumer_get $(BENCH_ARGS)
-
-.PHONY: bench-sweep-memory
-bench-sweep-memory: deps
-	$(PY) -m bench.sweep_memory $(BENCH_ARGS)
+# make bench-cycle-scale | bench-call-counts | bench-import-time | bench-consumer-get | bench-sweep-memory
+BENCHMARKS := cycle-scale call-counts import-time consumer-get sweep-memory
+.PHONY: $(addprefix bench-,$(BENCHMARKS))
+$(addprefix bench-,$(BENCHMARKS)): bench-%: deps
+	$(PY) -m bench.$(subst -,_,$*) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS)

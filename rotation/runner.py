@@ -194,29 +194,20 @@ class StepRunner:
                     break
             if state is not None and etag is not None and (dirty or state.lease_owner == inv.owner):
                 state, etag = self._write(target, _without_lease(state), etag)
-        except LeaseLost as exc:
-            log_transition(
-                target=target.resource_id,
-                cycle=state.cycle_id if state else None,
-                step=decision.action.value,
-                slot=None,
-                trigger=trigger,
-                outcome="skipped",
-                error=error_text(exc),
-            )
-            return self._result(target, inv, state, "busy", error=error_text(exc))
         except RotationError as exc:
-            # A state write failed (storage unreachable): the lease, if any, simply expires.
+            # LeaseLost: another invocation changed the state first, so it owns the target now. Anything
+            # else here is a failed state write (storage unreachable): our lease, if any, simply expires.
+            lost = isinstance(exc, LeaseLost)
             log_transition(
                 target=target.resource_id,
                 cycle=state.cycle_id if state else None,
                 step=decision.action.value,
                 slot=None,
                 trigger=trigger,
-                outcome="failed",
+                outcome="skipped" if lost else "failed",
                 error=error_text(exc),
             )
-            return self._result(target, inv, state, "failed", error=error_text(exc))
+            return self._result(target, inv, state, "busy" if lost else "failed", error=error_text(exc))
         if decision.action is Action.BUSY:
             return self._result(target, inv, state, "busy", next_due=decision.not_before)
         if inv.steps:

@@ -7,12 +7,9 @@ handler through `handler.build().get_user_function()` with the real azure-functi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
-import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +19,8 @@ from urllib.parse import quote
 import azure.functions as func
 from azure.functions.timer import TimerRequest
 
+from demo.function_host import QueueOutput as Outbox
+from demo.function_host import load_function_app
 from tests.functions.builders import decode_event, http_request, queue_message
 from triggers import runtime
 
@@ -35,30 +34,6 @@ SUBSCRIPTION = "00000000-0000-0000-0000-00000000f00d"
 def account_id(name: str) -> str:
     return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-functions/providers/"
             f"Microsoft.CognitiveServices/accounts/{name}")
-
-
-def load_function_app() -> types.ModuleType:
-    """A fresh module instance of function_app.py (its own FunctionApp object)."""
-    name = f"function_app_under_test_{secrets.token_hex(4)}"
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "function_app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class Outbox(func.Out):  # type: ignore[type-arg]
-    """What the worker passes for an output binding (azure_functions_worker.bindings.Out)."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def set(self, val: Any) -> None:
-        self.value = val
-
-    def get(self) -> Any:
-        return self.value
 
 
 class FunctionHarness:
