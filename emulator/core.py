@@ -93,4 +93,6 @@ class Emulator:
             "EMULATOR_CONTROL_URL": f"{base}/_emulator",
             "EVENTGRID_TOPIC_ENDPOINT": f"{base}/eventgrid/topics/{self.config.topic_name}/api/events",
             "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+            # the accounts seeded at start (resource ids, comma-separated), so a script knows what exists
+            "EMULATOR_ACCOUNTS": ",".join(account.resource_id for account in self.state.accounts.values()),
         }

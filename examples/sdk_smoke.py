@@ -62,11 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     resource_id = (
         args.account
         or env.get("SMOKE_ACCOUNT_ID")
-        or (
-            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-demo"
-            "/providers/Microsoft.CognitiveServices/accounts/ai-services"
-        )
+        or env.get("EMULATOR_ACCOUNTS", "").split(",")[0]
     )
+    if not resource_id:
+        parser.error("no account: pass --account or start the emulator with --account")
     subscription, group, name = parse_account_id(resource_id)
     arm = CognitiveServicesManagementClient(
         credential,

@@ -26,6 +26,7 @@ EXPECTED_ENV = {
     "EMULATOR_CONTROL_URL",
     "EVENTGRID_TOPIC_ENDPOINT",
     "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE",
+    "EMULATOR_ACCOUNTS",
 }
 ACCOUNT = (
     "/subscriptions/22222222-0000-0000-0000-000000000000/resourceGroups/rg-smoke"
@@ -45,6 +46,7 @@ def test_env_lines_env_file_and_clean_sigterm_exit(tmp_path: Path):
         assert emu.env["IDENTITY_ENDPOINT"] == base + "/msi/token"
         assert emu.env["EVENTGRID_TOPIC_ENDPOINT"] == base + "/eventgrid/topics/rotation/api/events"
         assert emu.env["KEY_VAULT_VERIFY_CHALLENGE_RESOURCE"] == "false"
+        assert emu.env["EMULATOR_ACCOUNTS"] == ACCOUNT
         assert Path(emu.ca_bundle).read_text().startswith("-----BEGIN CERTIFICATE-----")
         written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
         assert written == emu.app_env
@@ -139,7 +141,8 @@ def test_sdk_smoke_example_runs_against_a_fresh_emulator(tmp_path: Path):
     with EmulatorProcess(accounts=[ACCOUNT], env_file=env_file) as emu:
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("IDENTITY_", "MSI_"))}
         result = subprocess.run(
-            [sys.executable, "examples/sdk_smoke.py", str(env_file), "--account", ACCOUNT],
+            # as documented: the account comes from the env file the emulator wrote (EMULATOR_ACCOUNTS)
+            [sys.executable, "examples/sdk_smoke.py", str(env_file)],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
