@@ -1,8 +1,9 @@
 """Azure Functions entry point (Python v2 programming model): thin triggers over the rotation engine.
 
 Each function parses its trigger, calls the engine's service and maps errors — the logic is in
-`triggers/`. The service (and every Azure SDK behind it) is built on the first invocation, once per
-worker process (`triggers.runtime`), which keeps indexing fast and reports bad settings by name.
+`triggers/`. Settings are validated at load (bad ones logged by name); the service and every Azure SDK
+behind it are built on the first invocation, once per worker process (`triggers.runtime`), which keeps
+indexing fast.
 Function names are fixed: infra and docs/FUNCTIONS.md refer to them.
 """
 
@@ -17,6 +18,8 @@ from triggers.sweep_handler import run_sweep
 
 # Function keys guard the admin API at the host; ADMIN_ROLE adds an Entra app role check on top.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# Settings are validated when the host loads the app: a bad one is logged, by name, at deployment.
+runtime.validate_at_load()
 
 
 @app.function_name("sweep_timer")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,21 @@ def current() -> Runtime:
         if _runtime is None:
             _runtime = _build()
         return _runtime
+
+
+def validate_at_load(environ: Mapping[str, str] = os.environ) -> None:
+    """Check the settings when the host loads (indexes) the app, so a misconfiguration is reported at
+    deployment, naming the setting, not only at the first invocation. It logs instead of raising: the
+    functions still index, the admin API answers 503 with the same message, and every invocation fails
+    loudly until the setting is fixed. Costs ~50 ms of import that the first invocation would pay anyway;
+    no Azure SDK is imported here."""
+    from rotation.errors import SettingsError
+    from shared.settings import load_settings
+
+    try:
+        load_settings(environ)
+    except SettingsError as error:
+        records.emit("rotation.settings_invalid", logging.CRITICAL, error=str(error), when="load")
 
 
 def _build() -> Runtime:

@@ -104,13 +104,19 @@ def test_sample_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.rotation_schedule == "0 */15 * * * *" and settings.queue_name == "rotation-requests"
 
 
-def test_importing_function_app_loads_no_azure_sdk_and_reads_no_setting() -> None:
+def test_importing_function_app_loads_no_azure_sdk_and_validates_settings_by_name() -> None:
     code = ("import sys, function_app; "
             "heavy = sorted(m for m in sys.modules if m.startswith(('azure.core', 'azure.identity', "
-            "'azure.keyvault', 'azure.mgmt', 'azure.data', 'azure.storage', 'azure.eventgrid', 'shared', "
-            "'rotation', 'requests'))); print(heavy)")
-    # no settings at all: the import must still work
+            "'azure.keyvault', 'azure.mgmt', 'azure.data', 'azure.storage', 'azure.eventgrid', "
+            "'shared.bootstrap', 'rotation.service', 'requests'))); print(heavy)")
+    # no settings at all: the import still works (the functions index) and reports the missing setting
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(REPO_ROOT), env=env, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+    assert "rotation.settings_invalid" in result.stderr and "ROTATION_TARGETS" in result.stderr
+    # valid settings: nothing reported, and still no SDK loaded at import
+    sample = json.loads((Path(REPO_ROOT) / "local.settings.sample.json").read_text())["Values"]
+    valid = subprocess.run([sys.executable, "-c", code], cwd=Path(REPO_ROOT), env={**env, **sample},
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert valid.stdout.strip() == "[]" and "settings_invalid" not in valid.stderr, valid.stderr
