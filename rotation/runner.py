@@ -102,6 +102,7 @@ class _Invocation:
     # phase's regenerate yet (its generation tag is new), so the "already done?" read can be skipped.
     wrote_intent: bool = False
     list_token: bool = False  # an ARM write token for one listKeys (adoption, drift check) is held
+    requester: str = ""  # who asked (admin principal, event id) when a request drives this invocation
     deferred: bool = False  # stopped because the subscription's ARM write budget is exhausted
 
 
@@ -135,7 +136,12 @@ class StepRunner:
 
         ``loaded`` is the state the caller already read (``preloaded=True`` also trusts a ``None``: the
         sweep's query found no state, so the target is not adopted and is not read again)."""
-        inv = _Invocation(target=target, trigger=trigger, owner=owner or uuid.uuid4().hex)
+        inv = _Invocation(
+            target=target,
+            trigger=trigger,
+            owner=owner or uuid.uuid4().hex,
+            requester=request.requester if request else "",
+        )
         try:
             current = loaded if loaded is not None or preloaded else self.ports.states.get(target.key)
         except RotationError as exc:
@@ -723,6 +729,7 @@ class StepRunner:
                 slot=result.slot,
                 duration_ms=duration,
                 note=result.note,
+                requester=inv.requester,
             )
 
     def _history(
@@ -736,6 +743,7 @@ class StepRunner:
         error: str | None = None,
         duration_ms: int = 0,
         note: str = "",
+        requester: str = "",
     ) -> None:
         record = HistoryRecord(
             target=target.resource_id,
@@ -743,7 +751,8 @@ class StepRunner:
             step=step,
             outcome=outcome,
             trigger=trigger,
-            requester=state.cycle_requester or "",
+            # the cycle's requester; outside a cycle (adoption on an admin request), the invocation's
+            requester=state.cycle_requester or requester,
             reason=note or state.cycle_reason or "",
             cycle=state.cycle_id,
             slot=_v(slot),

@@ -316,3 +316,11 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
     assert state is not None and [r.cycle for r in started] == [state.cycle_id]
     assert [e.event_type for e in rig.lifecycle.events].count("KeyRotation.CycleStarted") == 1
     rig.check_invariants()
+
+
+def test_an_admin_request_that_adopts_a_new_target_records_who_asked() -> None:
+    rig = make_rig()
+    rig.service.request_rotation("acc1", trigger="admin", requester="alice@contoso", reason="onboarding")
+    rows = rig.history.rows[rig.target().key]
+    adopt = [r for r in rows if r.step == "adopt"]
+    assert len(adopt) == 1 and adopt[0].requester == "alice@contoso" and adopt[0].trigger == "admin"
