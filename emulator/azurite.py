@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from emulator.processes import stop_process
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = REPO_ROOT / "node_modules" / ".bin"
 ACCOUNT_NAME = "devstoreaccount1"
@@ -93,15 +95,7 @@ class _Service:
         process, self.process = self.process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process, signal.SIGINT, grace_seconds=2)
 
 
 class AzuriteProcess:

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from emulator.processes import stop_process
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_ACCOUNT_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-demo"
@@ -325,16 +327,7 @@ class EmulatorProcess:
         process, self._process = self._process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-        return process.returncode
+        return stop_process(process, signal.SIGTERM, grace_seconds=10)
 
     def __enter__(self) -> EmulatorProcess:
         return self.start()
