@@ -18,7 +18,10 @@ from typing import Any
 
 from keyrotation_consumer import RotatingKey
 
-KINDS = ("requests", "httpx", "azure-key-credential")
+# "p-active-only": a plain application that reads the P-active secret (what App Service Key Vault
+# references read) every TTL and sends it, with no 401 fallback — the library's fallback would hide a
+# P-active that held a revoked key.
+KINDS = ("requests", "httpx", "azure-key-credential", "p-active-only")
 MODELS_PATH = "openai/models?api-version=2024-10-21"
 
 
@@ -84,12 +87,19 @@ class ConsumerFleet:
             raise RuntimeError(f"consumer threads did not stop: {stuck}")
 
     def _run(self, group: ConsumerGroup) -> None:
+        if group.kind == "p-active-only":
+            self._loop(group, *self._p_active_sender(group))
+            return
         key = RotatingKey.from_secret_client(
             self.secret_client, group.prefix, ttl=group.ttl, max_stale=group.max_stale,
             retry_interval=min(0.2, group.ttl),
         )
         key.subscribe(lambda active: self.remember_key(active.value))
-        send, close = self._sender(group, key)
+        self._loop(group, *self._sender(group, key))
+
+    def _loop(
+        self, group: ConsumerGroup, send: Callable[[], tuple[int, int]], close: Callable[[], None]
+    ) -> None:
         try:
             while not self._stop.is_set():
                 try:
@@ -151,6 +161,26 @@ class ConsumerFleet:
 
             return send_azure, pipeline.close
         raise ValueError(f"unknown consumer kind {group.kind!r}; expected one of {KINDS}")
+
+    def _p_active_sender(
+        self, group: ConsumerGroup
+    ) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
+        import requests
+
+        session = requests.Session()
+        session.verify = self.ca_bundle
+        url = self.endpoint_of(group.account) + MODELS_PATH
+        cache: dict[str, Any] = {"value": None, "read_at": 0.0}
+
+        def send_with_p_active() -> tuple[int, int]:
+            if cache["value"] is None or time.monotonic() - cache["read_at"] >= group.ttl:
+                cache["value"] = self.secret_client.get_secret(f"{group.prefix}-active").value
+                cache["read_at"] = time.monotonic()
+                self.remember_key(cache["value"])
+            response = session.get(url, headers={"api-key": cache["value"]}, timeout=10)
+            return response.status_code, int(response.status_code == 401)
+
+        return send_with_p_active, session.close
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from rotation.model import SecretValue, Slot, Target
-from rotation.ports import AccountInfo, AccountKeys, KeyService, SecretStore, StoredSecret
+from rotation.ports import AccountInfo, AccountKeys, KeyService, SecretStore, SecretVersion, StoredSecret
 from rotation.runner import Ports
 
 
-class SimulatedCrash(Exception):
+class SimulatedCrash(BaseException):  # a process dying, not an error it handles
     """The invocation died right after a real call reached Azure (its effect stays)."""
 
 
@@ -143,6 +143,12 @@ class ObservedSecrets(SecretStore):
             with self.observations.lock:
                 self.observations.pointer_writes.append(write)
         return version
+
+    def recover_secret(self, name: str) -> None:
+        self.inner.recover_secret(name)
+
+    def list_versions(self, name: str) -> list[SecretVersion]:
+        return self.inner.list_versions(name)
 
 
 def observe(ports: Ports, observations: Observations, pointers: PointerReader,

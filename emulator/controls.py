@@ -44,6 +44,8 @@ class Fault:
     # (a regenerate that happened although the caller saw an error).
     when: str
     code: str | None
+    # Only requests whose path ends with this (e.g. "/secrets/acct-active-key") take the fault; None: any.
+    path_suffix: str | None = None
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Fault:
@@ -71,8 +73,12 @@ class Fault:
         code = body.get("code")
         if code is not None and not isinstance(code, str):
             raise InvalidControl("code must be a string")
+        path_suffix = body.get("pathSuffix")
+        if path_suffix is not None and (not isinstance(path_suffix, str) or not path_suffix):
+            raise InvalidControl("pathSuffix must be a non-empty string")
         return cls(
-            operation, action, int(status or 0), count, retry_after, float(timeout_seconds), when, code
+            operation, action, int(status or 0), count, retry_after, float(timeout_seconds), when, code,
+            path_suffix,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -85,6 +91,7 @@ class Fault:
             "timeoutSeconds": self.timeout_seconds,
             "when": self.when,
             "code": self.code,
+            "pathSuffix": self.path_suffix,
         }
 
 
@@ -150,9 +157,11 @@ class Controls:
         else:
             raise InvalidControl(f"operation must be one of {list(OPERATIONS)}, got {operation!r}")
 
-    def take_fault(self, operation: str) -> Fault | None:
+    def take_fault(self, operation: str, path: str = "") -> Fault | None:
         for fault in self.faults:
-            if fault.operation == operation:
+            if fault.operation == operation and (
+                fault.path_suffix is None or path.rstrip("/").endswith(fault.path_suffix)
+            ):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self.faults.remove(fault)

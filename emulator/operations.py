@@ -49,7 +49,7 @@ async def run_operation(
     delay = controls.latency_for(operation)
     if delay > 0:
         await asyncio.sleep(delay)
-    fault = controls.take_fault(operation)
+    fault = controls.take_fault(operation, request.url.path)
     if fault is not None and fault.when == "before":
         return await _apply(request, fault, family)
     response = await handler(request)

@@ -111,6 +111,7 @@ class ControlClient:
         timeout_seconds: float | None = None,
         when: str = "before",
         code: str | None = None,
+        path_suffix: str | None = None,
     ) -> dict:
         body: dict[str, Any] = {"operation": operation, "count": count, "action": action, "when": when}
         if status is not None:
@@ -121,6 +122,8 @@ class ControlClient:
             body["timeoutSeconds"] = timeout_seconds
         if code is not None:
             body["code"] = code
+        if path_suffix is not None:
+            body["pathSuffix"] = path_suffix
         return dict(self._call("POST", "/faults", body))
 
     def faults(self) -> list[dict[str, Any]]:

@@ -70,14 +70,15 @@ def decide(
         return Decision(Action.WAIT, "local authentication disabled", state.next_attempt_at)
     if request is not None and state.phase is Phase.IDLE:
         if request.force or request.emergency or not _in_backoff(state, now):
-            return Decision(Action.START_CYCLE, f"requested by {request.trigger}")
+            requested = Decision(Action.START_CYCLE, f"requested by {request.trigger}")
+            return _before_cycle(state, now) or requested
     if _in_backoff(state, now):
         return Decision(
             Action.WAIT, f"retry after failure: {state.last_error or 'waiting'}", state.next_attempt_at
         )
     if state.phase is Phase.IDLE:
         if state.active_slot is None or state.due_at is None or state.due_at <= now:
-            return Decision(Action.START_CYCLE, "rotation due")
+            return _before_cycle(state, now) or Decision(Action.START_CYCLE, "rotation due")
         drift_due = _drift_due(state, policy, now)
         if drift_due <= now:
             return Decision(Action.CHECK_DRIFT, "drift check due")
@@ -93,6 +94,28 @@ def decide(
     if state.phase is Phase.RETIRING:
         return Decision(Action.RETIRE_OLD, "retiring the old slot")
     raise AssertionError(f"unhandled phase {state.phase}")  # pragma: no cover - enum is exhaustive
+
+
+def _before_cycle(state: TargetState, now: datetime) -> Decision | None:
+    """What must happen before a cycle may start, if anything: a drift check that a refused I2 guard asked
+    for (it repairs or records what the guard saw, so cycles are never refused in a loop), then the end of
+    the protection of the inactive slot (regenerating it earlier would break a consumer, I2)."""
+    if state.drift_checked_at is None:
+        return Decision(Action.CHECK_DRIFT, "Key Vault must be reconciled before the next cycle")
+    until = protected_until(state)
+    if until is not None and until > now:
+        return Decision(Action.WAIT, "the inactive slot may still be in use (drain after a pointer change)",
+                        until)
+    return None
+
+
+def protected_until(state: TargetState) -> datetime | None:
+    """Until when the inactive slot must not be regenerated: a drain time after the pointer last moved to
+    the active slot, or after a consumer-readable secret last named or held the inactive one (I2)."""
+    ends = [state.inactive_protected_until] if state.inactive_protected_until else []
+    if state.swapped_at is not None:
+        ends.append(state.swapped_at + timedelta(seconds=state.drain_seconds or 0))
+    return max(ends) if ends else None
 
 
 def _in_backoff(state: TargetState, now: datetime) -> bool:
@@ -156,6 +179,14 @@ def judge_request(
             RequestStatus.REFUSED,
             f"in failure backoff until {state.next_attempt_at.isoformat() if state.next_attempt_at else '?'}"
             f" after: {state.last_error}; use force to override",
+        )
+    until = protected_until(state)
+    if until is not None and until > now and state.drift_checked_at is not None:
+        # Not even an emergency may regenerate a slot that a consumer may still use (I2).
+        return RequestVerdict(
+            RequestStatus.REFUSED,
+            f"the inactive slot may still be in use until {until.isoformat()} (a drain time after the "
+            "pointer or P-active last named it); rotate after that",
         )
     if not forced and state.last_rotated_at is not None and now - state.last_rotated_at < target.drain_time:
         ago = _short(now - state.last_rotated_at)

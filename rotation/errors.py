@@ -47,6 +47,23 @@ class KeylessAccount(RotationError):
     """The account has local (key) authentication disabled (``disableLocalAuth``)."""
 
 
+class UnexpectedError(RotationError):
+    """An exception the engine did not anticipate (a bug, or e.g. ``OSError`` from a CA file that no longer
+    exists), caught at a step's boundary so the target records it and its lease is released at once."""
+
+    @classmethod
+    def wrapping(cls, exc: BaseException) -> UnexpectedError:
+        # Only the class and a bounded reason: nothing the engine passes around holds a revealed key, and
+        # the bound keeps a pathological message out of state and logs.
+        reason = str(exc).replace("\n", " ")
+        return cls(f"{type(exc).__name__}: {reason[:300]}")
+
+
+class SecretDeleted(AzureRequestRejected):
+    """Key Vault refused a write because the secret is deleted but recoverable (soft delete): its name
+    cannot be reused until it is recovered or purged."""
+
+
 class StateConflict(LeaseLost):
     """Compare-and-swap on the state entity failed: someone else wrote it first."""
 

@@ -188,6 +188,13 @@ class TargetState:
     cycles_completed: int = 0
     endpoint: str | None = None
     kind: str | None = None
+    # The versions of the pointer and of P-active that the service itself last wrote or reconciled: a
+    # different current version means someone else wrote the secret, so the I2 guard reads its history.
+    pointer_version: str | None = None
+    active_version: str | None = None
+    # The inactive slot was named (pointer) or held (P-active) until recently — outside a swap of ours,
+    # e.g. a repair or a hand edit: consumers may still use it, so it is not regenerated before this.
+    inactive_protected_until: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
 

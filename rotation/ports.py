@@ -24,6 +24,15 @@ class StoredSecret:
 
 
 @dataclass(frozen=True)
+class SecretVersion:
+    """One version of a secret as Key Vault lists it: no value, only when it was made and its tags."""
+
+    version: str
+    created_on: datetime | None
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class AccountInfo:
     resource_id: str
     kind: str
@@ -58,6 +67,14 @@ class SecretStore(ABC):
         self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
     ) -> str:
         """Store a new version; returns its version id."""
+
+    @abstractmethod
+    def recover_secret(self, name: str) -> None:
+        """Start recovering a deleted (soft-deleted) secret; Key Vault finishes it within seconds."""
+
+    @abstractmethod
+    def list_versions(self, name: str) -> list[SecretVersion]:
+        """Every version of a secret (no values), oldest first; empty when the secret does not exist."""
 
 
 class KeyService(ABC):

@@ -33,8 +33,10 @@ from rotation.errors import (
     KeyVerificationFailed,
     LeaseLost,
     RotationError,
+    SecretDeleted,
     StateConflict,
     TransientAzureError,
+    UnexpectedError,
     UnsafeToProceed,
 )
 from rotation.model import (
@@ -60,7 +62,9 @@ from rotation.ports import (
     LifecycleSink,
     ProbeResult,
     SecretStore,
+    SecretVersion,
     StateStore,
+    StoredSecret,
     WriteRateLimiter,
 )
 from rotation.records import error_text, log_transition, logger
@@ -68,6 +72,9 @@ from rotation.records import error_text, log_transition, logger
 Clock = Callable[[], datetime]
 MAX_STEPS_PER_INVOCATION = 12
 BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_now() -> datetime:
@@ -94,6 +101,10 @@ class _Invocation:
     owner: str
     pointer: Slot | None = None
     pointer_known: bool = False
+    pointer_secret: StoredSecret | None = None
+    active: StoredSecret | None = None  # P-active as last read or written by this invocation
+    active_known: bool = False
+    active_rewritten: bool = False  # this invocation wrote P-active
     values: dict[Slot, SecretValue] = field(default_factory=dict)
     account: AccountInfo | None = None
     write_token: bool = False
@@ -186,7 +197,13 @@ class StepRunner:
                     dirty = False
                 started = time.monotonic()
                 try:
-                    result = self._run(decision.action, inv, state, now)
+                    try:
+                        result = self._run(decision.action, inv, state, now)
+                    except RotationError:
+                        raise
+                    except Exception as unexpected:
+                        logger.error("rotation.unexpected_error in %s", decision.action.value, exc_info=True)
+                        raise UnexpectedError.wrapping(unexpected) from None
                 except RotationError as exc:
                     failed = self._failure_state(target, state, decision.action, exc, now, inv, started)
                     state, etag = self._write(target, _without_lease(failed), etag)
@@ -214,6 +231,19 @@ class StepRunner:
                 error=error_text(exc),
             )
             return self._result(target, inv, state, "busy" if lost else "failed", error=error_text(exc))
+        except Exception as unexpected:
+            logger.error("rotation.unexpected_error writing state", exc_info=True)
+            failure = error_text(UnexpectedError.wrapping(unexpected))
+            log_transition(
+                target=target.resource_id,
+                cycle=state.cycle_id if state else None,
+                step=decision.action.value,
+                slot=None,
+                trigger=trigger,
+                outcome="failed",
+                error=failure,
+            )
+            return self._result(target, inv, state, "failed", error=failure)
         if decision.action is Action.BUSY:
             return self._result(target, inv, state, "busy", next_due=decision.not_before)
         if inv.steps:
@@ -348,9 +378,9 @@ class StepRunner:
         active = pointer or state.active_slot or Slot.KEY1
         for slot in Slot:
             self._store_slot_if_changed(target, slot, keys.of(slot), "adopted")
-        self._store_active_if_changed(target, active, keys.of(active), "adopted", now)
+        protection = self._sync_active(inv, state, active, keys.of(active), "adopted", now)
         if pointer is None:
-            self._set_pointer(inv, active)
+            self._set_pointer(inv, active, "adopted")
         adopted = state.with_changes(
             phase=Phase.IDLE,
             active_slot=active,
@@ -362,6 +392,8 @@ class StepRunner:
             last_error=None,
             next_attempt_at=None,
             cycle_id=None,
+            **self._observed_versions(inv),
+            **protection,
         )
         return _StepResult(adopted, "succeeded", active, note="adopted")
 
@@ -382,14 +414,18 @@ class StepRunner:
         keys = self._regenerate_and_list(inv, new)
         self._set_slot(target, new, keys.of(new), state.cycle_id)
         inv.values[new] = keys.of(new)
-        return _StepResult(verifying, "succeeded", new)
+        return _StepResult(verifying.with_changes(**self._observed_versions(inv)), "succeeded", new)
 
     def _verify_and_swap(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
         target = inv.target
         assert state.active_slot is not None and state.cycle_id is not None
         new = state.active_slot.other
         value = self._slot_value(inv, new)
-        if target.verify.value == "dataplane":
+        if self._swap_begun(inv, new, state.cycle_id):
+            # P-active already holds the new key for this cycle: consumers may be using it, so the swap
+            # can only roll forward (finish the pointer), never be abandoned by a verification timeout.
+            pass
+        elif target.verify.value == "dataplane":
             endpoint, kind = state.endpoint, state.kind
             if not endpoint or not kind:
                 account = self._account(inv)
@@ -405,11 +441,12 @@ class StepRunner:
                     )
                 waiting = state.with_changes(next_attempt_at=now + self.policy.verify_retry_interval)
                 return _StepResult(waiting, "waiting", new, history=False, note=f"probe {result.value}")
-        pointer = self._pointer(inv)
-        if pointer is not new:
-            # P-active first, then the pointer (CONTRACTS.md): both name a key the service accepts (I1).
-            self._set_active(target, new, value, state.cycle_id, now)
-            self._set_pointer(inv, new)
+        # P-active first, then the pointer (docs/ENGINE.md "Order of writes"): the P-active write, tagged
+        # with the cycle id, is the swap's commit point — after it the cycle only rolls forward.
+        if not self._swap_begun(inv, new, state.cycle_id):
+            self._set_active(inv, new, value, state.cycle_id, now)
+        if self._pointer(inv) is not new:
+            self._set_pointer(inv, new, state.cycle_id)
         drain_seconds = (
             state.cycle_drain_seconds
             if state.cycle_drain_seconds is not None
@@ -428,6 +465,7 @@ class StepRunner:
             verify_deadline=None,
             next_attempt_at=None,
             attempts=0,
+            **self._observed_versions(inv),
         )
         self._publish(target, draining, "KeyRotation.KeySwapped", new)
         return _StepResult(draining, "succeeded", new, note="verified and swapped")
@@ -461,19 +499,24 @@ class StepRunner:
             last_error=None,
             cycles_completed=state.cycles_completed + 1,
             emergency=False,
+            **self._observed_versions(inv),
         )
         self._publish(target, state, "KeyRotation.CycleCompleted", old)
         return _StepResult(done, "succeeded", old, note="cycle completed")
 
     def _check_drift(self, inv: _Invocation, state: TargetState, now: datetime) -> _StepResult:
+        """Reconcile Key Vault with ``listKeys`` and the state. The pointer is the reference: P-active is
+        made to agree with it (I1 at rest), and any slot that a consumer-readable secret named or held
+        outside one of our swaps is protected for a drain time (I2), so no later cycle is refused."""
         target = inv.target
         keys = self.ports.keys.list_keys(target.resource_id)
         active = state.active_slot or Slot.KEY1
         changes: dict[str, object] = {"drift_checked_at": now}
         repaired: list[str] = []
+        protect_until: datetime | None = None
         pointer = self._pointer(inv, fresh=True)
         if pointer is None:
-            self._set_pointer(inv, active)
+            self._set_pointer(inv, active, "drift")
             repaired.append("pointer missing: restored")
         elif pointer is not active:
             # Someone moved the pointer: consumers may now use that slot, and may still use the other one
@@ -483,6 +526,12 @@ class StepRunner:
             changes.update(
                 active_slot=pointer, swapped_at=now, drain_seconds=target.drain_time.total_seconds()
             )
+        named_until = self._named_outside_service(inv, state, active.other)
+        if named_until is not None:
+            repaired.append(
+                f"{active.other.value} was named outside the service until {named_until.isoformat()}"
+            )
+            protect_until = named_until + target.drain_time
         for slot in Slot:
             stored = self.ports.secrets.get_secret(target.slot_secret(slot))
             if stored is None or stored.value != keys.of(slot):
@@ -490,9 +539,16 @@ class StepRunner:
                 repaired.append(f"{slot.value} differed from listKeys: stored the service's value")
                 if slot is active:
                     self._loud_active_drift(inv, state, slot)
-        if self._store_active_if_changed(target, active, keys.of(active), state.cycle_id or "drift", now):
+        self._active(inv, fresh=True)
+        protection = self._sync_active(inv, state, active, keys.of(active), state.cycle_id or "drift", now)
+        if protection:
+            repaired.append(f"P-active did not hold {active.value}, which the pointer names: restored")
+        elif inv.active_rewritten:
             repaired.append("active value differed: restored")
-        checked = state.with_changes(**changes)
+        if protect_until is not None:
+            current = protection.get("inactive_protected_until") or state.inactive_protected_until
+            protection["inactive_protected_until"] = max(protect_until, current) if current else protect_until
+        checked = state.with_changes(**changes, **protection, **self._observed_versions(inv))
         if repaired:
             return _StepResult(checked, "succeeded", active, note="; ".join(repaired))
         return _StepResult(checked, "succeeded", None, history=False, note="no drift")
@@ -530,19 +586,50 @@ class StepRunner:
         return _StepResult(keyless, "skipped", None, note="local authentication disabled (disableLocalAuth)")
 
     def _guard_regenerate(self, inv: _Invocation, state: TargetState, slot: Slot, now: datetime) -> None:
-        """I2, checked against Key Vault and the state right before every regenerate."""
+        """I2, checked against Key Vault and the state right before every regenerate: neither secret a
+        consumer may read (the pointer, P-active) names or holds ``slot`` now, and neither did less than a
+        drain time ago — our own swaps (``swapped_at``), our repairs (``inactive_protected_until``) and
+        anybody else's writes (versions we did not record) alike."""
+
+        def refuse(why: str) -> UnsafeToProceed:
+            return UnsafeToProceed(f"{inv.target.account_name}: refusing to regenerate {slot.value}: {why}")
+
         pointer = self._pointer(inv, fresh=True)
         if pointer is None or pointer is slot or pointer is not state.active_slot:
-            raise UnsafeToProceed(
-                f"{inv.target.account_name}: refusing to regenerate {slot.value}: the pointer names "
-                f"{pointer.value if pointer else 'nothing'}, the state expects {_v(state.active_slot)}"
+            raise refuse(
+                f"the pointer names {_v(pointer) or 'nothing'}, the state expects {_v(state.active_slot)}"
             )
+        active = self._active(inv, fresh=True)
+        held = Slot.parse(active.tags.get("slot")) if active else None
+        if held is not state.active_slot:
+            raise refuse(f"P-active holds {_v(held) or 'an unknown slot'}, the pointer names {pointer.value}")
         # ``slot`` is the inactive one: it was named by the pointer until ``swapped_at``.
         if state.swapped_at is not None and now < state.swapped_at + _seconds(state.drain_seconds or 0):
-            raise UnsafeToProceed(
-                f"{inv.target.account_name}: refusing to regenerate {slot.value}: the pointer named it until "
-                f"{state.swapped_at.isoformat()}, less than the drain time ago"
+            raise refuse(
+                f"the pointer named it until {state.swapped_at.isoformat()}, less than the drain time ago"
             )
+        if state.inactive_protected_until is not None and now < state.inactive_protected_until:
+            raise refuse(f"a consumer may use it until {state.inactive_protected_until.isoformat()}")
+        named_until = self._named_outside_service(inv, state, slot)
+        if named_until is not None and now < named_until + inv.target.drain_time:
+            raise refuse(f"it was named outside the service until {named_until.isoformat()}")
+
+    def _named_outside_service(self, inv: _Invocation, state: TargetState, slot: Slot) -> datetime | None:
+        """Until when a version of the pointer or P-active that the service did not record (a hand edit,
+        another tool) may have named or held ``slot``; None when there is none. Costs a version listing
+        only when a secret's current version differs from the one the state recorded."""
+        latest: datetime | None = None
+        for secret, recorded in (
+            (inv.pointer_secret, state.pointer_version),
+            (inv.active, state.active_version),
+        ):
+            if secret is None or recorded is None or secret.version == recorded:
+                continue  # nothing recorded yet (adoption, older state) or nobody wrote it since we did
+            versions = self.ports.secrets.list_versions(secret.name)
+            until = _named_until(versions, recorded, slot)
+            if until is not None and (latest is None or until > latest):
+                latest = until
+        return latest
 
     def _regenerate_and_list(self, inv: _Invocation, slot: Slot) -> AccountKeys:
         if not inv.write_token and not self.ports.limiter.try_acquire(
@@ -564,14 +651,40 @@ class StepRunner:
     def _pointer(self, inv: _Invocation, fresh: bool = False) -> Slot | None:
         if fresh or not inv.pointer_known:
             secret = self.ports.secrets.get_secret(inv.target.pointer_secret)
+            inv.pointer_secret = secret
             inv.pointer = Slot.parse(secret.value.reveal()) if secret else None
             inv.pointer_known = True
         return inv.pointer
 
-    def _set_pointer(self, inv: _Invocation, slot: Slot) -> None:
-        tags = {"managed-by": MANAGED_BY, "target": inv.target.resource_id}
-        self.ports.secrets.set_secret(inv.target.pointer_secret, SecretValue(slot.value), tags)
+    def _set_pointer(self, inv: _Invocation, slot: Slot, cycle: str) -> None:
+        # The slot tag lets a later version listing tell what each pointer version named (I2 history).
+        tags = _managed_tags(inv.target, slot, cycle)
+        name = inv.target.pointer_secret
+        version = self._store(name, SecretValue(slot.value), tags)
+        inv.pointer_secret = StoredSecret(name, SecretValue(slot.value), version, tags)
         inv.pointer, inv.pointer_known = slot, True
+
+    def _active(self, inv: _Invocation, fresh: bool = False) -> StoredSecret | None:
+        if fresh or not inv.active_known:
+            inv.active = self.ports.secrets.get_secret(inv.target.active_secret)
+            inv.active_known = True
+        return inv.active
+
+    def _swap_begun(self, inv: _Invocation, new: Slot, cycle: str) -> bool:
+        """Whether this cycle's swap has written P-active (its commit point)."""
+        active = self._active(inv)
+        return (
+            active is not None and active.tags.get("slot") == new.value and active.tags.get("cycle") == cycle
+        )
+
+    def _observed_versions(self, inv: _Invocation) -> dict[str, str]:
+        """The versions of the pointer and P-active this invocation read or wrote, to record in the state."""
+        observed: dict[str, str] = {}
+        if inv.pointer_known and inv.pointer_secret is not None:
+            observed["pointer_version"] = inv.pointer_secret.version
+        if inv.active_known and inv.active is not None:
+            observed["active_version"] = inv.active.version
+        return observed
 
     def _slot_value(self, inv: _Invocation, slot: Slot) -> SecretValue:
         if slot not in inv.values:
@@ -583,6 +696,19 @@ class StepRunner:
             inv.values[slot] = stored.value
         return inv.values[slot]
 
+    def _store(
+        self, name: str, value: SecretValue, tags: dict[str, str], expires_on: datetime | None = None
+    ) -> str:
+        """Write a managed secret. One that was deleted by hand (soft delete holds its name) is recovered
+        — its versions come back, so nothing about what consumers read is lost — and the step retried."""
+        try:
+            return self.ports.secrets.set_secret(name, value, tags, expires_on=expires_on)
+        except SecretDeleted:
+            self.ports.secrets.recover_secret(name)
+            raise TransientAzureError(
+                f"secret {name} had been deleted; its recovery has started, the step is retried", 15
+            ) from None
+
     def _slot_tags(self, target: Target, slot: Slot, generation: str) -> dict[str, str]:
         return {
             "managed-by": MANAGED_BY,
@@ -592,9 +718,7 @@ class StepRunner:
         }
 
     def _set_slot(self, target: Target, slot: Slot, value: SecretValue, generation: str) -> None:
-        self.ports.secrets.set_secret(
-            target.slot_secret(slot), value, self._slot_tags(target, slot, generation)
-        )
+        self._store(target.slot_secret(slot), value, self._slot_tags(target, slot, generation))
 
     def _store_slot_if_changed(self, target: Target, slot: Slot, value: SecretValue, generation: str) -> bool:
         stored = self.ports.secrets.get_secret(target.slot_secret(slot))
@@ -603,25 +727,36 @@ class StepRunner:
         self._set_slot(target, slot, value, generation)
         return True
 
-    def _set_active(self, target: Target, slot: Slot, value: SecretValue, cycle: str, now: datetime) -> None:
-        tags = {"managed-by": MANAGED_BY, "target": target.resource_id, "slot": slot.value, "cycle": cycle}
+    def _set_active(
+        self, inv: _Invocation, slot: Slot, value: SecretValue, cycle: str, now: datetime
+    ) -> None:
+        target = inv.target
+        tags = _managed_tags(target, slot, cycle)
         expires = now + target.rotation_period + self.policy.expiry_margin
-        self.ports.secrets.set_secret(target.active_secret, value, tags, expires_on=expires)
+        version = self._store(target.active_secret, value, tags, expires)
+        inv.active, inv.active_known = StoredSecret(target.active_secret, value, version, tags, expires), True
+        inv.active_rewritten = True
 
-    def _store_active_if_changed(
-        self, target: Target, slot: Slot, value: SecretValue, cycle: str, now: datetime
-    ) -> bool:
-        stored = self.ports.secrets.get_secret(target.active_secret)
+    def _sync_active(
+        self, inv: _Invocation, state: TargetState, slot: Slot, value: SecretValue, cycle: str, now: datetime
+    ) -> dict[str, datetime]:
+        """Make P-active hold ``slot``'s value. When it held anything else, consumers may have read that
+        key, so the other slot is protected for a drain time (returned as the state change to make)."""
+        stored = self._active(inv)
         if stored is not None and stored.value == value and stored.tags.get("slot") == slot.value:
-            return False
-        self._set_active(target, slot, value, cycle, now)
-        return True
+            return {}
+        self._set_active(inv, slot, value, cycle, now)
+        if stored is None or stored.tags.get("slot") == slot.value:
+            return {}  # nothing was there, or only a stale copy of the same slot
+        until = now + inv.target.drain_time
+        current = state.inactive_protected_until
+        return {"inactive_protected_until": max(until, current) if current else until}
 
     def _repair_active(
         self, inv: _Invocation, state: TargetState, slot: Slot, value: SecretValue, now: datetime, when: str
     ) -> None:
         self._set_slot(inv.target, slot, value, f"drift-{now.strftime('%Y%m%dT%H%M%SZ')}")
-        self._set_active(inv.target, slot, value, state.cycle_id or "drift", now)
+        self._set_active(inv, slot, value, state.cycle_id or "drift", now)
         self._loud_active_drift(inv, state, slot, when)
 
     def _loud_active_drift(self, inv: _Invocation, state: TargetState, slot: Slot, when: str = "") -> None:
@@ -787,6 +922,32 @@ class StepRunner:
                 )
             ]
         )
+
+
+def _named_until(versions: list[SecretVersion], recorded: str, slot: Slot) -> datetime | None:
+    """Until when a version written since ``recorded`` may have named ``slot``: None when none did.
+
+    Key Vault lists versions in no order and stamps them in whole seconds, so the order of versions made
+    in one second is unknown. Conservatively, every earlier version (not the current one) created at or
+    after ``recorded`` that named ``slot`` — or whose slot is unknown: an untagged hand edit — counts as
+    named until the newest version was created."""
+    stamped = [v for v in versions if v.created_on is not None]
+    if not stamped:
+        return None
+    newest = max(stamped, key=lambda v: v.created_on or _EPOCH)
+    since = next((v.created_on for v in stamped if v.version == recorded), None) or _EPOCH
+    for version in stamped:
+        if version is newest or version.version == recorded or (version.created_on or _EPOCH) < since:
+            continue
+        named = Slot.parse(version.tags.get("slot"))
+        if named is None or named is slot:
+            return newest.created_on
+    return None
+
+
+def _managed_tags(target: Target, slot: Slot, cycle: str) -> dict[str, str]:
+    """Tags of the pointer and P-active: the slot each version names or holds, and the cycle that wrote it."""
+    return {"managed-by": MANAGED_BY, "target": target.resource_id, "slot": slot.value, "cycle": cycle}
 
 
 def _without_lease(state: TargetState) -> TargetState:

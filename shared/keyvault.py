@@ -1,17 +1,20 @@
 """Key Vault secrets adapter (azure-keyvault-secrets). Needs the "Key Vault Secrets Officer" role on the
-vault (get + set)."""
+vault (get, set, list)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
+from rotation.errors import SecretDeleted
 from rotation.model import SecretValue
-from rotation.ports import SecretStore, StoredSecret
+from rotation.ports import SecretStore, SecretVersion, StoredSecret
 from shared.azure_errors import translate
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KeyVaultSecretStore(SecretStore):
@@ -42,7 +45,36 @@ class KeyVaultSecretStore(SecretStore):
             secret = self.client.set_secret(
                 name, value.reveal(), tags=dict(tags), expires_on=expires_on, content_type="text/plain"
             )
+        except ResourceExistsError:
+            # 409 Conflict on a PUT: the name is held by a deleted but recoverable secret (soft delete).
+            raise SecretDeleted(f"keyvault.set_secret: HTTP 409 {name} is deleted but recoverable") from None
         except AzureError as error:
             # ``from None``: the SDK error's context must not drag the request into a traceback.
             raise translate(error, "keyvault.set_secret") from None
         return secret.properties.version or ""
+
+    def recover_secret(self, name: str) -> None:
+        """POST /deletedsecrets/{name}/recover. Permission: secrets/recover. Does not wait for the
+        recovery to finish (nothing here sleeps, I6): the next invocation finds the secret back."""
+        try:
+            self.client.begin_recover_deleted_secret(name)  # a poller we never wait on
+        except ResourceNotFoundError:
+            return  # purged, or already recovered
+        except AzureError as error:
+            raise translate(error, "keyvault.recover_deleted_secret") from None
+
+    def list_versions(self, name: str) -> list[SecretVersion]:
+        """GET /secrets/{name}/versions (paged). Permission: secrets/list. Values are never listed."""
+        try:
+            listed = [
+                SecretVersion(
+                    version=props.version or "", created_on=props.created_on, tags=dict(props.tags or {})
+                )
+                for props in self.client.list_properties_of_secret_versions(name)
+            ]
+        except ResourceNotFoundError:
+            return []
+        except AzureError as error:
+            raise translate(error, "keyvault.list_secret_versions") from None
+        # Key Vault lists versions in no documented order.
+        return sorted(listed, key=lambda v: (v.created_on is None, v.created_on or _EPOCH, v.version))

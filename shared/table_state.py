@@ -27,11 +27,12 @@ from shared.azure_errors import translate
 STATE_ROW = "state"
 _DATETIME_FIELDS = (
     "due_at", "cycle_started_at", "swapped_at", "drain_until", "verify_deadline", "next_attempt_at",
-    "last_error_at", "last_rotated_at", "drift_checked_at", "lease_expires_at",
+    "last_error_at", "last_rotated_at", "drift_checked_at", "lease_expires_at", "inactive_protected_until",
 )  # fmt: skip
 _OTHER_FIELDS = (
     "cycle_id", "cycle_trigger", "cycle_requester", "cycle_reason", "emergency", "cycle_drain_seconds",
     "drain_seconds", "attempts", "last_error", "cycles_completed", "endpoint", "kind", "lease_owner",
+    "pointer_version", "active_version",
 )  # fmt: skip
 
 

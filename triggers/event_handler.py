@@ -35,7 +35,8 @@ def _request_cycle(event: SecretEvent, runtime: Runtime) -> None:
     from rotation import errors
 
     context: dict[str, Any] = {
-        "eventId": records.clip(event.event_id), "eventType": event.event_type, "secret": event.secret_name,
+        "eventId": records.clip(event.event_id), "eventType": records.clip(event.event_type),
+        "secret": event.secret_name,
         "version": event.version, "vault": event.vault_url,
     }
     try:
@@ -75,4 +76,6 @@ def _act_on(event: SecretEvent, service: Any, context: dict[str, Any]) -> None:
 
 
 def _ignored(reason: str, detail: str, **fields: Any) -> None:
-    records.emit("rotation.event_ignored", reason=reason, detail=detail, **fields)
+    # Every echoed field is clipped: an event id or type can be as large as Event Grid lets through.
+    clipped = {name: records.clip(v) if isinstance(v, str) else v for name, v in fields.items()}
+    records.emit("rotation.event_ignored", reason=reason, detail=records.clip(detail), **clipped)

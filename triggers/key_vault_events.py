@@ -53,7 +53,16 @@ class _Malformed(ValueError):
 
 
 def parse_event(event: Any) -> SecretEvent | IgnoredEvent:
-    """Turn a trigger payload into a SecretEvent, or say why it is ignored. Never raises."""
+    """Turn a trigger payload into a SecretEvent, or say why it is ignored. Never raises: whatever the
+    payload's size, depth or numbers, a shape this parser did not foresee is a malformed event, because an
+    exception would make Event Grid retry it for 24 h and then dead-letter it."""
+    try:
+        return _parse(event)
+    except Exception as error:  # hostile input (deep nesting, huge numbers, odd types)
+        return IgnoredEvent("malformed", f"event could not be parsed ({type(error).__name__})")
+
+
+def _parse(event: Any) -> SecretEvent | IgnoredEvent:
     try:
         envelope = _envelope(event)
     except _Malformed as error:
@@ -175,6 +184,8 @@ def _epoch_field(fields: dict[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, bool):
         raise _Malformed(f"event data {name} is a boolean")
+    if isinstance(value, int) and not 0 <= value < 2**37:
+        raise _Malformed(f"event data {name} is out of range")  # float() of a huge int overflows
     if isinstance(value, int | float):
         number = float(value)
     elif isinstance(value, str):
@@ -187,6 +198,8 @@ def _epoch_field(fields: dict[str, Any], name: str) -> int | None:
 
 
 def _epoch_from_string(text: str, name: str) -> float:
+    if len(text) > 64:
+        raise _Malformed(f"event data {name} is not a time")  # int(str) of thousands of digits is slow
     try:
         return float(text)
     except ValueError:

@@ -67,7 +67,8 @@ def parse_principal(header_value: str) -> Principal:
     try:
         raw = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
         document = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as error:
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as error:
+        # RecursionError: deeply nested JSON fits in 16 KB; it is no principal App Service would send.
         raise InvalidPrincipal("principal header is not base64-encoded JSON") from error
     return _principal_from_document(document)
 
@@ -116,6 +117,8 @@ def authorize(headers: Any, admin_role: str | None) -> AuthDecision:
     if not admin_role:
         return AuthDecision(requester=FUNCTION_KEY_REQUESTER)
     header_value = headers.get(PRINCIPAL_HEADER)
+    if header_value is not None and not isinstance(header_value, str):
+        return AuthDecision(None, 401, "invalid X-MS-CLIENT-PRINCIPAL: not a string")
     if header_value is None:
         return AuthDecision(None, 401, "missing X-MS-CLIENT-PRINCIPAL (App Service Authentication required)")
     try:

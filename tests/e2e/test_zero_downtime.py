@@ -35,8 +35,10 @@ def test_live_consumers_never_fail(run) -> None:
     consumers = report["consumers"]
     assert consumers["threads"] >= 20
     assert consumers["requests"] > 3000, consumers  # continuous traffic, not a trickle
-    assert set(consumers["byKind"]) == {"requests", "httpx", "azure-key-credential"}
+    assert set(consumers["byKind"]) == {"requests", "httpx", "azure-key-credential", "p-active-only"}
     assert all(kind["requests"] > 500 for kind in consumers["byKind"].values()), consumers
+    # Issue 10: a consumer that reads only P-active, with no 401 fallback to hide a revoked key.
+    assert consumers["byKind"]["p-active-only"]["failures"] == 0, consumers
     assert consumers["errors"] == 0, result.fleet.errors if result.fleet else None
     assert consumers["rejectedOnWire"] == 0
     assert consumers["failures"] == 0

@@ -28,6 +28,7 @@ from rotation.ports import (
     HistoryStore,
     KeyService,
     SecretStore,
+    SecretVersion,
     StateStore,
     StoredSecret,
 )
@@ -47,7 +48,7 @@ def resource_id(name: str) -> str:
     )
 
 
-class SimulatedCrash(Exception):
+class SimulatedCrash(BaseException):  # a process dying, not an error it handles
     """The invocation died right after a real call reached Azure (the call's effect stays)."""
 
 
@@ -107,6 +108,14 @@ class RecordingSecrets(SecretStore):
         version = self.inner.set_secret(name, value, tags, expires_on)
         self.recorder.side_effect_done(f"set_secret {name}")
         return version
+
+    def recover_secret(self, name: str) -> None:
+        self.recorder.count("keyvault.recover_deleted_secret")
+        self.inner.recover_secret(name)
+
+    def list_versions(self, name: str) -> list[SecretVersion]:
+        self.recorder.count("keyvault.list_secret_versions")
+        return self.inner.list_versions(name)
 
 
 class RecordingKeys(KeyService):

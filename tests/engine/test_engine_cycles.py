@@ -48,8 +48,10 @@ def test_full_cycle_counts_calls_against_the_minimum(fresh_emulator, azurite, mo
     assert tables["arm.list_keys"] == 2
     assert tables.get("arm.get_account", 0) == 0  # endpoint and kind are kept in the state
     assert tables["keyvault.set_secret"] == 4  # new slot, P-active, pointer, old slot
-    # 2 pointer checks (I2), 1 I3 check; no "already done?" read when this invocation wrote the intent
-    assert tables["keyvault.get_secret"] == 3
+    # 2 I2 guards each reading the pointer and P-active, 1 I3 check; no "already done?" read when this
+    # invocation wrote the intent; no version listing (only after a write the service did not make)
+    assert tables["keyvault.get_secret"] == 5
+    assert tables.get("keyvault.list_secret_versions", 0) == 0
     assert tables["table.state_write"] == 4
     assert tables["table.state_list"] == 2 and tables.get("table.state_get", 0) == 0
     assert calls["dataplane.request"] == 1
@@ -240,3 +242,151 @@ def test_lifecycle_events_reach_the_event_grid_topic(emulator, azurite, monkeypa
     ]
     assert events[1]["data"]["activeSlot"] == "key2" and events[1]["data"]["accountName"] == engine.names[0]
     engine.assert_no_key_values_in([json.dumps(events)])
+
+
+# ----------------------------------------------------------------- issue 10: every reader's invariants
+
+
+def _p_active_accepted(engine, value: str) -> int:
+    """What the data plane answers a consumer that read only P-active and calls with that key."""
+    import requests
+
+    url = engine.emulator.dataplane_url(engine.names[0]) + "openai/models?api-version=2024-10-21"
+    answer = requests.get(url, headers={"api-key": value}, verify=engine.emulator.ca_bundle, timeout=10)
+    return answer.status_code
+
+
+def _assert_readers_agree(engine) -> None:
+    """At rest the pointer and P-active name the same slot, and P-active holds that slot's live key (I1)."""
+    target = engine.target()
+    raw = engine.raw_ports.secrets
+    pointer = raw.get_secret(target.pointer_secret)
+    active = raw.get_secret(target.active_secret)
+    assert pointer is not None and active is not None
+    assert active.tags.get("slot") == pointer.value.reveal(), "P-active and the pointer disagree"
+    assert active.value.reveal() == engine.service_keys()[Slot(pointer.value.reveal())]
+
+
+def test_a_failed_pointer_write_rolls_the_swap_forward_never_regenerating_what_p_active_holds(
+    fresh_emulator, azurite, monkeypatch
+) -> None:
+    """The adversarial finding (reproduced 3 times on the old code): P-active written, the pointer write
+    answered 503, the probe then inconclusive past VERIFY_TIMEOUT — the cycle was abandoned with P-active on
+    the new slot and the pointer on the old, and the next cycle regenerated the key P-active readers held."""
+    policy = Policy(verify_timeout=timedelta(minutes=10), verify_retry_interval=timedelta(seconds=20))
+    engine = make_engine(fresh_emulator, azurite, monkeypatch, policy=policy,
+                         target_options={"drainTime": "PT1H"})
+    engine.service.sweep()
+    target = engine.target()
+    fresh_emulator.control.add_fault("keyvault.set_secret", status=503, count=8,
+                                     path_suffix=f"/secrets/{target.pointer_secret}")
+    engine.service.request_rotation(engine.names[0], force=True)
+    fresh_emulator.control.clear_faults()
+    assert engine.state().phase is Phase.VERIFYING
+    assert engine.secret(target.pointer_secret) == "key1"
+    held = engine.secret(target.active_secret)  # what a plain P-active reader got just now
+    assert held == engine.service_keys()[Slot.KEY2]
+    # Every probe from now on is inconclusive (data plane 503), past VERIFY_TIMEOUT, over two sweeps.
+    fresh_emulator.control.add_fault("dataplane.request", status=503, count=100)
+    for _ in range(2):
+        engine.clock.advance(minutes=15)
+        engine.service.sweep()
+    fresh_emulator.control.clear_faults()
+    state = engine.state()
+    assert state.phase is Phase.DRAINING and state.active_slot is Slot.KEY2, state
+    _assert_readers_agree(engine)
+    # A forced request and the sweeps after it: the slot P-active readers hold is never regenerated while
+    # they may use it.
+    engine.service.request_rotation(engine.names[0], force=True)
+    engine.service.sweep()
+    assert _p_active_accepted(engine, held) == 200
+    engine.clock.advance(hours=1, minutes=1)
+    engine.service.sweep()
+    assert engine.state().phase is Phase.IDLE
+    assert _p_active_accepted(engine, held) == 200  # key2 stays: key1 (the old slot) was retired
+    _assert_readers_agree(engine)
+    engine.check_i1_i3()
+
+
+@pytest.mark.parametrize("tamper", ["moved", "deleted"])
+def test_a_pointer_moved_or_deleted_by_hand_is_reconciled_and_rotation_resumes(
+    fresh_emulator, azurite, monkeypatch, caplog, tamper: str
+) -> None:
+    """The adversarial finding: a due target whose pointer was moved by hand was refused by the I2 guard
+    forever (decide() started a cycle before any drift check; the backoff grew to 6 h)."""
+    engine = make_engine(fresh_emulator, azurite, monkeypatch, target_options={"drainTime": "PT1H"})
+    engine.service.sweep()
+    target = engine.target()
+    with fresh_emulator.secret_client() as vault:
+        if tamper == "moved":
+            vault.set_secret(target.pointer_secret, "key2")
+        else:
+            vault.begin_delete_secret(target.pointer_secret).wait()
+    engine.clock.advance(days=30)
+    with caplog.at_level(logging.INFO, logger="rotation"):
+        for _ in range(6):
+            engine.service.sweep()
+            engine.clock.advance(minutes=31)
+    state = engine.state()
+    assert state.cycles_completed == 1, state
+    assert state.phase is Phase.IDLE and state.attempts == 0, state
+    refused = [r for r in engine.service.history(engine.names[0], 50) if "refusing" in (r.error or "")]
+    assert len(refused) <= 1  # at most the first refusal, then a drift check, never a loop
+    assert any(r.step == "check_drift" for r in engine.service.history(engine.names[0], 50))
+    _assert_readers_agree(engine)
+    engine.check_i1_i3()
+
+
+def test_a_hand_edit_of_the_pointer_back_and_forth_protects_the_slot_it_named(
+    fresh_emulator, azurite, monkeypatch
+) -> None:
+    """The pointer named key2 for a moment and then key1 again: a reader may hold key2, so key2 is not
+    regenerated before a drain time after the hand edit (seen in the pointer's version history)."""
+    engine = make_engine(fresh_emulator, azurite, monkeypatch, target_options={"drainTime": "PT2H"})
+    engine.service.sweep()
+    target = engine.target()
+    key2 = engine.service_keys()[Slot.KEY2]
+    with fresh_emulator.secret_client() as vault:
+        vault.set_secret(target.pointer_secret, "key2")
+        vault.set_secret(target.pointer_secret, "key1")
+    engine.service.request_rotation(engine.names[0], force=True)  # the I2 guard refuses: cycle abandoned
+    assert engine.state().phase is Phase.IDLE and "named outside the service" in engine.state().last_error
+    engine.clock.advance(minutes=5)
+    engine.service.sweep()  # the drift check the refusal asked for records the protection
+    protected = engine.state().inactive_protected_until
+    assert protected is not None and protected > engine.clock()
+    refused = engine.service.request_rotation(engine.names[0], force=True)
+    assert refused.status is RequestStatus.REFUSED and "may still be in use" in refused.message
+    assert engine.service_keys()[Slot.KEY2] == key2  # never regenerated
+    engine.clock.advance(hours=3)
+    engine.service.request_rotation(engine.names[0], force=True)
+    assert engine.state().phase is Phase.DRAINING
+    _assert_readers_agree(engine)
+
+
+def test_an_unexpected_error_records_the_error_and_releases_the_lease_at_once(
+    fresh_emulator, azurite, monkeypatch
+) -> None:
+    """E.g. OSError from a CA file that no longer exists: the next sweep must not find the target busy."""
+    from rotation.runner import Ports
+
+    class BrokenProbe:
+        def probe(self, endpoint, kind, key):  # type: ignore[no-untyped-def]
+            raise OSError("Could not find a suitable TLS CA certificate bundle, invalid path: /gone/ca.pem")
+
+    def wrap(ports: Ports, recorder) -> Ports:  # type: ignore[no-untyped-def]
+        return Ports(ports.secrets, ports.keys, BrokenProbe(), ports.states, ports.history,  # type: ignore[arg-type]
+                     ports.lifecycle, ports.limiter)
+
+    engine = make_engine(fresh_emulator, azurite, monkeypatch, wrap=wrap)
+    engine.service.sweep()
+    result = engine.service.request_rotation(engine.names[0], force=True)
+    assert result.status is RequestStatus.STARTED
+    state = engine.state()
+    assert state.lease_owner is None and state.lease_expires_at is None
+    assert state.last_error is not None
+    assert "OSError" in state.last_error and "/gone/ca.pem" in state.last_error
+    status = engine.service.status(engine.names[0])[0]
+    assert not status.lease_held and "OSError" in (status.last_error or "")
+    rows = engine.service.history(engine.names[0])
+    assert any(r.outcome == "failed" and "UnexpectedError" in (r.error or "") for r in rows)

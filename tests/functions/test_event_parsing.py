@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,3 +130,79 @@ def test_fuzzed_events_never_raise(cloud: bool, event_type: str, overrides: dict
     if isinstance(parsed, SecretEvent):
         assert parsed.event_type in (NEAR_EXPIRY, EXPIRED)
         assert parsed.vault_url.startswith("https://") and parsed.vault_url.endswith("/")
+
+
+def _deep(depth: int) -> str:
+    """JSON text nested ``depth`` levels deep, written by hand (json.dumps itself recurses)."""
+    return "".join("[" if level % 2 else '{"k":' for level in range(depth)) + "1" + "".join(
+        "]" if level % 2 else "}" for level in reversed(range(depth))
+    )
+
+
+def _decode_with(body: dict[str, object], placeholder: str, raw_json: str) -> object:
+    """The worker's decoding of a delivery whose ``placeholder`` string is replaced by ``raw_json``."""
+    text = json.dumps(body).replace(json.dumps(placeholder), raw_json)
+    return EventGridEventInConverter.decode(meta.Datum(text, "json"), trigger_metadata={})
+
+
+# Depths the worker's own JSON decoder still accepts (deeper deliveries never reach the function).
+DEEP = "__deep__"
+hostile_values = st.one_of(
+    st.integers(min_value=2**37, max_value=10**400) | st.integers(max_value=-1, min_value=-(10**400)),
+    st.integers(min_value=50, max_value=900).map(lambda depth: (DEEP, depth)),
+    st.integers(min_value=200, max_value=2_000_000).map(lambda n: "x" * n),
+    st.integers(min_value=65, max_value=5000).map(lambda n: "9" * n),
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e300, -1e300]),
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(field=st.sampled_from(["EXP", "NBF", "exp", "Id", "ObjectName", "Version", "VaultName"]),
+       value=hostile_values)
+def test_hostile_sizes_depths_and_numbers_are_malformed_never_an_exception(field: str, value: object) -> None:
+    """Found by adversarial testing: EXP = 10**400 raised OverflowError out of the handler, so Event Grid
+    would have retried the event for 24 h and dead-lettered it. Any shape is an answer, never a raise."""
+    body = key_vault_event_body(VAULT, "acct-active", VERSION)
+    if isinstance(value, tuple):
+        body["data"][field] = DEEP
+        event = _decode_with(body, DEEP, _deep(value[1]))
+    else:
+        body["data"][field] = value
+        event = decode_event(body)
+    parsed = parse_event(event)
+    assert isinstance(parsed, IgnoredEvent)
+    assert parsed.reason == "malformed"
+
+
+@pytest.mark.parametrize("raw", [10**30, -(10**30), 2**37, "9" * 5000])
+def test_huge_exp_is_malformed(raw: object) -> None:
+    parsed = parse_event(decode_event(key_vault_event_body(VAULT, "s", VERSION, exp=raw)))
+    assert isinstance(parsed, IgnoredEvent) and parsed.reason == "malformed"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(where=st.sampled_from(["data", "id", "eventType", "subject", "topic"]),
+       depth=st.integers(min_value=2, max_value=900))
+def test_deeply_nested_or_mistyped_envelopes_are_malformed(where: str, depth: int) -> None:
+    body = key_vault_event_body(VAULT, "acct-active", VERSION)
+    body[where] = DEEP
+    parsed = parse_event(_decode_with(body, DEEP, _deep(depth)))
+    assert isinstance(parsed, IgnoredEvent)
+    assert parsed.reason == "malformed"
+
+
+def test_ignored_events_are_logged_clipped_whatever_their_size(caplog: pytest.LogCaptureFixture) -> None:
+    """Found by adversarial testing: a 1 MB eventType became a 1,000,172-character log record."""
+    from triggers.event_handler import handle_key_vault_event
+
+    body = key_vault_event_body(VAULT, "acct-active", VERSION, event_type="T" * 1_000_000,
+                                event_id="I" * 1_000_000)
+    caplog.set_level("INFO", logger="rotation.functions")
+    handle_key_vault_event(decode_event(body), runtime=None)  # type: ignore[arg-type]  # never reached
+    records = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rotation.event_ignored")]
+    assert len(records) == 1
+    assert len(records[0]) < 1_000
+    logged = json.loads(records[0].split(" ", 1)[1])
+    assert logged["reason"] == "unhandled_event_type"
+    assert logged["event_type"].startswith("TTTT") and logged["event_id"].startswith("IIII")

@@ -98,3 +98,26 @@ def test_fuzzed_principals_never_raise_and_never_pass_without_the_role(header: s
     assert decision.allowed is False or ROLE in base64.b64decode(header + "==").decode("utf-8", "replace")
     if not decision.allowed:
         assert decision.status in (401, 403)
+
+
+@pytest.mark.parametrize("depth", [100, 1000, 5000])
+def test_deeply_nested_principal_json_is_a_401_not_a_crash(depth: int) -> None:
+    """Found by adversarial testing: 5,000 nested arrays fit in the 16 KB bound and made json.loads raise
+    RecursionError, so every admin route answered 500."""
+    document = "[" * depth + "]" * depth
+    header = base64.b64encode(document.encode()).decode()
+    assert len(header) <= 16 * 1024
+    decision = authorize({"x-ms-client-principal": header}, ROLE)
+    assert not decision.allowed
+    assert decision.status == 401
+
+
+@settings(max_examples=100, deadline=None)
+@given(depth=st.integers(min_value=1, max_value=6000), opener=st.sampled_from(['[', '{"claims":']),
+       closer=st.booleans())
+def test_hostile_principal_shapes_never_raise(depth: int, opener: str, closer: bool) -> None:
+    document = opener * depth + ("" if not closer else ("]" if opener == "[" else "}") * depth)
+    header = base64.b64encode(document.encode()).decode()
+    decision = authorize({"x-ms-client-principal": header}, ROLE)
+    assert not decision.allowed
+    assert decision.status == 401

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from rotation.errors import KeylessAccount, StateConflict, TransientAzureError
+from rotation.errors import KeylessAccount, SecretDeleted, StateConflict, TransientAzureError
 from rotation.model import HistoryRecord, Policy, SecretValue, Slot, Target, TargetState, VersionedState
 from rotation.ports import (
     AccountInfo,
@@ -24,6 +24,7 @@ from rotation.ports import (
     LifecycleSink,
     ProbeResult,
     SecretStore,
+    SecretVersion,
     StateStore,
     StoredSecret,
     UnlimitedWrites,
@@ -40,7 +41,7 @@ def rid(name: str, sub: str = SUB) -> str:
     return f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/{name}"
 
 
-class SimulatedCrash(Exception):
+class SimulatedCrash(BaseException):  # a process dying, not an error it handles
     """The process died right here (after the real call, before the engine saw its result)."""
 
 
@@ -86,6 +87,11 @@ class World:
         self.clock = clock
         self.accounts: dict[str, FakeAccount] = {}
         self.vault: dict[str, list[StoredSecret]] = {}
+        self.created: dict[str, datetime] = {}
+        # soft-deleted secrets: their names refuse writes until recovered
+        self.deleted: set[str] = set()
+        # prefix -> (when, value) each time P-active changed value: what a P-active reader got (I2)
+        self.active_history: dict[str, list[tuple[datetime, str]]] = {}
         self.pointer_history: dict[str, list[tuple[datetime, Slot]]] = {}  # prefix -> changes
         self.violations: list[str] = []
         self.crasher = Crasher()
@@ -127,17 +133,24 @@ class FakeSecrets(SecretStore):
         with self.world.lock:
             self.world.fault("keyvault.get_secret")
             versions = self.world.vault.get(name)
-            return versions[-1] if versions else None
+            return versions[-1] if versions and name not in self.world.deleted else None
 
     def set_secret(
         self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
     ) -> str:
         with self.world.lock:
             self.world.fault("keyvault.set_secret")
+            if name in self.world.deleted:
+                raise SecretDeleted(f"keyvault.set_secret: HTTP 409 {name} is deleted but recoverable")
             version = f"v{next(self.versions)}"
             self.world.vault.setdefault(name, []).append(
                 StoredSecret(name, value, version, dict(tags), expires_on)
             )
+            self.world.created[version] = self.world.clock()
+            if name.endswith("-active"):
+                held = self.world.active_history.setdefault(name[: -len("-active")], [])
+                if not held or held[-1][1] != value.reveal():
+                    held.append((self.world.clock(), value.reveal()))
             if name.endswith("-active-key"):
                 prefix = name[: -len("-active-key")]
                 slot = Slot.parse(value.reveal())
@@ -147,6 +160,18 @@ class FakeSecrets(SecretStore):
                     history.append((self.world.clock(), slot))
         self.world.crasher.after_call(f"set_secret {name}")
         return version
+
+    def recover_secret(self, name: str) -> None:
+        with self.world.lock:
+            self.world.deleted.discard(name)
+
+    def list_versions(self, name: str) -> list[SecretVersion]:
+        with self.world.lock:
+            self.world.fault("keyvault.list_secret_versions")
+            return [
+                SecretVersion(v.version, self.world.created.get(v.version), dict(v.tags))
+                for v in self.world.vault.get(name, [])
+            ]
 
 
 class FakeKeys(KeyService):
@@ -199,12 +224,22 @@ class FakeKeys(KeyService):
         history = self.world.pointer_history.get(target.secret_prefix, [])
         if history and history[-1][1] is slot:
             self.world.violations.append(f"I2: regenerate {slot} while the pointer names it")
+        drain = self._drain_in_effect(target)
         for index, (_at, named) in enumerate(history):
             if named is slot and index + 1 < len(history):
                 until = history[index + 1][0]
-                drain = self._drain_in_effect(target)
                 if now < until + drain:
                     self.world.violations.append(f"I2: regenerate {slot} named until {until}, now {now}")
+        # P-active readers hold whatever value it had: the value being regenerated must not be one it
+        # held now or less than a drain time ago.
+        doomed = self.world.account(resource_id).keys[slot]
+        held = self.world.active_history.get(target.secret_prefix, [])
+        for index, (_at, value) in enumerate(held):
+            if value != doomed:
+                continue
+            until = held[index + 1][0] if index + 1 < len(held) else None
+            if until is None or now < until + drain:
+                self.world.violations.append(f"I2: regenerate {slot} while P-active holds or held it")
         states = self.world.states
         if states is not None:
             current = states.rows.get(target.key)
