@@ -29,6 +29,7 @@ from rotation.decision import (
 )
 from rotation.errors import (
     AzureAccessDenied,
+    DataPlaneUnreachable,
     KeylessAccount,
     KeyVerificationFailed,
     LeaseLost,
@@ -55,6 +56,7 @@ from rotation.model import (
 from rotation.ports import (
     AccountInfo,
     AccountKeys,
+    DataPlane,
     HistoryStore,
     KeyProbe,
     KeyService,
@@ -72,6 +74,10 @@ from rotation.records import error_text, log_transition, logger
 Clock = Callable[[], datetime]
 MAX_STEPS_PER_INVOCATION = 12
 BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
+NETWORK_DENIED_ADVICE = (
+    "the service cannot reach this account's data plane (network rules): deploy with VNet integration, "
+    "or set verify to none for this target"
+)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -388,6 +394,8 @@ class StepRunner:
             drift_checked_at=now,
             endpoint=account.endpoint,
             kind=account.kind,
+            location=account.location,
+            custom_subdomain=account.custom_subdomain,
             attempts=0,
             last_error=None,
             next_attempt_at=None,
@@ -426,13 +434,11 @@ class StepRunner:
             # can only roll forward (finish the pointer), never be abandoned by a verification timeout.
             pass
         elif target.verify.value == "dataplane":
-            endpoint, kind = state.endpoint, state.kind
-            if not endpoint or not kind:
-                account = self._account(inv)
-                endpoint, kind = account.endpoint, account.kind
-            if not endpoint:
-                raise KeyVerificationFailed(f"{target.account_name}: the account has no data-plane endpoint")
-            result = self.ports.probe.probe(endpoint, kind or "", value)
+            result = self.ports.probe.probe(self._data_plane(inv, state), value, target.probe)
+            if result is ProbeResult.NETWORK_DENIED:
+                raise DataPlaneUnreachable(f"{target.account_name}: {NETWORK_DENIED_ADVICE}")
+            if result is ProbeResult.LOCAL_AUTH_DISABLED:
+                raise KeylessAccount(f"{target.account_name}: data plane: AuthenticationTypeDisabled")
             if result is not ProbeResult.ACCEPTED:
                 if state.verify_deadline is not None and now >= state.verify_deadline:
                     raise KeyVerificationFailed(
@@ -580,6 +586,8 @@ class StepRunner:
             next_attempt_at=now + self.policy.keyless_recheck_interval,
             endpoint=account.endpoint,
             kind=account.kind,
+            location=account.location,
+            custom_subdomain=account.custom_subdomain,
             attempts=0,
             last_error=None,
         )
@@ -642,6 +650,16 @@ class StepRunner:
         self.ports.keys.regenerate_key(inv.target.resource_id, slot)
         # The regenerate may have run twice (azure-core retries POST): the service's current value wins.
         return self.ports.keys.list_keys(inv.target.resource_id)
+
+    def _data_plane(self, inv: _Invocation, state: TargetState) -> DataPlane:
+        """Kept in the state at adoption; a state written before location/custom_subdomain were kept
+        reads the account instead (one ARM GET per verification)."""
+        if state.endpoint and state.kind and state.location and state.custom_subdomain is not None:
+            return DataPlane(state.endpoint, state.kind, state.location, state.custom_subdomain)
+        account = self._account(inv)
+        if not account.endpoint:
+            raise KeyVerificationFailed(f"{inv.target.account_name}: the account has no data-plane endpoint")
+        return DataPlane(account.endpoint, account.kind, account.location, account.custom_subdomain)
 
     def _account(self, inv: _Invocation, fresh: bool = False) -> AccountInfo:
         if inv.account is None or fresh:
