@@ -23,6 +23,7 @@ deps: $(STAMPS)/venv $(STAMPS)/npm
 
 lint: $(STAMPS)/venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMPS)/venv
 	$(PY) -m mypy

@@ -20,8 +20,7 @@ from datetime import timedelta
 
 from bench.harness import OffsetClock, Report, account_ids, engine_settings, local_azure, seed_accounts
 from rotation.model import HistoryRecord, TargetState, VersionedState
-from rotation.ports import HistoryStore, StateStore
-from rotation.runner import Ports
+from rotation.ports import HistoryStore, Ports, StateStore
 from rotation.service import RotationService
 from shared.bootstrap import build_credential, build_policy, build_ports
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from emulator.azurite import AzuriteProcess
 from emulator.process import EmulatorProcess
-from rotation.model import SweepSummary
-from rotation.runner import utc_now
+from rotation.ports import utc_now
 from rotation.service import RotationService
+from rotation.views import SweepSummary
 from shared.bootstrap import build_service
 from shared.settings import Settings, load_settings
 

@@ -16,8 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from rotation.model import SecretValue, Slot, Target
-from rotation.ports import AccountInfo, AccountKeys, KeyService, SecretStore, SecretVersion, StoredSecret
-from rotation.runner import Ports
+from rotation.ports import (
+    AccountInfo,
+    AccountKeys,
+    KeyService,
+    Ports,
+    SecretStore,
+    SecretVersion,
+    StoredSecret,
+)
 
 
 class SimulatedCrash(BaseException):  # a process dying, not an error it handles

@@ -4,9 +4,9 @@ Azure; tests implement them with fakes. Every method raises only ``rotation.erro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from rotation.model import HistoryRecord, SecretValue, Slot, TargetState, VersionedState
@@ -172,3 +172,23 @@ class UnlimitedWrites(WriteRateLimiter):
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         return None
+
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Ports:
+    """Everything the engine talks to, built once per process by the composition root."""
+
+    secrets: SecretStore
+    keys: KeyService
+    probe: KeyProbe
+    states: StateStore
+    history: HistoryStore
+    lifecycle: LifecycleSink
+    limiter: WriteRateLimiter

@@ -27,16 +27,17 @@ from rotation.ports import (
     AccountKeys,
     HistoryStore,
     KeyService,
+    Ports,
     SecretStore,
     SecretVersion,
     StateStore,
     StoredSecret,
 )
-from rotation.runner import Ports
 from rotation.service import RotationService
-from shared.arm import CognitiveServicesKeys
+from rotation.views import to_json
+from shared.azure.cognitive_services import CognitiveServicesKeys
 from shared.bootstrap import build_credential, build_ports
-from shared.rate_limit import TokenBucketLimiter
+from shared.budgets import TokenBucketLimiter
 from shared.settings import Settings, load_settings
 
 SUB = "11111111-2222-3333-4444-555555555555"
@@ -198,7 +199,7 @@ class Engine:
         return {Slot.KEY1: keys.key1.reveal(), Slot.KEY2: keys.key2.reveal()}
 
     def state(self, index: int = 0) -> TargetState | None:
-        current = self.raw_ports.states.get(self.target(index).key)
+        current = self.raw_ports.states.get(self.target(index).state_key)
         return current.state if current else None
 
     def calls(self) -> dict[str, int]:
@@ -231,7 +232,7 @@ class Engine:
         for _, current in self.raw_ports.states.list_all():
             texts.append(repr(current.state))
         for target in self.settings.targets:
-            texts.extend(json.dumps(r.to_dict()) for r in self.raw_ports.history.list(target.key, 500))
+            texts.extend(json.dumps(to_json(r)) for r in self.raw_ports.history.list(target.state_key, 500))
         return texts
 
 

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from rotation.model import Phase, Policy, RequestStatus, Slot
+from rotation.model import Phase, Policy, Slot
+from rotation.outcomes import RequestStatus
 from tests.engine.harness import SimulatedCrash, make_engine
 
 
@@ -368,7 +369,7 @@ def test_an_unexpected_error_records_the_error_and_releases_the_lease_at_once(
     fresh_emulator, azurite, monkeypatch
 ) -> None:
     """E.g. OSError from a CA file that no longer exists: the next sweep must not find the target busy."""
-    from rotation.runner import Ports
+    from rotation.ports import Ports
 
     class BrokenProbe:
         def probe(self, endpoint, kind, key):  # type: ignore[no-untyped-def]

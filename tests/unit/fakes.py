@@ -22,6 +22,7 @@ from rotation.ports import (
     KeyService,
     LifecycleEvent,
     LifecycleSink,
+    Ports,
     ProbeResult,
     SecretStore,
     SecretVersion,
@@ -30,7 +31,6 @@ from rotation.ports import (
     UnlimitedWrites,
     WriteRateLimiter,
 )
-from rotation.runner import Ports
 from rotation.service import RotationService
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -242,7 +242,7 @@ class FakeKeys(KeyService):
                 self.world.violations.append(f"I2: regenerate {slot} while P-active holds or held it")
         states = self.world.states
         if states is not None:
-            current = states.rows.get(target.key)
+            current = states.rows.get(target.state_key)
             if (
                 current is None
                 or current[0].lease_owner is None
@@ -252,7 +252,7 @@ class FakeKeys(KeyService):
 
     def _drain_in_effect(self, target: Target) -> timedelta:
         states = self.world.states
-        current = states.rows.get(target.key) if states else None
+        current = states.rows.get(target.state_key) if states else None
         if current and current[0].drain_seconds is not None:
             return timedelta(seconds=current[0].drain_seconds)
         return target.drain_time
@@ -364,7 +364,7 @@ class Rig:
         return self.targets[index]
 
     def state(self, index: int = 0) -> TargetState | None:
-        row = self.states.rows.get(self.targets[index].key)
+        row = self.states.rows.get(self.targets[index].state_key)
         return row[0] if row else None
 
     def check_invariants(self) -> None:

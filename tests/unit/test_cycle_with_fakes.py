@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 
 from rotation.errors import UnknownTarget
-from rotation.model import Phase, Policy, RequestStatus, Slot
+from rotation.model import Phase, Policy, Slot
+from rotation.outcomes import RequestStatus
+from rotation.views import to_json
 from tests.unit.fakes import SimulatedCrash, make_rig, transient
 
 
@@ -178,7 +180,7 @@ def test_transient_failure_is_recorded_and_retried_with_backoff() -> None:
     rig.clock.advance(minutes=1)
     rig.service.sweep()
     assert rig.state().phase is Phase.DRAINING  # type: ignore[union-attr]
-    rows = rig.history.rows[rig.target().key]
+    rows = rig.history.rows[rig.target().state_key]
     assert any(r.outcome == "failed" and r.step == "regenerate_new" for r in rows)
 
 
@@ -200,7 +202,7 @@ def test_request_semantics_in_progress_refused_forced_emergency() -> None:
     assert emergency.status is RequestStatus.DRAIN_SHORTENED
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 2
-    rows = rig.history.rows[rig.target().key]
+    rows = rig.history.rows[rig.target().state_key]
     assert any(r.step == "request" and r.emergency and r.outcome == "drain_shortened" for r in rows)
     rig.check_invariants()
     with pytest.raises(UnknownTarget):
@@ -214,7 +216,7 @@ def test_emergency_rotation_completes_the_whole_cycle_at_once() -> None:
     assert outcome.status is RequestStatus.STARTED
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 1
-    started = [r for r in rig.history.rows[rig.target().key] if r.step == "cycle"]
+    started = [r for r in rig.history.rows[rig.target().state_key] if r.step == "cycle"]
     assert started and started[0].emergency and started[0].requester == "bob"
 
 
@@ -230,7 +232,7 @@ def test_drift_in_the_active_slot_is_repaired_loudly(caplog: pytest.LogCaptureFi
     assert rig.world.secret_value(rig.target().slot_secret(Slot.KEY1)) == account.keys[Slot.KEY1]
     assert rig.world.secret_value(rig.target().active_secret) == account.keys[Slot.KEY1]
     assert any(r.levelno == logging.ERROR and "rotation.drift" in r.getMessage() for r in caplog.records)
-    assert any(r.step == "drift" for r in rig.history.rows[rig.target().key])
+    assert any(r.step == "drift" for r in rig.history.rows[rig.target().state_key])
     rig.check_invariants()
 
 
@@ -284,7 +286,7 @@ def test_sweep_counts_targets_overdue_past_their_grace_and_clears_them_once_rota
     assert first.overdue == 0  # due, but not yet past the grace
     rig.clock.advance(seconds=grace.total_seconds() + 1)
     late = rig.service.sweep()
-    assert late.overdue == 2 and json.loads(json.dumps(late.to_dict()))["overdue"] == 2
+    assert late.overdue == 2 and json.loads(json.dumps(to_json(late)))["overdue"] == 2
     rig.world.faults.clear()
     for _ in range(4):  # backoff retries, the drain, then the old slot is retired
         rig.clock.advance(days=1)
@@ -306,12 +308,12 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
     rig.service.sweep()
     rig.clock.advance(days=30)
     t = rig.target()
-    stale = rig.states.get(t.key)  # what a slower invocation loaded before the winner wrote
+    stale = rig.states.get(t.state_key)  # what a slower invocation loaded before the winner wrote
     winner = rig.service.runner.advance(t, "timer")
     assert "start_cycle" in winner.steps
     loser = rig.service.runner.advance(t, "event", loaded=stale)
     assert loser.outcome == "busy" and "start_cycle" not in loser.steps
-    started = [r for r in rig.history.rows[t.key] if (r.step, r.outcome) == ("cycle", "started")]
+    started = [r for r in rig.history.rows[t.state_key] if (r.step, r.outcome) == ("cycle", "started")]
     state = rig.state()
     assert state is not None and [r.cycle for r in started] == [state.cycle_id]
     assert [e.event_type for e in rig.lifecycle.events].count("KeyRotation.CycleStarted") == 1
@@ -321,6 +323,6 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
 def test_an_admin_request_that_adopts_a_new_target_records_who_asked() -> None:
     rig = make_rig()
     rig.service.request_rotation("acc1", trigger="admin", requester="alice@contoso", reason="onboarding")
-    rows = rig.history.rows[rig.target().key]
+    rows = rig.history.rows[rig.target().state_key]
     adopt = [r for r in rows if r.step == "adopt"]
     assert len(adopt) == 1 and adopt[0].requester == "alice@contoso" and adopt[0].trigger == "admin"

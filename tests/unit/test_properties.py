@@ -52,7 +52,7 @@ def test_invariants_hold_under_any_interleaving(operations: list[tuple[str, obje
             pass
         rig.check_invariants()
         for target in rig.targets:  # I4: one state entity per target, never two cycles at once
-            state = rig.states.rows.get(target.key)
+            state = rig.states.rows.get(target.state_key)
             if state is not None and state[0].phase.in_cycle:
                 assert state[0].cycle_id is not None
     # Liveness: with no more crashes and time passing, every target comes to rest.

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shared.rate_limit import TokenBucketLimiter
+from shared.budgets import TokenBucketLimiter
 
 
 class Ticks:
@@ -42,6 +42,7 @@ def test_several_writes_are_taken_all_or_nothing() -> None:
 
 def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> None:
     from rotation.model import Phase
+    from rotation.views import to_json
     from tests.unit.fakes import make_rig
 
     ticks = Ticks()  # frozen: no refill during the test
@@ -53,7 +54,7 @@ def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> 
     due = rig.service.sweep()
     draining = [i for i in range(5) if getattr(rig.state(i), "phase", None) is Phase.DRAINING]
     assert len(draining) == 2 and due.advanced == 2  # 2 writes each; the other three wait for tokens
-    assert due.deferred == 3 and due.to_dict()["deferred"] == 3
+    assert due.deferred == 3 and to_json(due)["deferred"] == 3
     assert len(rig.world.regenerations) == 2
     ticks.now = 6.0  # 6 tokens: the three waiting targets start (2 each) on the next sweep
     rig.clock.advance(minutes=1)

@@ -17,7 +17,7 @@ from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 from rotation.errors import KeylessAccount
 from rotation.model import SecretValue, Slot, parse_resource_id
 from rotation.ports import AccountInfo, AccountKeys, KeyService, WriteRateLimiter
-from shared.azure_errors import retry_after_seconds, translate
+from shared.azure.errors import retry_after_seconds, translate
 
 
 class CognitiveServicesKeys(KeyService):
