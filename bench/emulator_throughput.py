@@ -5,7 +5,8 @@ connection (TCP_NODELAY, like the Azure SDKs' urllib3) and sending requests back
 Scenarios, all in the same run against the same process:
 
 - baseline: ``GET /_emulator/health`` (the framework + TLS floor: no auth, no state);
-- dataplane: ``GET /accounts/{name}/`` with ``api-key`` (key check, what consumers and probes hit);
+- dataplane: ``GET /accounts/{name}/openai/models`` with ``api-key`` (routing + key check, what consumers
+  and the OpenAI/AIServices probe hit);
 - keyvault: ``GET /secrets/{name}/`` with a bearer token (token validation + secret lookup).
 
 Prints requests/s per scenario and each one's ratio to the baseline; fails (exit 1) if any request did not
@@ -104,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             vault_token = credential.get_token("https://vault.azure.net/.default").token
         scenarios = [
             Scenario("baseline", "/_emulator/health", {}),
-            Scenario("dataplane", "/accounts/ai-services/", {"api-key": key}),
+            Scenario(
+                "dataplane", "/accounts/ai-services/openai/models?api-version=2024-10-21", {"api-key": key}
+            ),
             Scenario(
                 "keyvault",
                 "/secrets/bench-secret/?api-version=2026-04-01",

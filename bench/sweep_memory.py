@@ -60,6 +60,8 @@ def seed_idle_states(settings: Settings, workers: int = 16) -> float:
                 last_rotated_at=now,
                 endpoint=f"https://{target.account_name}.cognitiveservices.azure.com/",
                 kind="AIServices",
+                location="eastus",
+                custom_subdomain=True,
                 cycles_completed=1,
             ),
         )

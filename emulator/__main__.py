@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorOptions, Path | N
         "--kind", default="AIServices", choices=sorted(ACCOUNT_KINDS), help="kind of the seeded accounts"
     )
     parser.add_argument(
+        "--location", default="eastus", help="region of the seeded accounts (their regional endpoint)"
+    )
+    parser.add_argument(
         "--state-dir", type=Path, help="where the CA and certificates live (default: temp dir)"
     )
     parser.add_argument("--state-file", type=Path, help="persist emulated Azure state in this JSON file")
@@ -49,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorOptions, Path | N
         port=args.port,
         accounts=args.account,
         kind=args.kind,
+        location=args.location,
         state_dir=args.state_dir,
         state_file=args.state_file,
         event_webhook=args.event_webhook,

@@ -34,28 +34,38 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _etag(account: Account) -> uuid.UUID:
+    # Changes whenever a property a client can see changes.
+    seen = (account.disable_local_auth, account.custom_subdomain, account.network_default_action)
+    return uuid.uuid5(uuid.NAMESPACE_URL, account.resource_id + repr(seen))
+
+
 def account_envelope(emulator: Emulator, account: Account) -> dict[str, Any]:
-    endpoint = emulator.account_endpoint(account.name)
+    endpoint = emulator.account_endpoint(account)
     created = _iso(account.created)
     properties: dict[str, Any] = {
         "endpoint": endpoint,
         "internalId": account.internal_id,
         "dateCreated": created,
         "provisioningState": "Succeeded",
-        "customSubDomainName": account.name,
+        "customSubDomainName": account.name if account.custom_subdomain else None,
         "publicNetworkAccess": "Enabled",
         "disableLocalAuth": account.disable_local_auth,
-        "networkAcls": {"defaultAction": "Allow", "virtualNetworkRules": [], "ipRules": []},
+        "networkAcls": {
+            "defaultAction": account.network_default_action,
+            "virtualNetworkRules": [],
+            "ipRules": [],
+        },
         "capabilities": [],
         "isMigrated": False,
     }
-    if account.kind in ("OpenAI", "AIServices"):
+    if account.kind in ("OpenAI", "AIServices") and account.custom_subdomain:
         properties["endpoints"] = {"OpenAI Language Model Instance API": endpoint}
     return {
         "id": account.resource_id,
         "name": account.name,
         "type": "Microsoft.CognitiveServices/accounts",
-        "etag": f'"{uuid.uuid5(uuid.NAMESPACE_URL, account.resource_id + str(account.disable_local_auth))}"',
+        "etag": f'"{_etag(account)}"',
         "location": account.location,
         "sku": {"name": "S0"},
         "kind": account.kind,

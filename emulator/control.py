@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -15,7 +16,14 @@ from emulator.arm import account_envelope
 from emulator.controls import Fault, InvalidControl
 from emulator.core import Emulator
 from emulator.errors import json_response
-from emulator.state import ISSUED_KEYS, Account, InvalidAccount
+from emulator.state import ISSUED_KEYS, NETWORK_ACTIONS, Account, InvalidAccount
+
+# What PATCH /accounts/{name} can change (and POST /accounts can set), with each value's check.
+ACCOUNT_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "disableLocalAuth": lambda value: isinstance(value, bool),
+    "customSubDomain": lambda value: isinstance(value, bool),
+    "networkDefaultAction": lambda value: value in NETWORK_ACTIONS,
+}
 
 
 def _error(status: int, message: str) -> Response:
@@ -86,15 +94,24 @@ class ControlApi:
             "resourceId": account.resource_id,
             "name": account.name,
             "kind": account.kind,
+            "location": account.location,
             "endpoint": envelope["properties"]["endpoint"],
             "disableLocalAuth": account.disable_local_auth,
+            "customSubDomain": account.custom_subdomain,
+            "networkDefaultAction": account.network_default_action,
         }
 
     async def list_accounts(self, request: Request) -> Response:
         return json_response([self._account_view(a) for a in self.emulator.state.accounts.values()])
 
     def add_account_from(
-        self, resource_id: Any, kind: Any = "AIServices", disable_local_auth: Any = False
+        self,
+        resource_id: Any,
+        kind: Any = "AIServices",
+        disable_local_auth: Any = False,
+        location: Any = "eastus",
+        custom_subdomain: Any = None,
+        network_default_action: Any = "Allow",
     ) -> Account:
         if not isinstance(resource_id, str):
             raise InvalidAccount("resourceId is required and must be a string")
@@ -102,7 +119,21 @@ class ControlApi:
             raise InvalidAccount("kind must be a string")
         if not isinstance(disable_local_auth, bool):
             raise InvalidAccount("disableLocalAuth must be a boolean")
-        account = Account.create(resource_id, kind, disable_local_auth, self.emulator.now())
+        if not isinstance(location, str):
+            raise InvalidAccount("location must be a string")
+        if custom_subdomain is not None and not isinstance(custom_subdomain, bool):
+            raise InvalidAccount("customSubDomain must be a boolean")
+        if not isinstance(network_default_action, str):
+            raise InvalidAccount("networkDefaultAction must be a string")
+        account = Account.create(
+            resource_id,
+            kind,
+            disable_local_auth,
+            self.emulator.now(),
+            location,
+            custom_subdomain,
+            network_default_action,
+        )
         state = self.emulator.state
         if account.resource_id.lower() in state.accounts:
             raise InvalidAccount(f"account {account.resource_id} already exists")
@@ -115,8 +146,16 @@ class ControlApi:
 
     async def add_account(self, request: Request) -> Response:
         body = await _body(request)
+        unknown = set(body) - {*ACCOUNT_FIELDS, "resourceId", "kind", "location"}
+        if unknown:
+            raise InvalidControl(f"unknown account field(s) {sorted(unknown)}")
         account = self.add_account_from(
-            body.get("resourceId"), body.get("kind", "AIServices"), body.get("disableLocalAuth", False)
+            body.get("resourceId"),
+            body.get("kind", "AIServices"),
+            body.get("disableLocalAuth", False),
+            body.get("location", "eastus"),
+            body.get("customSubDomain"),
+            body.get("networkDefaultAction", "Allow"),
         )
         return json_response(self._account_view(account), 201)
 
@@ -125,12 +164,18 @@ class ControlApi:
         account = self.emulator.state.account_by_name(request.path_params["name"])
         if account is None:
             return _error(404, f"no account named {request.path_params['name']!r}")
-        if set(body) - {"disableLocalAuth"}:
-            raise InvalidControl("only disableLocalAuth can be changed")
-        value = body.get("disableLocalAuth")
-        if not isinstance(value, bool):
-            raise InvalidControl("disableLocalAuth must be a boolean")
-        account.disable_local_auth = value
+        if not body or set(body) - set(ACCOUNT_FIELDS):
+            raise InvalidControl(f"give one or more of {sorted(ACCOUNT_FIELDS)}")
+        for name, check in ACCOUNT_FIELDS.items():
+            if name in body and not check(body[name]):
+                raise InvalidControl(f"{name} has an invalid value {body[name]!r}")
+        # Validated all first: a bad request changes nothing.
+        if "disableLocalAuth" in body:
+            account.disable_local_auth = body["disableLocalAuth"]
+        if "customSubDomain" in body:
+            account.custom_subdomain = body["customSubDomain"]
+        if "networkDefaultAction" in body:
+            account.network_default_action = body["networkDefaultAction"]
         self.emulator.persist()
         return json_response(self._account_view(account))
 

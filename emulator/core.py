@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.controls import Controls
-from emulator.state import EmulatorState, StateFile
+from emulator.state import Account, EmulatorState, StateFile
 from emulator.tokens import TokenAuthority
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -73,8 +73,14 @@ class Emulator:
             f"{self.config.vault_resource_group}/providers/Microsoft.KeyVault/vaults/{self.config.vault_name}"
         )
 
-    def account_endpoint(self, account_name: str) -> str:
-        return f"{self.config.base_url}/accounts/{account_name}/"
+    def account_endpoint(self, account: Account) -> str:
+        """``properties.endpoint``: the account's own host, or the shared host the gateway serves it on."""
+        base = self.config.base_url
+        if account.custom_subdomain:
+            return f"{base}/accounts/{account.name}/"
+        if account.kind == "TextTranslation":
+            return f"{base}/global/translator/"
+        return f"{base}/regional/{account.location}/"
 
     def persist(self) -> None:
         if self._state_file is not None:

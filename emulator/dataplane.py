@@ -1,8 +1,16 @@
-"""Each account's data plane at ``/accounts/{name}/``: key check, a cheap probe and a models list."""
+"""Account data planes, answered like the Cognitive Services gateway: route first (404 for a path that is
+no API, whatever the key), then network rules, ``disableLocalAuth``, the key and, for Translator, the
+region. Three endpoint shapes (``emulator/gateway.py``): an account's own host (custom subdomain), the
+shared regional host and Translator's global host, where the key selects the account."""
 
 from __future__ import annotations
 
+import base64
 import hmac
+import json
+import secrets
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -10,16 +18,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.core import Emulator
-from emulator.errors import DATAPLANE, DATAPLANE_DENIED_MESSAGE, dataplane_error, json_response
+from emulator.errors import (
+    DATAPLANE,
+    DATAPLANE_DENIED_MESSAGE,
+    FIREWALL_MESSAGE,
+    LOCAL_AUTH_DISABLED_MESSAGE,
+    TRANSLATOR_DENIED_MESSAGE,
+    dataplane_error,
+    json_response,
+)
+from emulator.gateway import Api, Shape, route
 from emulator.operations import run_operation
 from emulator.state import Account
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+REGION_HEADER = "ocp-apim-subscription-region"
+# Seen with the firewall's 403 (Azure-Samples/azure-sql-db-chatbot#3): the gateway policy that denied.
+FIREWALL_HEADERS = {"policy-id": "ThrowExceptionDueToTrafficDenied"}
 MODELS: list[dict[str, Any]] = [
     {
         "id": model,
         "object": "model",
-        "created": 1715367049,
+        "created_at": 1715367049,
         "status": "succeeded",
         "lifecycle_status": "generally-available",
         "capabilities": {
@@ -41,42 +61,156 @@ class DataPlane:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/accounts/{account}", self.endpoint, methods=ALL_METHODS),
-            Route("/accounts/{account}/{rest:path}", self.endpoint, methods=ALL_METHODS),
+            Route(path, self.endpoint, methods=ALL_METHODS)
+            for prefix in ("/accounts/{account}", "/regional/{region}", "/global/translator")
+            for path in (prefix, prefix + "/{rest:path}")
         ]
 
     async def endpoint(self, request: Request) -> Response:
         return await run_operation(self.emulator, request, "dataplane.request", DATAPLANE, self.handle)
 
-    def _key_accepted(self, presented: str, account: Account) -> bool:
-        now = self.emulator.now()
-        for key, accepted_from in (
-            (account.key1, account.key1_accepted_from),
-            (account.key2, account.key2_accepted_from),
-        ):
-            if hmac.compare_digest(presented.encode(), key.encode()) and now >= accepted_from:
-                return True
-        return False
-
     async def handle(self, request: Request) -> Response:
-        account_name = request.path_params["account"]
-        account = self.emulator.state.account_by_name(account_name)
-        if account is None:
-            return dataplane_error(
-                404,
-                "ResourceNotFound",
-                f"No Cognitive Services account named {account_name!r} in this emulator.",
-            )
+        params = request.path_params
+        shape = (
+            Shape.CUSTOM if "account" in params else Shape.REGIONAL if "region" in params else Shape.GLOBAL
+        )
+        api = route(shape, request.method, params.get("rest", ""))
+        if api is None:
+            return not_found()
+        if shape is Shape.CUSTOM:
+            account = self.emulator.state.account_by_name(params["account"])
+            # No custom subdomain: that host does not exist; a kind without this API: no such route.
+            if account is None or not account.custom_subdomain or account.kind not in api.kinds:
+                return not_found()
+            if not api.authenticated:
+                return await self._answer(api, request, account)
+            refused = self._deny(api, account) or self._check_key(api, request, [account])
+        else:
+            if not api.authenticated:
+                return await self._answer(api, request, None)
+            candidates = self._shared_host_accounts(shape, params.get("region", ""), api)
+            account = self._account_for_key(api, request, candidates)
+            refused = self._unauthorized(api) if account is None else self._deny(api, account)
+        if refused is not None:
+            return refused
+        assert account is not None
+        if api.region_scoped and not self._region_ok(request, account):
+            return self._unauthorized(api)
+        return await self._answer(api, request, account)
+
+    # -- checks, in the gateway's order ----------------------------------------------------------------
+
+    def _deny(self, api: Api, account: Account) -> Response | None:
+        """Network rules first (a caller outside learns nothing about keys), then disableLocalAuth."""
+        if account.network_denied:
+            return dataplane_error(403, "403", FIREWALL_MESSAGE, FIREWALL_HEADERS)
         if account.disable_local_auth:
-            return dataplane_error(
-                401, "AuthenticationTypeDisabled", "Key based authentication is disabled for this resource."
-            )
-        presented = request.headers.get("api-key") or request.headers.get("ocp-apim-subscription-key") or ""
-        if not presented or not self._key_accepted(presented, account):
-            return dataplane_error(401, "401", DATAPLANE_DENIED_MESSAGE)
-        rest = request.path_params.get("rest", "").strip("/")
-        if rest == "":
-            return json_response({"status": "ok", "account": account.name, "kind": account.kind})
-        if rest.lower() == "openai/models" and request.method == "GET":
+            return dataplane_error(403, "AuthenticationTypeDisabled", LOCAL_AUTH_DISABLED_MESSAGE)
+        return None
+
+    def _check_key(self, api: Api, request: Request, accounts: Iterable[Account]) -> Response | None:
+        return None if self._account_for_key(api, request, accounts) else self._unauthorized(api)
+
+    def _unauthorized(self, api: Api) -> Response:
+        if api.region_scoped:
+            return json_response({"error": {"code": 401000, "message": TRANSLATOR_DENIED_MESSAGE}}, 401)
+        return dataplane_error(401, "401", DATAPLANE_DENIED_MESSAGE)
+
+    def _presented_key(self, api: Api, request: Request) -> str:
+        for header in api.key_headers:
+            value = request.headers.get(header)
+            if value:
+                return value
+        return ""
+
+    def _account_for_key(self, api: Api, request: Request, accounts: Iterable[Account]) -> Account | None:
+        presented = self._presented_key(api, request)
+        if not presented:
+            return None
+        now = self.emulator.now()
+        for account in accounts:
+            for key, accepted_from in (
+                (account.key1, account.key1_accepted_from),
+                (account.key2, account.key2_accepted_from),
+            ):
+                if hmac.compare_digest(presented.encode(), key.encode()) and now >= accepted_from:
+                    return account
+        return None
+
+    def _shared_host_accounts(self, shape: Shape, region: str, api: Api) -> list[Account]:
+        """Whose keys the shared host knows: the region's accounts (regional), Translator-capable ones
+        (global). Accounts with a custom subdomain are still reachable there, as in Azure."""
+        accounts = [a for a in self.emulator.state.accounts.values() if a.kind in api.kinds]
+        if shape is Shape.REGIONAL:
+            return [a for a in accounts if a.location.lower() == region.lower()]
+        return accounts
+
+    def _region_ok(self, request: Request, account: Account) -> bool:
+        """A regional Translator or multi-service key is refused without its region, even when valid."""
+        if account.location.lower() == "global":
+            return True
+        return request.headers.get(REGION_HEADER, "").strip().lower() == account.location.lower()
+
+    # -- answers ----------------------------------------------------------------------------------------
+
+    async def _answer(self, api: Api, request: Request, account: Account | None) -> Response:
+        if api.name == "sts.issueToken":
+            assert account is not None
+            return Response(_access_token(account), media_type="application/jwt")
+        if api.name == "openai.models":
             return json_response({"data": MODELS, "object": "list"})
-        return json_response({"object": "emulator.echo", "method": request.method, "path": "/" + rest})
+        if api.name == "openai.chat_completions":
+            return json_response(_chat_completion())
+        if api.name == "documentintelligence.info":
+            return json_response({"customDocumentModels": {"count": 0, "limit": 250}})
+        if api.name == "contentsafety.blocklists":
+            return json_response({"value": []})
+        if api.name == "translator.languages":
+            return json_response({"translation": {"en": {"name": "English", "nativeName": "English"}}})
+        return json_response(await _translations(request))
+
+
+def not_found() -> Response:
+    # The gateway's own 404 for a path that is no API (MicrosoftDocs/azure-docs#36938, #73060).
+    return dataplane_error(404, "404", "Resource not found")
+
+
+def _access_token(account: Account) -> str:
+    """A JWT-shaped, unsigned stand-in valid for 10 minutes. It names the account, never holds the key."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"region": account.location, "subscription-id": account.internal_id, "exp": now + 600}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.{secrets.token_urlsafe(16)}"
+
+
+def _chat_completion() -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-" + secrets.token_hex(8),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Emulated answer."},
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
+
+
+async def _translations(request: Request) -> list[dict[str, Any]]:
+    """Echo each text back as its "translation" into every ``to`` language."""
+    try:
+        items = json.loads(await request.body() or b"[]")
+    except ValueError:
+        items = []
+    targets = request.query_params.getlist("to") or ["en"]
+    if not isinstance(items, list):
+        items = []
+    texts = [str(item.get("Text", "")) for item in items if isinstance(item, dict)]
+    return [{"translations": [{"text": text, "to": to} for to in targets]} for text in texts]

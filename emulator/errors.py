@@ -93,6 +93,13 @@ DATAPLANE_DENIED_MESSAGE = (
 )
 
 
+# The firewall's answer to a caller outside networkAcls (code "403", like a refused key's).
+FIREWALL_MESSAGE = "Access denied due to Virtual Network/Firewall rules."
+LOCAL_AUTH_DISABLED_MESSAGE = "Key based authentication is disabled for this resource."
+# Translator's own envelope: a numeric code, 401000 for a missing or invalid key (or a missing region).
+TRANSLATOR_DENIED_MESSAGE = "The request is not authorized because credentials are missing or invalid."
+
+
 def dataplane_error(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:

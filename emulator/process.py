@@ -72,21 +72,55 @@ class ControlClient:
         return set(self._call("GET", "/issued-keys")["keys"])
 
     def add_account(
-        self, resource_id: str, kind: str = "AIServices", disable_local_auth: bool = False
+        self,
+        resource_id: str,
+        kind: str = "AIServices",
+        disable_local_auth: bool = False,
+        *,
+        location: str | None = None,
+        custom_subdomain: bool | None = None,
+        network_default_action: str | None = None,
     ) -> dict:
-        return dict(
-            self._call(
-                "POST",
-                "/accounts",
-                {"resourceId": resource_id, "kind": kind, "disableLocalAuth": disable_local_auth},
-            )
-        )
+        """``custom_subdomain`` defaults to the kind's usual shape (TextTranslation: the global endpoint)."""
+        body: dict[str, Any] = {"resourceId": resource_id, "kind": kind}
+        body["disableLocalAuth"] = disable_local_auth
+        optional = {
+            "location": location,
+            "customSubDomain": custom_subdomain,
+            "networkDefaultAction": network_default_action,
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
+        return dict(self._call("POST", "/accounts", body))
 
     def accounts(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/accounts"))
 
+    def account(self, account_name: str) -> dict[str, Any]:
+        """The control view of one account (kind, location, endpoint, switches), never its keys."""
+        for view in self.accounts():
+            if view["name"].lower() == account_name.lower():
+                return view
+        raise ControlError(404, f"no account named {account_name!r}")
+
+    def set_account(
+        self,
+        account_name: str,
+        *,
+        disable_local_auth: bool | None = None,
+        custom_subdomain: bool | None = None,
+        network_default_action: str | None = None,
+    ) -> dict[str, Any]:
+        """Flip an account's switches: disableLocalAuth, custom subdomain, networkAcls.defaultAction."""
+        fields = {
+            "disableLocalAuth": disable_local_auth,
+            "customSubDomain": custom_subdomain,
+            "networkDefaultAction": network_default_action,
+        }
+        body = {name: value for name, value in fields.items() if value is not None}
+        return dict(self._call("PATCH", f"/accounts/{account_name}", body))
+
     def set_disable_local_auth(self, account_name: str, disabled: bool) -> dict[str, Any]:
-        return dict(self._call("PATCH", f"/accounts/{account_name}", {"disableLocalAuth": disabled}))
+        return self.set_account(account_name, disable_local_auth=disabled)
 
     def set_latency(self, seconds: float, operation: str | None = None) -> None:
         body: dict[str, Any] = {"seconds": seconds}
@@ -374,7 +408,12 @@ class EmulatorProcess:
         return httpx.Client(base_url=self.base_url, transport=transport, **kwargs)
 
     def dataplane_url(self, account_name: str) -> str:
+        """The custom-subdomain endpoint of an account (``properties.endpoint`` when it has one)."""
         return f"{self.base_url}/accounts/{account_name}/"
+
+    def endpoint_of(self, account_name: str) -> str:
+        """``properties.endpoint`` of an account, whatever its shape (custom, regional, global)."""
+        return str(self.control.account(account_name)["endpoint"])
 
     def apply_env(self, target: Any) -> None:
         """Put the settings where an app under test reads them: a pytest ``monkeypatch`` (undone after the

@@ -36,6 +36,7 @@ class EmulatorOptions:
     port: int = 0
     accounts: list[str] = field(default_factory=list)
     kind: str = "AIServices"
+    location: str = "eastus"
     state_dir: Path | None = None
     state_file: Path | None = None
     event_webhook: str | None = None
@@ -123,7 +124,7 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
     for resource_id in seeds:
         existing = state.accounts.get(resource_id.lower())
         if existing is None:
-            control.add_account_from(resource_id, options.kind, False)
+            control.add_account_from(resource_id, options.kind, False, options.location)
     emulator.persist()
     return Prepared(emulator, app, certificates, sock)
 

@@ -21,6 +21,8 @@ ACCOUNT_ID_PATTERN = re.compile(
     re.IGNORECASE,
 )
 ACCOUNT_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$")
+LOCATION_PATTERN = re.compile(r"^[a-z0-9]{2,40}$")
+NETWORK_ACTIONS = ("Allow", "Deny")
 ACCOUNT_KINDS = frozenset(
     {
         "AIServices",
@@ -75,6 +77,10 @@ class Account:
     key2_accepted_from: float
     created: float
     internal_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Without a custom subdomain the account answers on the shared regional host (Translator: the global
+    # one) and the key selects the account there. Defaults keep older --state-file snapshots loadable.
+    custom_subdomain: bool = True
+    network_default_action: str = "Allow"  # networkAcls.defaultAction; Deny: this caller is outside
 
     @staticmethod
     def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
@@ -91,10 +97,24 @@ class Account:
 
     @classmethod
     def create(
-        cls, resource_id: str, kind: str, disable_local_auth: bool, now: float, location: str = "eastus"
+        cls,
+        resource_id: str,
+        kind: str,
+        disable_local_auth: bool,
+        now: float,
+        location: str = "eastus",
+        custom_subdomain: bool | None = None,
+        network_default_action: str = "Allow",
     ) -> Account:
         if kind not in ACCOUNT_KINDS:
             raise InvalidAccount(f"kind {kind!r} is not one of {sorted(ACCOUNT_KINDS)}")
+        if not LOCATION_PATTERN.match(location):
+            raise InvalidAccount(f"location {location!r} must be a region name such as eastus (or global)")
+        if network_default_action not in NETWORK_ACTIONS:
+            raise InvalidAccount(f"networkDefaultAction must be one of {list(NETWORK_ACTIONS)}")
+        if custom_subdomain is None:
+            # Translator resources are usually created without one and answer on the global endpoint.
+            custom_subdomain = kind != "TextTranslation"
         subscription, group, name = cls.parse_resource_id(resource_id)
         canonical = (
             f"/subscriptions/{subscription}/resourceGroups/{group}"
@@ -113,7 +133,13 @@ class Account:
             now,
             now,
             now,
+            custom_subdomain=custom_subdomain,
+            network_default_action=network_default_action,
         )
+
+    @property
+    def network_denied(self) -> bool:
+        return self.network_default_action == "Deny"
 
     def key(self, slot: str) -> str:
         return self.key1 if slot == "key1" else self.key2

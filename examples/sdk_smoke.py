@@ -38,10 +38,14 @@ def parse_account_id(resource_id: str) -> tuple[str, str, str]:
 
 
 def probe(endpoint: str, key: str, ca_bundle: str) -> int:
-    """GET the account endpoint with a key; the status code says whether the key is accepted."""
+    """POST the documented key check ``{endpoint}sts/v1.0/issueToken`` with the key (200 = accepted).
+
+    The endpoint's root is no API: the gateway answers 404 there whatever the key."""
+    url = endpoint.rstrip("/") + "/sts/v1.0/issueToken"
     client = PipelineClient(endpoint, policies=[RetryPolicy(retry_total=0)], connection_verify=ca_bundle)
     with client:
-        return client.send_request(HttpRequest("GET", endpoint, headers={"api-key": key})).status_code
+        request = HttpRequest("POST", url, headers={"Ocp-Apim-Subscription-Key": key}, content=b"")
+        return client.send_request(request).status_code
 
 
 def main(argv: list[str] | None = None) -> int:

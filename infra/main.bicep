@@ -105,6 +105,27 @@ param alertActionGroupResourceId string = ''
 @description('E-mail address for a new action group created for the alerts; empty = none.')
 param alertEmailAddress string = ''
 
+@secure()
+@description('JSON array of webhook URLs (Teams Workflows, Slack or any HTTPS receiver) added to the alerts\' new action group; empty = none. Secure: an incoming-webhook URL is a credential.')
+param alertWebhookUrls string = ''
+
+// ---- Private network (docs/DEPLOY.md "Private network") -------------------------------------------
+
+@description('VNet integration for the Function App, private endpoints and private DNS zones for Key Vault and Storage, public network access off on both.')
+param enablePrivateNetwork bool = false
+
+@description('Address space of the VNet (enablePrivateNetwork).')
+param vnetAddressPrefix string = '10.40.0.0/16'
+
+@description('Subnet of the Function App\'s VNet integration, at least /27 (enablePrivateNetwork).')
+param appSubnetPrefix string = '10.40.0.0/24'
+
+@description('Subnet of the private endpoints (enablePrivateNetwork).')
+param privateEndpointSubnetPrefix string = '10.40.1.0/24'
+
+@description('Also create the Azure AI services private DNS zones (cognitiveservices, openai, services.ai) linked to the VNet, for target accounts\' private endpoints (enablePrivateNetwork).')
+param createAiServicesDnsZones bool = true
+
 // ---- Hosting ---------------------------------------------------------------------------------------
 
 @description('Flex Consumption instance memory.')
@@ -131,6 +152,15 @@ var keyVaultResourceGroupName = createKeyVault || empty(existingKeyVaultResource
 var functionAppName = 'func-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var deadLetterContainerName = 'key-vault-events-dead-letter'
+var keyVaultId = resourceId(subscription().subscriptionId, keyVaultResourceGroupName, 'Microsoft.KeyVault/vaults', keyVaultName)
+
+// Private endpoints of the private-network option: the vault and the three storage services the
+// Functions host and the app use (blob: leases, deployment package; queue: fan-out; table: state).
+var storageEndpoints = [
+  'blob'
+  'queue'
+  'table'
+]
 
 // The triggers that rotate without a human asking (function_app.py); disableRotation turns them off.
 var automaticRotationFunctions = [
@@ -231,6 +261,20 @@ module monitoring 'app/monitoring.bicep' = {
   }
 }
 
+module network 'app/network.bicep' = if (enablePrivateNetwork) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-${resourceToken}'
+    location: location
+    tags: tags
+    addressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    createAiServicesDnsZones: createAiServicesDnsZones
+  }
+}
+
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
@@ -238,6 +282,7 @@ module storage 'app/storage.bicep' = {
     name: 'st${resourceToken}'
     location: location
     tags: tags
+    privateNetwork: enablePrivateNetwork
     deploymentContainerName: deploymentContainerName
     deadLetterContainerName: deadLetterContainerName
     tableNames: [
@@ -257,8 +302,42 @@ module keyVault 'app/key-vault.bicep' = if (createKeyVault) {
     name: keyVaultName
     location: location
     tags: tags
+    privateNetwork: enablePrivateNetwork
   }
 }
+
+// The vault's private endpoint lives in the service resource group, next to the VNet; the vault may be
+// an existing one elsewhere (its owner turns its public access off).
+module keyVaultEndpoint 'app/private-endpoint.bicep' = if (enablePrivateNetwork) {
+  name: 'private-endpoint-vault'
+  scope: rg
+  params: {
+    name: 'pe-${keyVaultName}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetResourceId: keyVaultId
+    groupId: 'vault'
+    privateDnsZoneId: network.outputs.keyVaultDnsZoneId
+  }
+  dependsOn: [
+    keyVault
+  ]
+}
+
+module storageEndpoint 'app/private-endpoint.bicep' = [for service in (enablePrivateNetwork ? storageEndpoints : []): {
+  name: 'private-endpoint-${service}'
+  scope: rg
+  params: {
+    name: 'pe-st${resourceToken}-${service}'
+    location: location
+    tags: tags
+    subnetId: network.outputs.privateEndpointSubnetId
+    targetResourceId: storage.outputs.id
+    groupId: service
+    privateDnsZoneId: (service == 'blob') ? network.outputs.blobDnsZoneId : ((service == 'queue') ? network.outputs.queueDnsZoneId : network.outputs.tableDnsZoneId)
+  }
+}]
 
 module keyVaultAccess 'app/key-vault-access.bicep' = {
   name: 'key-vault-access'
@@ -327,10 +406,14 @@ module functionApp 'app/function-app.bicep' = {
     enableAdminAuth: enableAdminAuth
     adminAuthClientId: adminAuthClientId
     disabledFunctions: disableRotation ? automaticRotationFunctions : []
+    virtualNetworkSubnetId: enablePrivateNetwork ? network.outputs.appSubnetId : ''
   }
-  // The host must not start before it may use its storage, vault and telemetry.
+  // The host must not start before it may use its storage, vault and telemetry (with the private
+  // network option, before their private endpoints resolve).
   dependsOn: [
     serviceRoles
+    keyVaultEndpoint
+    storageEndpoint
   ]
 }
 
@@ -344,6 +427,17 @@ module alerts 'app/alerts.bicep' = {
     applicationInsightsId: monitoring.outputs.applicationInsightsId
     actionGroupResourceId: alertActionGroupResourceId
     alertEmailAddress: alertEmailAddress
+    alertWebhookUrls: alertWebhookUrls
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
   }
 }
 
@@ -363,4 +457,9 @@ output KEY_VAULT_EVENTS_SYSTEM_TOPIC_NAME string = keyVaultAccess.outputs.system
 output DEAD_LETTER_STORAGE_ACCOUNT_ID string = storage.outputs.id
 output DEAD_LETTER_CONTAINER_NAME string = deadLetterContainerName
 output KEY_ROTATOR_ROLE_DEFINITION_ID string = keyRotatorRole.id
+// With admin auth, the hook subscribes key_vault_events as a WebHook with Entra authentication for this
+// app registration (docs/DEPLOY.md "Admin API authentication"); empty = AzureFunction destination.
+output KEY_VAULT_EVENTS_ENTRA_APPLICATION string = enableAdminAuth ? adminAuthClientId : ''
+output AZURE_VNET_ID string = enablePrivateNetwork ? network.outputs.vnetId : ''
+output ROTATION_WORKBOOK_ID string = workbook.outputs.id
 output ROTATION_EVENTS_TOPIC_ENDPOINT string = enableLifecycleTopic ? lifecycleTopic.outputs.endpoint : ''

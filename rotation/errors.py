@@ -36,7 +36,12 @@ class AzureAccessDenied(RotationError):
 
 
 class KeyVerificationFailed(RotationError):
-    """The data plane refused a key the service had just issued."""
+    """The data plane did not accept a key the service had just issued (the cycle is abandoned)."""
+
+
+class DataPlaneUnreachable(KeyVerificationFailed):
+    """The account's network rules deny this service: the key could not be checked at all. Not a refused
+    key, so the message tells the operator what to change instead."""
 
 
 class AzureRequestRejected(RotationError):

@@ -118,6 +118,17 @@ def table_key(resource_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class ProbeOverride:
+    """A target's own data-plane check (ROTATION_TARGETS ``probe``), for accounts the probe table does not
+    fit: ``method`` and ``path`` (relative to the account's endpoint, query included) of a request the
+    service authenticates, and the ``header`` that carries the key."""
+
+    method: str
+    path: str
+    header: str
+
+
+@dataclass(frozen=True)
 class Target:
     """One AI services account under rotation, as configured in ROTATION_TARGETS."""
 
@@ -126,6 +137,7 @@ class Target:
     rotation_period: timedelta = timedelta(days=30)
     drain_time: timedelta = timedelta(hours=24)
     verify: VerifyMode = VerifyMode.DATAPLANE
+    probe: ProbeOverride | None = None
 
     @property
     def subscription_id(self) -> str:
@@ -189,6 +201,8 @@ class TargetState:
     cycles_completed: int = 0
     endpoint: str | None = None
     kind: str | None = None
+    location: str | None = None  # the account's region: Translator's global endpoint needs it
+    custom_subdomain: bool | None = None  # None: state written before it was kept (read from ARM)
     # The versions of the pointer and of P-active that the service itself last wrote or reconciled: a
     # different current version means someone else wrote the secret, so the I2 guard reads its history.
     pointer_version: str | None = None

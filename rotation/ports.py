@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from rotation.model import HistoryRecord, SecretValue, Slot, TargetState, VersionedState
+from rotation.model import HistoryRecord, ProbeOverride, SecretValue, Slot, TargetState, VersionedState
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,18 @@ class AccountInfo:
     kind: str
     endpoint: str | None
     disable_local_auth: bool
+    location: str | None = None
+    custom_subdomain: bool = True  # ``customSubDomainName`` is set: the endpoint is the account's own host
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    """What the probe needs to know about an account to choose its request (kept in the state at adoption)."""
+
+    endpoint: str
+    kind: str
+    location: str | None = None
+    custom_subdomain: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,11 @@ class AccountKeys:
 
 
 class ProbeResult(StrEnum):
-    ACCEPTED = "accepted"  # any answer but 401/403 (and 5xx): the data plane accepted the key
-    REFUSED = "refused"  # 401/403: the key is not (yet) accepted
-    INCONCLUSIVE = "inconclusive"  # 5xx, timeout, connection error: try again later
+    ACCEPTED = "accepted"  # 2xx to a request the service authenticates: the key works
+    REFUSED = "refused"  # 401 / 403 invalid key: the key is not (yet) accepted
+    INCONCLUSIVE = "inconclusive"  # 404, 3xx, 429, 5xx, timeout, connection error: proves nothing, try later
+    NETWORK_DENIED = "network-denied"  # 403 from the account's firewall: this service cannot reach it
+    LOCAL_AUTH_DISABLED = "local-auth-disabled"  # 403 AuthenticationTypeDisabled: keys are off (keyless)
 
 
 class SecretStore(ABC):
@@ -93,10 +107,13 @@ class KeyService(ABC):
 
 
 class KeyProbe(ABC):
-    """A cheap read-only data-plane request authenticated with a key."""
+    """A cheap data-plane request that the service authenticates with the key."""
 
     @abstractmethod
-    def probe(self, endpoint: str, kind: str, key: SecretValue) -> ProbeResult: ...
+    def probe(
+        self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None
+    ) -> ProbeResult:
+        """``override`` (the target's ``probe`` setting) replaces the request the kind would get."""
 
 
 class StateStore(ABC):

@@ -13,7 +13,7 @@ from typing import Any
 import isodate
 
 from rotation.errors import SettingsError
-from rotation.model import Target, VerifyMode, parse_resource_id, table_key
+from rotation.model import ProbeOverride, Target, VerifyMode, parse_resource_id, table_key
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "ROTATION_TARGETS",
         True,
         None,
-        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify",
+        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify, probe",
     ),
     SettingSpec("KEY_VAULT_URL", True, None, "vault URL, e.g. https://kv-rot.vault.azure.net/"),
     SettingSpec(
@@ -94,7 +94,12 @@ _DEFAULTS = {spec.name: spec.default for spec in APP_SETTINGS}
 _SECRET_PREFIX = re.compile(r"^[0-9a-zA-Z-]{1,116}$")  # + "-active-key" stays within Key Vault's 127
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
-_TARGET_FIELDS = {"resourceId", "secretPrefix", "rotationPeriod", "drainTime", "verify"}
+_TARGET_FIELDS = {"resourceId", "secretPrefix", "rotationPeriod", "drainTime", "verify", "probe"}
+_PROBE_FIELDS = {"method", "path", "header"}
+# A probe must not change anything: reads, plus POST for the token exchange and Translator's translate.
+_PROBE_METHODS = ("GET", "HEAD", "POST")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_PROBE_PATH = re.compile(r"^[^\s#]{1,512}$")
 
 
 @dataclass(frozen=True)
@@ -264,13 +269,44 @@ def _parse_target(index: int, entry: Any) -> Target:
         verify_mode = VerifyMode(verify)
     except ValueError as exc:
         raise SettingsError(f"{where}: verify must be 'dataplane' or 'none', not {verify!r}") from exc
+    probe = _parse_probe(where, entry["probe"]) if "probe" in entry else None
+    if probe is not None and verify_mode is VerifyMode.NONE:
+        raise SettingsError(f"{where}: probe is only used with verify 'dataplane'; remove it or the verify")
     return Target(
         resource_id=resource_id,
         secret_prefix=prefix,
         rotation_period=period,
         drain_time=drain,
         verify=verify_mode,
+        probe=probe,
     )
+
+
+def _parse_probe(where: str, value: Any) -> ProbeOverride:
+    """``{"method": "GET", "path": "language/…?api-version=…", "header": "Ocp-Apim-Subscription-Key"}``:
+    a request below the account's endpoint that the service authenticates with the key in ``header``."""
+    where = f"{where}: probe"
+    if not isinstance(value, dict):
+        raise SettingsError(f"{where} must be an object with method, path and header")
+    unknown = set(value) - _PROBE_FIELDS
+    if unknown:
+        raise SettingsError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_PROBE_FIELDS)}")
+    method = value.get("method")
+    if not isinstance(method, str) or method.upper() not in _PROBE_METHODS:
+        raise SettingsError(f"{where}.method must be one of {', '.join(_PROBE_METHODS)}, not {method!r}")
+    path = value.get("path")
+    if not isinstance(path, str) or not _PROBE_PATH.match(path.strip()):
+        raise SettingsError(f"{where}.path must be a non-empty path without spaces, not {path!r}")
+    if "://" in path or path.startswith("//") or ".." in path.split("?")[0].split("/"):
+        # The key goes only to the account's own endpoint, never to a URL the setting names.
+        raise SettingsError(f"{where}.path {path!r} must be relative to the account's endpoint")
+    header = value.get("header")
+    if not isinstance(header, str) or not _HEADER_NAME.match(header):
+        raise SettingsError(
+            f"{where}.header must name the key header (e.g. Ocp-Apim-Subscription-Key or api-key), "
+            f"not {header!r}"
+        )
+    return ProbeOverride(method=method.upper(), path=path.strip().lstrip("/"), header=header)
 
 
 def _boolean(name: str, value: str | None) -> bool:

@@ -12,6 +12,10 @@ param actionGroupResourceId string = ''
 @description('E-mail address for a new action group; empty = none.')
 param alertEmailAddress string = ''
 
+@secure()
+@description('JSON array of HTTPS webhook URLs (Teams Workflows, Slack, any receiver of the common alert schema) for the new action group; empty = none.')
+param alertWebhookUrls string = ''
+
 @description('Window in which at least one sweep must have run; longer than the timer period.')
 param sweepHeartbeatWindow string = 'PT1H'
 
@@ -40,27 +44,37 @@ traces
 | project timestamp
 '''
 
-resource emailActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmailAddress)) {
+var webhookUrls = empty(alertWebhookUrls) ? [] : json(alertWebhookUrls)
+
+// One action group for the receivers given here: e-mail and/or webhooks (Teams, Slack). Each webhook
+// receives the common alert schema (docs/DEPLOY.md "Notifications").
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if ((!empty(alertEmailAddress)) || (!empty(webhookUrls))) {
   name: 'ag-keyrotation-${namePrefix}'
   location: 'global'
   tags: tags
   properties: {
     groupShortName: 'keyrotation'
     enabled: true
-    emailReceivers: [
+    emailReceivers: empty(alertEmailAddress) ? [] : [
       {
         name: 'operator'
         emailAddress: alertEmailAddress
         useCommonAlertSchema: true
       }
     ]
+    webhookReceivers: [for (url, index) in webhookUrls: {
+      name: 'webhook-${index}'
+      serviceUri: url
+      useCommonAlertSchema: true
+      useAadAuth: false
+    }]
   }
 }
 
 var actionGroupIds = concat(empty(actionGroupResourceId) ? [] : [
   actionGroupResourceId
-], empty(alertEmailAddress) ? [] : [
-  emailActionGroup.id
+], (empty(alertEmailAddress) && empty(webhookUrls)) ? [] : [
+  actionGroup.id
 ])
 
 resource rotationFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {

@@ -2,6 +2,14 @@
 // Event Grid validates an AzureFunction destination against the deployed function, so this cannot be
 // part of `azd provision`. Near-expiry and expired secret events go to the key_vault_events function;
 // undeliverable events are dead-lettered to blob storage with the system topic's own identity.
+//
+// Two destinations (docs/DEPLOY.md "Admin API authentication"):
+// - default: the AzureFunction endpoint type; Event Grid resolves the function's system key itself.
+// - entraApplicationIdOrUri set (the app runs behind App Service Authentication, ENABLE_ADMIN_AUTH):
+//   a WebHook to the function's Event Grid webhook with Microsoft Entra authentication, so every
+//   delivery carries a bearer token for that app registration - what Event Grid documents for an
+//   Entra-protected function. The URL holds the Event Grid extension's system key: it is a @secure()
+//   parameter, kept out of deployment history; Event Grid stores it encrypted and does not return it.
 param systemTopicName string
 
 @description('Resource id of the Function App (Microsoft.Web/sites).')
@@ -14,6 +22,16 @@ param deadLetterContainerName string
 
 @description('Function that handles Key Vault events (function_app.py).')
 param functionName string = 'key_vault_events'
+
+@description('Entra app registration (client id or Application ID URI) protecting the Function App; empty = AzureFunction destination.')
+param entraApplicationIdOrUri string = ''
+
+@description('Tenant of that app registration (entraApplicationIdOrUri).')
+param entraTenantId string = ''
+
+@secure()
+@description('https://<host>/runtime/webhooks/eventgrid?functionName=<fn>&code=<eventgrid_extension system key> (entraApplicationIdOrUri).')
+param webhookEndpointUrl string = ''
 
 @minValue(1)
 @maxValue(30)
@@ -28,20 +46,35 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: systemTopicName
 }
 
+var deliverWithEntra = !empty(entraApplicationIdOrUri)
+
+// Event Grid resolves the function's system key itself; no key passes through this template.
+var functionDestination = {
+  endpointType: 'AzureFunction'
+  properties: {
+    resourceId: '${functionAppId}/functions/${functionName}'
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+}
+
+var entraWebhookDestination = {
+  endpointType: 'WebHook'
+  properties: {
+    endpointUrl: webhookEndpointUrl
+    azureActiveDirectoryApplicationIdOrUri: entraApplicationIdOrUri
+    azureActiveDirectoryTenantId: entraTenantId
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+}
+
 resource keyVaultEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: systemTopic
   name: 'key-vault-events-to-function'
   properties: {
     eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      // Event Grid resolves the function's system key itself; no key passes through this template.
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${functionAppId}/functions/${functionName}'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
+    destination: deliverWithEntra ? entraWebhookDestination : functionDestination
     filter: {
       includedEventTypes: [
         'Microsoft.KeyVault.SecretNearExpiry'

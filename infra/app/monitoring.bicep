@@ -5,8 +5,10 @@ param applicationInsightsName string
 param location string
 param tags object = {}
 
-@description('Days logs are kept; the alerts look back at most two days.')
-param retentionInDays int = 30
+@description('Days logs are kept: the evidence workbook shows key age and overdue targets over 90 days (longer than the default 30-day rotation period); the alerts look back at most two days.')
+@minValue(30)
+@maxValue(730)
+param retentionInDays int = 90
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: logAnalyticsName

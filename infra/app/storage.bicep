@@ -9,13 +9,28 @@ param deadLetterContainerName string
 param tableNames array
 param queueNames array
 
+@description('Private-network option: public network access off; reached only through private endpoints (blob, queue, table).')
+param privateNetwork bool = false
+
+@description('Replication; LRS by default (see the suppression below), ZRS/GZRS where the region offers them.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param skuName string = 'Standard_LRS'
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:default deny is set when privateNetwork is true (tests/infra/test_private_network.py); off by default, where the Flex app reaches its host storage over the public endpoint with Entra ID (shared keys are off)
+  // checkov:skip=CKV_AZURE_59:public network access is Disabled when privateNetwork is true (tests/infra/test_private_network.py); the default deployment has no VNet to reach a private endpoint from
+  // checkov:skip=CKV_AZURE_206:skuName chooses the replication; LRS by default because the state is re-derived by adoption, history is mirrored in the traces, and ZRS is not offered in every Flex Consumption region
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: skuName
   }
   properties: {
     allowSharedKeyAccess: false
@@ -24,9 +39,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: privateNetwork ? 'Disabled' : 'Enabled'
+    // AzureServices: Event Grid dead-letters Key Vault events here with its own identity (trusted service).
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: privateNetwork ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
     }
   }

@@ -34,6 +34,33 @@ while ($true) {
   Start-Sleep -Seconds $interval
 }
 
+# Admin auth (KEY_VAULT_EVENTS_ENTRA_APPLICATION set by `azd provision`): a WebHook with Microsoft Entra
+# authentication; the URL's system key goes to the template as a @secure() parameter in a temporary file.
+$extra = @()
+$secureParams = $null
+$entraApp = $env:KEY_VAULT_EVENTS_ENTRA_APPLICATION
+if (-not [string]::IsNullOrEmpty($entraApp)) {
+  foreach ($name in @('AZURE_TENANT_ID', 'AZURE_FUNCTION_APP_URL')) {
+    if ([string]::IsNullOrEmpty([Environment]::GetEnvironmentVariable($name))) {
+      Write-Error "postdeploy: $name is not set; run 'azd provision' first (it writes the outputs to the azd environment)."
+      exit 2
+    }
+  }
+  $systemKey = az functionapp keys list --subscription $env:AZURE_SUBSCRIPTION_ID `
+    --resource-group $env:AZURE_RESOURCE_GROUP --name $env:AZURE_FUNCTION_APP_NAME `
+    --query systemKeys.eventgrid_extension --output tsv
+  if ([string]::IsNullOrEmpty($systemKey)) {
+    Write-Error "postdeploy: '$($env:AZURE_FUNCTION_APP_NAME)' has no eventgrid_extension system key yet; has the host started with the Event Grid trigger?"
+    exit 1
+  }
+  $secureParams = New-TemporaryFile
+  $url = "$($env:AZURE_FUNCTION_APP_URL)/runtime/webhooks/eventgrid?functionName=$functionName&code=$systemKey"
+  @{ '$schema' = 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#'; contentVersion = '1.0.0.0'; parameters = @{ webhookEndpointUrl = @{ value = $url } } } |
+    ConvertTo-Json -Depth 5 | Set-Content -Path $secureParams -Encoding utf8
+  $extra = @('--parameters', "entraApplicationIdOrUri=$entraApp", "entraTenantId=$($env:AZURE_TENANT_ID)", '--parameters', "@$secureParams")
+  Write-Host "postdeploy: admin auth is on; delivering as a WebHook with Microsoft Entra authentication for app '$entraApp'"
+}
+
 Write-Host "postdeploy: subscribing '$functionName' to Key Vault events of topic '$($env:KEY_VAULT_EVENTS_SYSTEM_TOPIC_NAME)'"
 az deployment group create --subscription $env:AZURE_SUBSCRIPTION_ID `
   --resource-group $env:KEY_VAULT_RESOURCE_GROUP `
@@ -44,6 +71,9 @@ az deployment group create --subscription $env:AZURE_SUBSCRIPTION_ID `
   functionName=$functionName `
   deadLetterStorageAccountId=$env:DEAD_LETTER_STORAGE_ACCOUNT_ID `
   deadLetterContainerName=$env:DEAD_LETTER_CONTAINER_NAME `
+  @extra `
   --output none
-if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+$deployExit = $LASTEXITCODE
+if ($secureParams) { Remove-Item -Force $secureParams }
+if ($deployExit -ne 0) { exit $deployExit }
 Write-Host 'postdeploy: Key Vault event subscription is in place'

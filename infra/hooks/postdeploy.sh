@@ -3,6 +3,9 @@
 # Event Grid checks that an AzureFunction destination exists, so this runs after the code is deployed,
 # once the host has indexed the function. Re-running it updates the same subscription.
 # Needs the Azure CLI signed in (`az login`) to the subscription azd deployed to.
+# With admin auth on (KEY_VAULT_EVENTS_ENTRA_APPLICATION set by `azd provision`), App Service
+# Authentication guards every path, so the subscription becomes a WebHook with Microsoft Entra
+# authentication to the function's Event Grid webhook (docs/DEPLOY.md "Admin API authentication").
 set -eu
 
 require() {
@@ -37,6 +40,31 @@ until az functionapp function show --subscription "$AZURE_SUBSCRIPTION_ID" \
   sleep "$interval"
 done
 
+# Admin auth: the webhook URL carries the Event Grid extension's system key. It goes to the template as a
+# @secure() parameter through a private temporary file, never on a command line or into an output.
+entra_app="${KEY_VAULT_EVENTS_ENTRA_APPLICATION:-}"
+secure_params=""
+if [ -n "$entra_app" ]; then
+  require AZURE_TENANT_ID
+  require AZURE_FUNCTION_APP_URL
+  system_key="$(az functionapp keys list --subscription "$AZURE_SUBSCRIPTION_ID" \
+    --resource-group "$AZURE_RESOURCE_GROUP" --name "$AZURE_FUNCTION_APP_NAME" \
+    --query systemKeys.eventgrid_extension --output tsv)"
+  if [ -z "$system_key" ]; then
+    echo "postdeploy: '$AZURE_FUNCTION_APP_NAME' has no eventgrid_extension system key yet; has the host started with the Event Grid trigger?" >&2
+    exit 1
+  fi
+  secure_params="$(umask 077 && mktemp)"
+  trap 'rm -f "$secure_params"' EXIT INT TERM
+  printf '{"$schema":"https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#","contentVersion":"1.0.0.0","parameters":{"webhookEndpointUrl":{"value":"%s/runtime/webhooks/eventgrid?functionName=%s&code=%s"}}}\n' \
+    "$AZURE_FUNCTION_APP_URL" "$function_name" "$system_key" > "$secure_params"
+  set -- --parameters entraApplicationIdOrUri="$entra_app" entraTenantId="$AZURE_TENANT_ID" \
+    --parameters "@$secure_params"
+  echo "postdeploy: admin auth is on; delivering as a WebHook with Microsoft Entra authentication for app '$entra_app'"
+else
+  set --
+fi
+
 echo "postdeploy: subscribing '$function_name' to Key Vault events of topic '$KEY_VAULT_EVENTS_SYSTEM_TOPIC_NAME'"
 az deployment group create --subscription "$AZURE_SUBSCRIPTION_ID" \
   --resource-group "$KEY_VAULT_RESOURCE_GROUP" \
@@ -47,5 +75,6 @@ az deployment group create --subscription "$AZURE_SUBSCRIPTION_ID" \
   functionName="$function_name" \
   deadLetterStorageAccountId="$DEAD_LETTER_STORAGE_ACCOUNT_ID" \
   deadLetterContainerName="$DEAD_LETTER_CONTAINER_NAME" \
+  "$@" \
   --output none
 echo "postdeploy: Key Vault event subscription is in place"

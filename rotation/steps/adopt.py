@@ -41,6 +41,8 @@ def adopt(ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
         drift_checked_at=now,
         endpoint=account.endpoint,
         kind=account.kind,
+        location=account.location,
+        custom_subdomain=account.custom_subdomain,
         attempts=0,
         last_error=None,
         next_attempt_at=None,

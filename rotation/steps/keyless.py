@@ -17,6 +17,8 @@ def keyless_state(ctx: StepContext, state: TargetState, now: datetime, account: 
         next_attempt_at=now + ctx.policy.keyless_recheck_interval,
         endpoint=account.endpoint,
         kind=account.kind,
+        location=account.location,
+        custom_subdomain=account.custom_subdomain,
         attempts=0,
         last_error=None,
     )

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rotation.errors import KeyVerificationFailed
+from rotation.errors import DataPlaneUnreachable, KeylessAccount, KeyVerificationFailed
 from rotation.model import TargetState, VerifyMode
 from rotation.outcomes import StepOutcome
-from rotation.ports import ProbeResult
+from rotation.ports import DataPlane, ProbeResult
 from rotation.steps.context import StepContext, StepResult
 from rotation.vault_layout import slot_value, swap_begun
+
+NETWORK_DENIED_ADVICE = (
+    "the service cannot reach this account's data plane (network rules): deploy with VNet integration, "
+    "or set verify to none for this target"
+)
 
 
 def verify_new_key(ctx: StepContext, state: TargetState, now: datetime) -> StepResult | None:
@@ -24,14 +29,11 @@ def verify_new_key(ctx: StepContext, state: TargetState, now: datetime) -> StepR
         return None
     if target.verify is VerifyMode.NONE:
         return None
-    endpoint, kind = state.endpoint, state.kind
-    if not endpoint or not kind:
-        if ctx.account is None:
-            ctx.account = ctx.ports.keys.get_account(target.resource_id)
-        endpoint, kind = ctx.account.endpoint, ctx.account.kind
-    if not endpoint:
-        raise KeyVerificationFailed(f"{target.account_name}: the account has no data-plane endpoint")
-    result = ctx.ports.probe.probe(endpoint, kind or "", value)
+    result = ctx.ports.probe.probe(data_plane(ctx, state), value, target.probe)
+    if result is ProbeResult.NETWORK_DENIED:
+        raise DataPlaneUnreachable(f"{target.account_name}: {NETWORK_DENIED_ADVICE}")
+    if result is ProbeResult.LOCAL_AUTH_DISABLED:
+        raise KeylessAccount(f"{target.account_name}: data plane: AuthenticationTypeDisabled")
     if result is ProbeResult.ACCEPTED:
         return None
     if state.verify_deadline is not None and now >= state.verify_deadline:
@@ -41,3 +43,16 @@ def verify_new_key(ctx: StepContext, state: TargetState, now: datetime) -> StepR
         )
     waiting = state.with_changes(next_attempt_at=now + ctx.policy.verify_retry_interval)
     return StepResult(waiting, StepOutcome.WAITING, new, history=False, note=f"probe {result.value}")
+
+
+def data_plane(ctx: StepContext, state: TargetState) -> DataPlane:
+    """Kept in the state at adoption; a state written before location/custom_subdomain were kept reads the
+    account instead (one ARM GET per verification)."""
+    if state.endpoint and state.kind and state.location and state.custom_subdomain is not None:
+        return DataPlane(state.endpoint, state.kind, state.location, state.custom_subdomain)
+    if ctx.account is None:
+        ctx.account = ctx.ports.keys.get_account(ctx.target.resource_id)
+    account = ctx.account
+    if not account.endpoint:
+        raise KeyVerificationFailed(f"{ctx.target.account_name}: the account has no data-plane endpoint")
+    return DataPlane(account.endpoint, account.kind, account.location, account.custom_subdomain)

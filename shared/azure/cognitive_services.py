@@ -67,6 +67,9 @@ class CognitiveServicesKeys(KeyService):
             kind=account.kind or "",
             endpoint=properties.endpoint if properties else None,
             disable_local_auth=bool(properties and properties.disable_local_auth),
+            location=account.location,
+            # Without a custom subdomain the endpoint is the shared regional (or global Translator) host.
+            custom_subdomain=bool(properties and properties.custom_sub_domain_name),
         )
 
     def list_keys(self, resource_id: str) -> AccountKeys:

@@ -1,12 +1,10 @@
-"""Data-plane verification probe: one cheap read-only request authenticated with the key.
+"""Data-plane verification probe: one cheap request, authenticated with the key, chosen per kind and
+endpoint shape by ``shared/azure/probe_table.py`` (or the target's ``probe`` override), and the verdict its
+answer gives.
 
-- OpenAI / AIServices: ``GET {endpoint}openai/models?api-version=...`` with ``api-key``.
-- every other kind: ``GET {endpoint}`` with ``Ocp-Apim-Subscription-Key`` — the Cognitive Services gateway
-  checks the key before routing, so a bad key answers 401 while a good one gets past it (404 or similar).
-
-401/403 → REFUSED; 5xx, timeouts and connection errors → INCONCLUSIVE (try later); any other answer →
-ACCEPTED. Redirects are not followed (the key must not travel elsewhere). TLS is always verified
-(REQUESTS_CA_BUNDLE is honoured, which is how the emulator's CA is trusted).
+Redirects are not followed (the key must not travel elsewhere). TLS is always verified (REQUESTS_CA_BUNDLE
+is honoured, which is how the emulator's CA is trusted). Nothing here logs: the URL and headers are safe,
+but a response body (an issued token) is not worth keeping.
 """
 
 from __future__ import annotations
@@ -14,11 +12,11 @@ from __future__ import annotations
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
-from rotation.model import SecretValue
-from rotation.ports import KeyProbe, ProbeResult
+from rotation.model import ProbeOverride, SecretValue
+from rotation.ports import DataPlane, KeyProbe, ProbeResult
+from shared.azure.probe_table import ProbeRequest, probe_request, verdict
 
-OPENAI_KINDS = frozenset({"openai", "aiservices"})
-OPENAI_API_VERSION = "2024-10-21"
+MAX_BODY_BYTES = 8192  # an error envelope; a models list may be longer, but 2xx needs no body
 
 
 class DataPlaneProbe(KeyProbe):
@@ -26,25 +24,35 @@ class DataPlaneProbe(KeyProbe):
         self.session = session or requests.Session()
         self.timeout = timeout
 
-    def probe(self, endpoint: str, kind: str, key: SecretValue) -> ProbeResult:
-        base = endpoint if endpoint.endswith("/") else endpoint + "/"
-        if kind.lower() in OPENAI_KINDS:
-            url, header = f"{base}openai/models?api-version={OPENAI_API_VERSION}", "api-key"
-        else:
-            url, header = base, "Ocp-Apim-Subscription-Key"
+    def probe(
+        self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None
+    ) -> ProbeResult:
+        request = probe_request(plane, override)
+        base = plane.endpoint if plane.endpoint.endswith("/") else plane.endpoint + "/"
+        headers = {**dict(request.headers), request.key_header: key.reveal()}
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
         try:
-            status = self._get(url, {header: key.reveal()})
+            status, body, answer_headers = self._send(request, base + request.path, headers)
         except requests.RequestException:
             return ProbeResult.INCONCLUSIVE
-        if status in (401, 403):
-            return ProbeResult.REFUSED
-        if status >= 500:
-            return ProbeResult.INCONCLUSIVE
-        return ProbeResult.ACCEPTED
+        return verdict(status, body, answer_headers)
 
     # One immediate retry of a dropped connection (no wait: nothing here sleeps); anything slower is left
     # to the next invocation via the stored verification retry.
     @retry(retry=retry_if_exception_type(requests.ConnectionError), stop=stop_after_attempt(2), reraise=True)
-    def _get(self, url: str, headers: dict[str, str]) -> int:
-        with self.session.get(url, headers=headers, timeout=self.timeout, allow_redirects=False) as response:
-            return response.status_code
+    def _send(
+        self, request: ProbeRequest, url: str, headers: dict[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        with self.session.request(
+            request.method,
+            url,
+            headers=headers,
+            data=request.body,
+            timeout=self.timeout,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            ok = 200 <= response.status_code < 300
+            body = b"" if ok else response.raw.read(MAX_BODY_BYTES, decode_content=True)
+            return response.status_code, body, dict(response.headers)

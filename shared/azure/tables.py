@@ -33,6 +33,8 @@ _OTHER_FIELDS = (
     "cycle_id", "cycle_trigger", "cycle_requester", "cycle_reason", "emergency", "cycle_drain_seconds",
     "drain_seconds", "attempts", "last_error", "cycles_completed", "endpoint", "kind", "lease_owner",
     "pointer_version", "active_version",
+    # added later: entities written before them read back as None (the engine then asks ARM)
+    "location", "custom_subdomain",
 )  # fmt: skip
 
 

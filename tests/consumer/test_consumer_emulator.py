@@ -32,6 +32,8 @@ from .traffic import Traffic
 from .vault_rotation import VaultRotation, other
 
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
+# A documented, authenticated route: the endpoint root and made-up paths answer 404 whatever the key.
+CHAT = "openai/deployments/gpt/chat/completions"
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def requests_sender(emulator, rotation: VaultRotation, key: RotatingKey):
     def make():
         session = requests.Session()
         session.auth = key.requests_auth()
-        url = dataplane(emulator, rotation, "openai/deployments/gpt/chat/completions")
+        url = dataplane(emulator, rotation, CHAT)
         # verify per request: requests lets REQUESTS_CA_BUNDLE from the environment override session.verify.
         # A body makes the 401 retry prove that the request is replayed whole.
         return lambda: session.post(url, json={"messages": [{"role": "user", "content": "hi"}]},
@@ -159,7 +161,7 @@ def test_pointer_not_moved_yet_requests_retry_with_the_other_slot(emulator, rota
     assert key.current().slot == "key1"
     stale, other_value = regenerate_active_behind_the_vaults_back(rotation)
 
-    response = requests.post(dataplane(emulator, rotation, "x"), data=b"payload", auth=key.requests_auth(),
+    response = requests.post(dataplane(emulator, rotation, CHAT), data=b"payload", auth=key.requests_auth(),
                              verify=emulator.ca_bundle, timeout=30)
 
     assert response.status_code == 200
@@ -182,7 +184,7 @@ def test_pointer_not_moved_yet_httpx_retries_with_the_other_slot(emulator, rotat
     stale, other_value = regenerate_active_behind_the_vaults_back(rotation)
 
     with httpx.Client(auth=key.httpx_auth(header=SUBSCRIPTION_HEADER), verify=tls(emulator)) as client:
-        response = client.post(dataplane(emulator, rotation, "x"), content=b"payload")
+        response = client.post(dataplane(emulator, rotation, CHAT), content=b"payload")
 
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [401]

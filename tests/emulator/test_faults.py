@@ -157,7 +157,7 @@ def test_faults_are_consumed_in_order_and_listed(fresh_emulator):
             "code": None,
         }
     ]
-    url = fresh_emulator.dataplane_url("ai-services")
+    url = fresh_emulator.dataplane_url("ai-services") + "openai/models"
     with fresh_emulator.http_client() as http:
         codes = [http.get(url, headers={"api-key": "whatever"}) for _ in range(3)]
     assert [c.status_code for c in codes] == [503, 503, 401]

@@ -94,6 +94,13 @@ class Evaluator:
             if isinstance(value, bool):
                 return str(value)  # ARM's string(true) is 'True', which the app would reject
             return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        if kind == "concat":
+            joined: list[Any] = []
+            for value in values:
+                joined.extend(value)
+            return joined
+        if kind == "json":
+            return json.loads(values[0])
         if kind == "empty":
             return not values[0]
         if kind == "ends_with":
@@ -117,6 +124,11 @@ class Evaluator:
             return not self.eval(operands["bool_value"], scope)
         if kind == "or":
             return any(self.eval(value, scope) for value in operands.values())
+        if kind == "and":
+            return all(self.eval(value, scope) for value in operands.values())
+        if kind in ("equals", "not_equals"):
+            left, right = (self.eval(value, scope) for value in operands.values())
+            return (left == right) == (kind == "equals")
         if kind == "substract":
             return self.eval(operands["operand_1"], scope) - self.eval(operands["operand_2"], scope)
         if kind == "index_accessor":

@@ -13,10 +13,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from rotation.errors import KeylessAccount, SecretDeleted, StateConflict, TransientAzureError
-from rotation.model import HistoryRecord, Policy, SecretValue, Slot, Target, TargetState, VersionedState
+from rotation.model import (
+    HistoryRecord,
+    Policy,
+    ProbeOverride,
+    SecretValue,
+    Slot,
+    Target,
+    TargetState,
+    VersionedState,
+)
 from rotation.ports import (
     AccountInfo,
     AccountKeys,
+    DataPlane,
     HistoryStore,
     KeyProbe,
     KeyService,
@@ -189,7 +199,7 @@ class FakeKeys(KeyService):
             account = self.world.account(resource_id)
             name = resource_id.rsplit("/", 1)[-1]
             return AccountInfo(
-                resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth
+                resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth, "eastus"
             )
 
     def list_keys(self, resource_id: str) -> AccountKeys:
@@ -263,11 +273,13 @@ class FakeProbe(KeyProbe):
         self.world = world
         self.calls = 0
 
-    def probe(self, endpoint: str, kind: str, key: SecretValue) -> ProbeResult:
+    def probe(
+        self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None
+    ) -> ProbeResult:
         with self.world.lock:
             self.calls += 1
             self.world.fault("dataplane.request")
-            name = endpoint.split("//", 1)[1].split(".", 1)[0]
+            name = plane.endpoint.split("//", 1)[1].split(".", 1)[0]
             account = self.world.account(rid(name))
             value = key.reveal()
             if value not in account.keys.values():

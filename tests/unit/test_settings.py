@@ -129,3 +129,42 @@ def test_table_keys_have_no_forbidden_characters() -> None:
     key = table_key(rid("Acc") + "#?\\")
     assert not set("/\\#?") & set(key)
     assert table_key(rid("ACC")) == table_key(rid("acc"))
+
+
+def test_a_target_probe_override_is_parsed() -> None:
+    path = "/language/:analyze-text/jobs?api-version=2023-04-01"
+    probe = {"method": "get", "path": path, "header": "api-key"}
+    target = load_settings(env([{"resourceId": rid("a"), "probe": probe}])).targets[0]
+    assert target.probe is not None
+    assert (target.probe.method, target.probe.header) == ("GET", "api-key")
+    assert target.probe.path == "language/:analyze-text/jobs?api-version=2023-04-01"
+    assert load_settings(env([{"resourceId": rid("b")}])).targets[0].probe is None
+
+
+@pytest.mark.parametrize(
+    ("probe", "message"),
+    [
+        ("GET /", "probe must be an object"),
+        ({"method": "GET", "path": "x", "header": "api-key", "body": "{}"}, "unknown field(s) ['body']"),
+        ({"method": "DELETE", "path": "x", "header": "api-key"}, "must be one of GET, HEAD, POST"),
+        ({"path": "x", "header": "api-key"}, "probe.method must be one of"),
+        ({"method": "GET", "header": "api-key"}, "probe.path must be a non-empty path"),
+        ({"method": "GET", "path": "a b", "header": "api-key"}, "probe.path must be a non-empty path"),
+        ({"method": "GET", "path": "https://evil.example/x", "header": "api-key"}, "relative to the account"),
+        ({"method": "GET", "path": "//evil.example/x", "header": "api-key"}, "relative to the account"),
+        ({"method": "GET", "path": "../other/x", "header": "api-key"}, "relative to the account"),
+        ({"method": "GET", "path": "x"}, "probe.header must name the key header"),
+        ({"method": "GET", "path": "x", "header": "api key:"}, "probe.header must name the key header"),
+    ],
+)
+def test_bad_probe_overrides_fail_with_a_message_naming_the_entry(probe: object, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env([{"resourceId": rid("a")}, {"resourceId": rid("b"), "probe": probe}]))
+    assert str(raised.value).startswith(f"ROTATION_TARGETS[1] ({rid('b')}): probe")
+    assert message in str(raised.value)
+
+
+def test_a_probe_override_needs_dataplane_verification() -> None:
+    probe = {"method": "POST", "path": "sts/v1.0/issueToken", "header": "Ocp-Apim-Subscription-Key"}
+    with pytest.raises(SettingsError, match="probe is only used with verify 'dataplane'"):
+        load_settings(env([{"resourceId": rid("a"), "verify": "none", "probe": probe}]))
