@@ -151,7 +151,7 @@ hostile_values = st.one_of(
     st.integers(min_value=2**37, max_value=10**400) | st.integers(max_value=-1, min_value=-(10**400)),
     st.integers(min_value=50, max_value=900).map(lambda depth: (DEEP, depth)),
     st.integers(min_value=200, max_value=2_000_000).map(lambda n: "x" * n),
-    st.integers(min_value=65, max_value=5000).map(lambda n: "9" * n),
+    st.integers(min_value=200, max_value=5000).map(lambda n: "9" * n),
     st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e300, -1e300]),
 )
 
@@ -175,7 +175,7 @@ def test_hostile_sizes_depths_and_numbers_are_malformed_never_an_exception(field
     assert parsed.reason == "malformed"
 
 
-@pytest.mark.parametrize("raw", [10**30, -(10**30), 2**37, "9" * 5000])
+@pytest.mark.parametrize("raw", [10**30, -(10**30), 2**37, "9" * 65, "9" * 5000])
 def test_huge_exp_is_malformed(raw: object) -> None:
     parsed = parse_event(decode_event(key_vault_event_body(VAULT, "s", VERSION, exp=raw)))
     assert isinstance(parsed, IgnoredEvent) and parsed.reason == "malformed"
