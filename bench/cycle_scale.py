@@ -36,8 +36,8 @@ from bench.harness import (
     subscriptions_for,
     timed_sweep,
 )
-from emulator.azurite import AzuriteProcess
-from emulator.process import EmulatorProcess
+from emulator.client.azurite import AzuriteProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.model import Phase
 from shared.bootstrap import build_credential
 

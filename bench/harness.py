@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from emulator.azurite import AzuriteProcess
-from emulator.process import EmulatorProcess
+from emulator.client.azurite import AzuriteProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.ports import utc_now
 from rotation.service import RotationService
 from rotation.views import SweepSummary

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import requests
 
-from emulator.process import EmulatorProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.model import Slot
 from rotation.ports import AccountInfo, DataPlane, ProbeResult, UnlimitedWrites
 from shared.azure.cognitive_services import CognitiveServicesKeys

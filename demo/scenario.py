@@ -188,8 +188,8 @@ class Scenario:
             logging.getLogger("demo").exception("progress callback failed")
 
     def run(self) -> ScenarioResult:
-        from emulator.azurite import AzuriteProcess
-        from emulator.process import EmulatorProcess
+        from emulator.client.azurite import AzuriteProcess
+        from emulator.client.launcher import EmulatorProcess
 
         result = ScenarioResult(config=self.config, targets=())
         result.started = time.time()

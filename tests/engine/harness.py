@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from emulator.azurite import AzuriteProcess
-from emulator.process import EmulatorProcess
+from emulator.client.azurite import AzuriteProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.model import (
     HistoryRecord,
     Policy,

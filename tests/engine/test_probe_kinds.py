@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from bench.probe_verdicts import CASES, Case, adapters, verdicts
-from emulator.process import REPO_ROOT
+from emulator.client.launcher import REPO_ROOT
 from rotation.model import Phase, Policy, ProbeOverride, Slot
 from rotation.ports import DataPlane, ProbeResult
 from rotation.steps.verify import NETWORK_DENIED_ADVICE
