@@ -119,7 +119,8 @@ def adapters(emulator: EmulatorProcess) -> tuple[CognitiveServicesKeys, DataPlan
     session = requests.Session()
     arm = emulator.env["ARM_ENDPOINT"]
     keys = CognitiveServicesKeys(
-        emulator.credential(), arm, UnlimitedWrites(), {"connection_verify": emulator.ca_bundle}
+        emulator.credential(), arm, f"{arm}/.default", UnlimitedWrites(),
+        {"connection_verify": emulator.ca_bundle},
     )
     return keys, DataPlaneProbe(session)
 
@@ -132,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_bundle
         keys, probe = adapters(emulator)
         rows = [verdicts(emulator, keys, probe, case) for case in CASES]
-        keys.close()
     print(HEADER)
     for row in rows:
         print(row.markdown())

@@ -78,7 +78,9 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.sweep_concurrency)))
     return Ports(
         secrets=KeyVaultSecretStore(secrets),
-        keys=CognitiveServicesKeys(credential, settings.arm_endpoint, limiter, dict(CLIENT_OPTIONS)),
+        keys=CognitiveServicesKeys(
+            credential, settings.arm_endpoint, settings.arm_scope, limiter, dict(CLIENT_OPTIONS)
+        ),
         probe=DataPlaneProbe(session),
         states=TableStateStore(tables.get_table_client(settings.state_table)),
         history=TableHistoryStore(tables.get_table_client(settings.history_table)),

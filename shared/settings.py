@@ -109,7 +109,6 @@ class Settings:
     arm_endpoint: str
     storage_connection_string: str | None
     table_service_uri: str | None
-    queue_service_uri: str | None
     storage_client_id: str | None
     azure_client_id: str | None
     rotation_schedule: str
@@ -187,7 +186,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         arm_endpoint=arm.rstrip("/"),
         storage_connection_string=connection,
         table_service_uri=table_uri,
-        queue_service_uri=get("AzureWebJobsStorage__queueServiceUri"),
         storage_client_id=get("AzureWebJobsStorage__clientId"),
         azure_client_id=get("AZURE_CLIENT_ID"),
         rotation_schedule=get("ROTATION_SCHEDULE") or "",

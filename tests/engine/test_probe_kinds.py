@@ -22,9 +22,7 @@ from tests.engine.harness import make_engine
 @pytest.fixture
 def probe_adapters(emulator, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_bundle)  # how the service trusts the emulator
-    keys, probe = adapters(emulator)
-    yield keys, probe
-    keys.close()
+    return adapters(emulator)
 
 
 def _case_id(case: Case) -> str:
