@@ -41,6 +41,15 @@ class AccountInfo:
     location: str | None = None
     custom_subdomain: bool = True  # ``customSubDomainName`` is set: the endpoint is the account's own host
 
+    def kept_in_state(self) -> dict[str, str | bool | None]:
+        """What the state keeps of the account so verification needs no ARM read (``TargetState`` fields)."""
+        return {
+            "endpoint": self.endpoint,
+            "kind": self.kind,
+            "location": self.location,
+            "custom_subdomain": self.custom_subdomain,
+        }
+
 
 @dataclass(frozen=True)
 class DataPlane:

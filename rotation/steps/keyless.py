@@ -15,12 +15,9 @@ def keyless_state(ctx: StepContext, state: TargetState, now: datetime, account: 
         phase=Phase.KEYLESS,
         cycle_id=None,
         next_attempt_at=now + ctx.policy.keyless_recheck_interval,
-        endpoint=account.endpoint,
-        kind=account.kind,
-        location=account.location,
-        custom_subdomain=account.custom_subdomain,
         attempts=0,
         last_error=None,
+        **account.kept_in_state(),
     )
     return StepResult(
         keyless, StepOutcome.SKIPPED, None, note="local authentication disabled (disableLocalAuth)"
