@@ -86,7 +86,7 @@ DEPLOY = (ROOT / "docs" / "DEPLOY.md").read_text()
 
 
 def test_events_doc_is_the_subscriber_contract_of_the_published_events():
-    from shared.lifecycle_publisher import _data
+    from shared.azure.event_grid import _data
 
     from rotation.ports import LifecycleEvent
 
