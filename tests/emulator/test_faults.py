@@ -185,7 +185,9 @@ def test_invalid_faults_are_rejected_and_nothing_is_added(emulator, body):
 def test_a_fault_with_a_path_suffix_hits_only_that_secret(fresh_emulator):
     """One secret's writes fail (e.g. the pointer) while every other secret's succeed."""
     client = primed_secret_client(fresh_emulator, retry_total=0)
-    fresh_emulator.control.add_fault("keyvault.set_secret", status=503, count=1, path_suffix="/secrets/doomed")
+    fresh_emulator.control.add_fault(
+        "keyvault.set_secret", status=503, count=1, path_suffix="/secrets/doomed"
+    )
     assert client.set_secret("other", "v").value == "v"  # not this one: the fault is still armed
     with pytest.raises(HttpResponseError) as failed:
         client.set_secret("doomed", "v")
