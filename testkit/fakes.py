@@ -84,6 +84,11 @@ class World:
     def all_key_values(self) -> list[str]:
         return [value for account in self.accounts.values() for value in account.issued]
 
+    def delete_secret(self, name: str) -> None:
+        """What an operator's delete does (soft delete): the name refuses writes until recovered."""
+        with self.lock:
+            self.deleted.add(name)
+
     def fault(self, operation: str) -> None:
         queue = self.faults.get(operation)
         if queue:
@@ -198,8 +203,8 @@ class FakeKeys(KeyService):
         for index, (_at, value) in enumerate(held):
             if value != doomed:
                 continue
-            until = held[index + 1][0] if index + 1 < len(held) else None
-            if until is None or now < until + drain:
+            replaced_at = held[index + 1][0] if index + 1 < len(held) else None
+            if replaced_at is None or now < replaced_at + drain:
                 self.world.violations.append(f"I2: regenerate {slot} while P-active holds or held it")
         states = self.world.states
         if states is not None:
