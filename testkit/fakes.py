@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from rotation.errors import KeylessAccount, SecretDeleted, StateConflict
+from rotation.errors import AzureRequestRejected, KeylessAccount, SecretDeleted, StateConflict
 from rotation.model import HistoryRecord, SecretValue, Slot, Target, TargetState, VersionedState
 from rotation.ports import (
     AccountInfo,
@@ -57,9 +57,10 @@ class World:
     ) -> None:
         self.clock = clock
         self.accounts: dict[str, FakeAccount] = {}
+        # Key Vault names are case-insensitive: both dicts are keyed by the lower-cased name.
         self.vault: dict[str, list[StoredSecret]] = {}
         self.created: dict[str, datetime] = {}
-        # soft-deleted secrets: their names refuse writes until recovered
+        # soft-deleted secrets: hidden from reads and listings, their names refuse writes until recovered
         self.deleted: set[str] = set()
         # prefix -> (when, value) each time P-active changed value: what a P-active reader got (I2)
         self.active_history: dict[str, list[tuple[datetime, str]]] = {}
@@ -87,7 +88,7 @@ class World:
     def delete_secret(self, name: str) -> None:
         """What an operator's delete does (soft delete): the name refuses writes until recovered."""
         with self.lock:
-            self.deleted.add(name)
+            self.deleted.add(name.lower())
 
     def fault(self, operation: str) -> None:
         queue = self.faults.get(operation)
@@ -95,7 +96,7 @@ class World:
             raise queue.pop(0)
 
     def secret_value(self, name: str) -> str | None:
-        versions = self.vault.get(name)
+        versions = self.vault.get(name.lower())
         return versions[-1].value.reveal() if versions else None
 
 
@@ -107,21 +108,23 @@ class FakeSecrets(SecretStore):
     def get_secret(self, name: str) -> StoredSecret | None:
         with self.world.lock:
             self.world.fault("keyvault.get_secret")
-            versions = self.world.vault.get(name)
-            return versions[-1] if versions and name not in self.world.deleted else None
+            versions = self.world.vault.get(name.lower())
+            return versions[-1] if versions and name.lower() not in self.world.deleted else None
 
     def set_secret(
         self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
     ) -> str:
         with self.world.lock:
             self.world.fault("keyvault.set_secret")
-            if name in self.world.deleted:
+            if name.lower() in self.world.deleted:
                 raise SecretDeleted(f"keyvault.set_secret: HTTP 409 {name} is deleted but recoverable")
             version = f"v{next(self.versions)}"
-            self.world.vault.setdefault(name, []).append(
+            # Key Vault keeps ``exp`` and ``created`` in whole Unix seconds.
+            expires_on = expires_on.replace(microsecond=0) if expires_on else None
+            self.world.vault.setdefault(name.lower(), []).append(
                 StoredSecret(name, value, version, dict(tags), expires_on)
             )
-            self.world.created[version] = self.world.clock()
+            self.world.created[version] = self.world.clock().replace(microsecond=0)
             if name.endswith("-active"):
                 held = self.world.active_history.setdefault(name[: -len("-active")], [])
                 if not held or held[-1][1] != value.reveal():
@@ -137,14 +140,15 @@ class FakeSecrets(SecretStore):
 
     def recover_secret(self, name: str) -> None:
         with self.world.lock:
-            self.world.deleted.discard(name)
+            self.world.deleted.discard(name.lower())
 
     def list_versions(self, name: str) -> list[SecretVersion]:
         with self.world.lock:
             self.world.fault("keyvault.list_secret_versions")
             return [
                 SecretVersion(v.version, self.world.created.get(v.version), dict(v.tags))
-                for v in self.world.vault.get(name, [])
+                for v in self.world.vault.get(name.lower(), [])
+                if name.lower() not in self.world.deleted
             ]
 
 
@@ -152,10 +156,16 @@ class FakeKeys(KeyService):
     def __init__(self, world: World) -> None:
         self.world = world
 
+    def _account(self, resource_id: str, operation: str) -> FakeAccount:
+        account = self.world.accounts.get(resource_id.lower())
+        if account is None:  # what the adapter makes of ARM's 404 ResourceNotFound
+            raise AzureRequestRejected(f"{operation}: HTTP 404 ResourceNotFound")
+        return account
+
     def get_account(self, resource_id: str) -> AccountInfo:
         with self.world.lock:
             self.world.fault("arm.get_account")
-            account = self.world.account(resource_id)
+            account = self._account(resource_id, "arm.get_account")
             name = resource_id.rsplit("/", 1)[-1]
             return AccountInfo(
                 resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth
@@ -164,7 +174,7 @@ class FakeKeys(KeyService):
     def list_keys(self, resource_id: str) -> AccountKeys:
         with self.world.lock:
             self.world.fault("arm.list_keys")
-            account = self.world.account(resource_id)
+            account = self._account(resource_id, "arm.list_keys")
             if account.disable_local_auth:
                 raise KeylessAccount("local auth disabled")
             return AccountKeys(SecretValue(account.keys[Slot.KEY1]), SecretValue(account.keys[Slot.KEY2]))
@@ -172,7 +182,7 @@ class FakeKeys(KeyService):
     def regenerate_key(self, resource_id: str, slot: Slot) -> None:
         with self.world.lock:
             self.world.fault("arm.regenerate_key")
-            account = self.world.account(resource_id)
+            account = self._account(resource_id, "arm.regenerate_key")
             if account.disable_local_auth:
                 raise KeylessAccount("local auth disabled")
             self._check_i2_i4(resource_id, slot)
@@ -290,7 +300,9 @@ class FakeHistory(HistoryStore):
         self.rows.setdefault(target_key, []).append(record)
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
-        return list(reversed(self.rows.get(target_key, [])))[:limit]
+        """Newest ``at`` first, as the table's row keys sort (equal times: the later append first)."""
+        newest_appended_first = list(reversed(self.rows.get(target_key, [])))
+        return sorted(newest_appended_first, key=lambda r: r.at, reverse=True)[:limit]
 
 
 class FakeLifecycle(LifecycleSink):
