@@ -91,7 +91,8 @@ class Fault:
             "timeoutSeconds": self.timeout_seconds,
             "when": self.when,
             "code": self.code,
-            "pathSuffix": self.path_suffix,
+            # only when set: listings of faults without one keep their documented shape
+            **({"pathSuffix": self.path_suffix} if self.path_suffix else {}),
         }
 
 
