@@ -12,7 +12,8 @@ from rotation.errors import UnknownTarget
 from rotation.model import Phase, Policy, Slot
 from rotation.outcomes import RequestStatus
 from rotation.views import to_json
-from tests.unit.fakes import SimulatedCrash, make_rig, transient
+from testkit.watch import SimulatedCrash
+from tests.unit.rig import make_rig, transient
 
 
 def test_adoption_stores_both_keys_pointer_and_active_value() -> None:
@@ -82,13 +83,13 @@ def test_state_writes_per_cycle_are_the_minimum() -> None:
     rig = make_rig()
     rig.service.sweep()
     rig.clock.advance(days=30)
-    rig.states.calls.clear()
+    rig.calls.clear()
     rig.service.sweep()
     rig.clock.advance(days=1)
     rig.service.sweep()
-    assert rig.states.calls.get("replace") == 4  # REGENERATING, DRAINING, RETIRING, IDLE
-    assert rig.states.calls.get("get", 0) == 0  # sweeps read everything with one list query each
-    assert rig.states.calls.get("list_all") == 2
+    assert rig.calls.get("states.replace") == 4  # REGENERATING, DRAINING, RETIRING, IDLE
+    assert rig.calls.get("states.get", 0) == 0  # sweeps read everything with one list query each
+    assert rig.calls.get("states.list_all") == 2
 
 
 def test_failed_verification_never_swaps_and_the_cycle_fails_after_the_timeout() -> None:
@@ -144,8 +145,8 @@ def test_crash_after_every_side_effect_then_next_invocation_completes(crash_afte
     rig = make_rig(drain=timedelta(hours=1))
     rig.service.sweep()
     rig.clock.advance(days=30)
-    rig.world.crasher.calls = 0
-    rig.world.crasher.crash_after = crash_after
+    rig.crasher.side_effects = 0
+    rig.crasher.crash_after = crash_after
     crashed = False
     try:
         rig.service.request_rotation("acc1", trigger="cli", emergency=True, reason="test")
@@ -242,10 +243,10 @@ def test_keyless_account_is_left_alone_and_rechecked() -> None:
     assert rig.service.sweep().failed == 0
     state = rig.state()
     assert state is not None and state.phase is Phase.KEYLESS
-    calls = dict(rig.keys.calls)
+    calls = rig.calls.of("keys")
     rig.clock.advance(hours=1)
     rig.service.sweep()
-    assert rig.keys.calls == calls  # no error storm: not even a read before the re-check
+    assert rig.calls.of("keys") == calls  # no error storm: not even a read before the re-check
     refused = rig.service.request_rotation("acc1", force=True)
     assert refused.status is RequestStatus.REFUSED and "disableLocalAuth" in refused.message
     rig.world.account(rig.target().resource_id).disable_local_auth = False
