@@ -44,6 +44,7 @@ scan: $(STAMPS)/scan-venv
 
 lint: $(STAMPS)/venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMPS)/venv
 	$(PY) -m mypy

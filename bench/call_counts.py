@@ -5,25 +5,24 @@ against the emulator and Azurite, next to the minimum a cycle needs (derived in 
     python -m bench.call_counts --targets 5
 
 ARM, Key Vault, data-plane and identity calls are the emulator's own counters (``GET /_emulator/calls``);
-Table Storage calls are counted at the engine's state/history ports (one port call = one HTTP request).
+Table Storage calls are counted at the engine's state/history ports (``testkit.watch``; one port call = one
+HTTP request).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
-from bench.harness import OffsetClock, Report, account_ids, engine_settings, local_azure, seed_accounts
-from rotation.model import HistoryRecord, TargetState, VersionedState
-from rotation.ports import HistoryStore, StateStore
-from rotation.runner import Ports
+from bench.harness import Report, account_ids, engine_settings, local_azure, seed_accounts
 from rotation.service import RotationService
 from shared.bootstrap import build_credential, build_policy, build_ports
+from testkit.clock import ManualClock
+from testkit.watch import TABLE_OPERATIONS, CallCounter, watch
 
 PAST_ANY_ROTATION_PERIOD = timedelta(days=366)
 
@@ -36,44 +35,6 @@ MINIMUM_PER_CYCLE = {
     "table": 4,  # per phase: intent + lease before the side effect, result after
     "identity": 0,  # tokens are cached per process; amortised to zero per cycle
 }
-
-
-class CountingStates(StateStore):
-    def __init__(self, inner: StateStore, counts: Counter[str], lock: threading.Lock) -> None:
-        self.inner, self.counts, self.lock = inner, counts, lock
-
-    def _count(self, name: str) -> None:
-        with self.lock:
-            self.counts[name] += 1
-
-    def get(self, target_key: str) -> VersionedState | None:
-        self._count("table.state_get")
-        return self.inner.get(target_key)
-
-    def create(self, target_key: str, state: TargetState) -> VersionedState:
-        self._count("table.state_write")
-        return self.inner.create(target_key, state)
-
-    def replace(self, target_key: str, state: TargetState, etag: str) -> VersionedState:
-        self._count("table.state_write")
-        return self.inner.replace(target_key, state, etag)
-
-    def list_all(self) -> Iterator[tuple[str, VersionedState]]:
-        self._count("table.state_list")
-        return self.inner.list_all()
-
-
-class CountingHistory(HistoryStore):
-    def __init__(self, inner: HistoryStore, counts: Counter[str], lock: threading.Lock) -> None:
-        self.inner, self.counts, self.lock = inner, counts, lock
-
-    def append(self, target_key: str, record: HistoryRecord) -> None:
-        with self.lock:
-            self.counts["table.history_append"] += 1
-        self.inner.append(target_key, record)
-
-    def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
-        return self.inner.list(target_key, limit)
 
 
 def by_service(calls: dict[str, int]) -> dict[str, int]:
@@ -89,19 +50,9 @@ def measure(targets: int, subscriptions: int) -> Report:
         ids = account_ids(targets, subscriptions, "cnt")
         seed_accounts(emulator, ids)
         settings = engine_settings(emulator, azurite, ids, drain="PT1S")
-        table_counts: Counter[str] = Counter()
-        lock = threading.Lock()
-        raw = build_ports(settings, build_credential(settings))
-        ports = Ports(
-            secrets=raw.secrets,
-            keys=raw.keys,
-            probe=raw.probe,
-            states=CountingStates(raw.states, table_counts, lock),
-            history=CountingHistory(raw.history, table_counts, lock),
-            lifecycle=raw.lifecycle,
-            limiter=raw.limiter,
-        )
-        clock = OffsetClock()
+        table_counts = CallCounter(TABLE_OPERATIONS)
+        ports = watch(build_ports(settings, build_credential(settings)), table_counts)
+        clock = ManualClock(ticking=True)
         service = RotationService(
             settings.targets,
             ports,
@@ -114,7 +65,7 @@ def measure(targets: int, subscriptions: int) -> Report:
         emulator.control.reset_calls()  # the first phase also pays the one-off identity tokens
         for phase in ("adoption", "phase1", "phase2"):
             if phase == "phase1":
-                clock.jump(PAST_ANY_ROTATION_PERIOD)
+                clock.advance(PAST_ANY_ROTATION_PERIOD)
             if phase == "phase2":
                 time.sleep(1.1)  # the drain (PT1S)
             table_counts.clear()
@@ -122,7 +73,7 @@ def measure(targets: int, subscriptions: int) -> Report:
             advanced = sum(r.outcome == "advanced" for r in summary.results)
             if advanced != targets:
                 raise RuntimeError(f"{phase}: only {advanced}/{targets} targets advanced")
-            phases[phase] = {**emulator.control.calls(), **table_counts}
+            phases[phase] = {**emulator.control.calls(), **table_counts.counts}
             emulator.control.reset_calls()
 
         cycle: Counter[str] = Counter()

@@ -25,7 +25,6 @@ from bench.baseline_reference import ReferenceRotation, run_reference
 from bench.harness import (
     TARGETS_PER_SUBSCRIPTION,
     CpuMeter,
-    OffsetClock,
     Report,
     account_ids,
     build_engine,
@@ -36,10 +35,11 @@ from bench.harness import (
     subscriptions_for,
     timed_sweep,
 )
-from emulator.azurite import AzuriteProcess
-from emulator.process import EmulatorProcess
+from emulator.client.azurite import AzuriteProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.model import Phase
 from shared.bootstrap import build_credential
+from testkit.clock import ManualClock
 
 PAST_ANY_ROTATION_PERIOD = timedelta(days=366)
 
@@ -70,7 +70,7 @@ def run_engine(
 ) -> EngineTimings:
     overrides = {"SWEEP_CONCURRENCY": str(concurrency)} if concurrency else {}
     settings = engine_settings(emulator, azurite, resource_ids, drain=f"PT{drain_seconds:g}S", **overrides)
-    clock = OffsetClock()
+    clock = ManualClock(ticking=True)
     service = build_engine(settings, clock)
     calls: dict[str, dict[str, int]] = {}
     cpu: dict[str, dict[str, float]] = {}
@@ -81,7 +81,7 @@ def run_engine(
     adoption = timed_sweep(service)
     calls["adoption"], cpu["adoption"] = emulator.control.calls(), meter.elapsed()
 
-    clock.jump(PAST_ANY_ROTATION_PERIOD)
+    clock.advance(PAST_ANY_ROTATION_PERIOD)
     emulator.control.reset_calls()
     meter.restart()
     phase1 = timed_sweep(service)
@@ -119,7 +119,7 @@ def budget_demo(
     ids = account_ids(count, 1, "bud")
     seed_accounts(emulator, ids)
     settings = engine_settings(emulator, azurite, ids, drain=f"PT{drain_seconds:g}S")
-    clock = OffsetClock()
+    clock = ManualClock(ticking=True)
     service = build_engine(settings, clock)
     started = time.perf_counter()
     adoption_sweeps: list[int] = []
@@ -132,7 +132,7 @@ def budget_demo(
     adoption_seconds = time.perf_counter() - started
     # Let the bucket refill: adoption spent one write per target, at most a full bucket.
     time.sleep(min(count, settings.arm_write_burst) / settings.arm_writes_per_second)
-    clock.jump(PAST_ANY_ROTATION_PERIOD)
+    clock.advance(PAST_ANY_ROTATION_PERIOD)
     emulator.control.reset_calls()
     phase1 = timed_sweep(service)
     calls = emulator.control.calls()

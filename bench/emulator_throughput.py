@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from emulator.process import DEMO_ACCOUNT_ID, EmulatorProcess
+from emulator.client.launcher import DEMO_ACCOUNT_ID, EmulatorProcess
 
 
 @dataclass(frozen=True)

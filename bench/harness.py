@@ -17,15 +17,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from emulator.azurite import AzuriteProcess
-from emulator.process import EmulatorProcess
-from rotation.model import SweepSummary
-from rotation.runner import utc_now
+from emulator.client.azurite import AzuriteProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.service import RotationService
+from rotation.views import SweepSummary
 from shared.bootstrap import build_service
 from shared.settings import Settings, load_settings
 
@@ -97,20 +96,6 @@ def engine_settings(
         **overrides,
     }
     return load_settings(env)
-
-
-class OffsetClock:
-    """Wall-clock time shifted by a settable offset: lets a benchmark make every target due (jump past
-    the rotation period) while the drain still takes real seconds."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return utc_now() + self.offset
-
-    def jump(self, delta: timedelta) -> None:
-        self.offset += delta
 
 
 def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> RotationService:

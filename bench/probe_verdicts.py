@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import requests
 
-from emulator.process import EmulatorProcess
+from emulator.client.launcher import EmulatorProcess
 from rotation.model import Slot
 from rotation.ports import AccountInfo, DataPlane, ProbeResult, UnlimitedWrites
-from shared.arm import CognitiveServicesKeys
-from shared.probe import DataPlaneProbe
-from shared.probe_table import endpoint_shape, probe_request
+from shared.azure.cognitive_services import CognitiveServicesKeys
+from shared.azure.data_plane_probe import DataPlaneProbe
+from shared.azure.probe_table import endpoint_shape, probe_request
 
 SUBSCRIPTION = "33333333-0000-0000-0000-000000000000"
 GROUP = "rg-probe"
@@ -119,7 +119,8 @@ def adapters(emulator: EmulatorProcess) -> tuple[CognitiveServicesKeys, DataPlan
     session = requests.Session()
     arm = emulator.env["ARM_ENDPOINT"]
     keys = CognitiveServicesKeys(
-        emulator.credential(), arm, UnlimitedWrites(), {"connection_verify": emulator.ca_bundle}
+        emulator.credential(), arm, f"{arm}/.default", UnlimitedWrites(),
+        {"connection_verify": emulator.ca_bundle},
     )
     return keys, DataPlaneProbe(session)
 
@@ -132,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["REQUESTS_CA_BUNDLE"] = emulator.ca_bundle
         keys, probe = adapters(emulator)
         rows = [verdicts(emulator, keys, probe, case) for case in CASES]
-        keys.close()
     print(HEADER)
     for row in rows:
         print(row.markdown())

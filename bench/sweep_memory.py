@@ -35,7 +35,7 @@ from typing import Any
 
 from bench.harness import Report, account_ids, engine_settings, local_azure, seed_accounts
 from rotation.model import Phase, Slot, TargetState
-from rotation.runner import utc_now
+from rotation.ports import utc_now
 from shared.bootstrap import build_credential, build_ports, build_service
 from shared.settings import Settings, load_settings
 
@@ -50,7 +50,7 @@ def seed_idle_states(settings: Settings, workers: int = 16) -> float:
     def adopted(index: int) -> None:
         target = settings.targets[index]
         states.create(
-            target.key,
+            target.state_key,
             TargetState(
                 target_id=target.resource_id,
                 phase=Phase.IDLE,

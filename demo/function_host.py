@@ -22,7 +22,7 @@ from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.timer import TimerRequest
 
-from demo.observed_ports import SimulatedCrash
+from testkit.watch import SimulatedCrash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
-"""The engine's real adapters, wrapped to watch what it does to Azure and to inject a crash.
+"""The engine's real adapters, watched (``testkit.watch``) to see what it does to Azure and to inject a crash.
 
-Nothing here changes what the adapters do, except ``crash_after_next_regenerate``: the regenerate reaches
-Azure, then the invocation dies (an unexpected exception, as when a worker is recycled mid-step). The
+Nothing here changes what the adapters do, except the armed crash (``Observations.arm_crash``): the
+regenerate reaches Azure, then the invocation dies (a ``SimulatedCrash``, as when a worker is recycled). The
 watchers record every ``regenerateKey`` with the pointer as Key Vault holds it at that instant (read with
 an independent client), every pointer write, and every key value the engine handles (for the I5 scan).
 """
@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from rotation.model import SecretValue, Slot, Target
-from rotation.ports import AccountInfo, AccountKeys, KeyService, SecretStore, SecretVersion, StoredSecret
-from rotation.runner import Ports
-
-
-class SimulatedCrash(BaseException):  # a process dying, not an error it handles
-    """The invocation died right after a real call reached Azure (its effect stays)."""
+from rotation.model import Target
+from rotation.ports import Ports
+from testkit.watch import KeyValueRecorder, PortCall, SimulatedCrash, Watcher, watch
 
 
 @dataclass(frozen=True)
@@ -91,74 +85,48 @@ class PointerReader:
         return str(value) if value is not None else None
 
 
-class ObservedKeys(KeyService):
-    def __init__(self, inner: KeyService, observations: Observations, pointers: PointerReader) -> None:
-        self.inner = inner
+class RegenerateAndPointerWatcher(Watcher):
+    """Records every ``regenerateKey`` with the pointer right before and after it (returned or not), every
+    pointer write, and raises the armed crash right after a regenerate of the armed target reached Azure."""
+
+    def __init__(
+        self, observations: Observations, pointers: PointerReader, targets: tuple[Target, ...]
+    ) -> None:
         self.observations = observations
         self.pointers = pointers
-
-    def get_account(self, resource_id: str) -> AccountInfo:
-        return self.inner.get_account(resource_id)
-
-    def list_keys(self, resource_id: str) -> AccountKeys:
-        keys = self.inner.list_keys(resource_id)
-        self.observations.remember(keys.key1.reveal(), keys.key2.reveal())
-        return keys
-
-    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
-        started, before = time.time(), self.pointers.pointer(resource_id)
-        try:
-            self.inner.regenerate_key(resource_id, slot)
-        finally:
-            after = self.pointers.pointer(resource_id)
-            call = RegenerateCall(resource_id, slot.value, started, before, after)
-            with self.observations.lock:
-                self.observations.regenerates.append(call)
-        if self.observations.take_crash(resource_id):
-            raise SimulatedCrash(f"simulated crash after regenerating {slot.value} of {resource_id}")
-
-
-class ObservedSecrets(SecretStore):
-    def __init__(self, inner: SecretStore, observations: Observations, targets: tuple[Target, ...]) -> None:
-        self.inner = inner
-        self.observations = observations
         self._pointer_owner = {t.pointer_secret.lower(): t.resource_id for t in targets}
 
-    def get_secret(self, name: str) -> StoredSecret | None:
-        secret = self.inner.get_secret(name)
-        if secret is not None and name.lower() not in self._pointer_owner:
-            self.observations.remember(secret.value.reveal())
-        return secret
+    def is_pointer(self, name: str) -> bool:
+        return name.lower() in self._pointer_owner
 
-    def set_secret(
-        self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
-    ) -> str:
-        owner = self._pointer_owner.get(name.lower())
-        if owner is None:
-            self.observations.remember(value.reveal())
-        started = time.time()
-        version = self.inner.set_secret(name, value, tags, expires_on)
-        if owner is not None:
-            write = PointerWrite(owner, value.reveal(), started, time.time())
+    def before(self, call: PortCall) -> None:
+        if call.operation == "keys.regenerate_key":
+            call.notes["pointer_before"] = self.pointers.pointer(call.args[0])
+
+    def after(self, call: PortCall, error: BaseException | None) -> None:
+        if call.operation == "keys.regenerate_key":
+            resource_id, slot = call.args
+            after = self.pointers.pointer(resource_id)
+            before = call.notes["pointer_before"]
+            regenerate = RegenerateCall(resource_id, slot.value, call.started, before, after)
             with self.observations.lock:
-                self.observations.pointer_writes.append(write)
-        return version
-
-    def recover_secret(self, name: str) -> None:
-        self.inner.recover_secret(name)
-
-    def list_versions(self, name: str) -> list[SecretVersion]:
-        return self.inner.list_versions(name)
+                self.observations.regenerates.append(regenerate)
+            if error is None and self.observations.take_crash(resource_id):
+                raise SimulatedCrash(f"simulated crash after regenerating {slot.value} of {resource_id}")
+        elif call.operation == "secrets.set_secret" and error is None:
+            name, value = call.args[0], call.args[1]
+            owner = self._pointer_owner.get(name.lower())
+            if owner is not None:
+                write = PointerWrite(owner, value.reveal(), call.started, time.time())
+                with self.observations.lock:
+                    self.observations.pointer_writes.append(write)
 
 
 def observe(ports: Ports, observations: Observations, pointers: PointerReader,
             targets: tuple[Target, ...]) -> Ports:
-    return Ports(
-        secrets=ObservedSecrets(ports.secrets, observations, targets),
-        keys=ObservedKeys(ports.keys, observations, pointers),
-        probe=ports.probe,
-        states=ports.states,
-        history=ports.history,
-        lifecycle=ports.lifecycle,
-        limiter=ports.limiter,
+    """The engine's ports, watched: key values read or stored (I5), regenerates and pointer writes (I2)."""
+    watcher = RegenerateAndPointerWatcher(observations, pointers, targets)
+    seen = KeyValueRecorder(
+        lambda values: observations.remember(*values), is_pointer=watcher.is_pointer, writes=True
     )
+    return watch(ports, seen, watcher)

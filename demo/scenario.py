@@ -188,8 +188,8 @@ class Scenario:
             logging.getLogger("demo").exception("progress callback failed")
 
     def run(self) -> ScenarioResult:
-        from emulator.azurite import AzuriteProcess
-        from emulator.process import EmulatorProcess
+        from emulator.client.azurite import AzuriteProcess
+        from emulator.client.launcher import EmulatorProcess
 
         result = ScenarioResult(config=self.config, targets=())
         result.started = time.time()
@@ -218,9 +218,9 @@ class Scenario:
 
     def _run_with(self, emulator: Any, azurite: Any, receiver: EventReceiver, result: ScenarioResult) -> None:
         from rotation.service import RotationService
+        from shared.azure.tables import TableStateStore
         from shared.bootstrap import build_credential, build_ports
         from shared.settings import load_settings
-        from shared.table_state import TableStateStore
         from triggers import runtime
 
         c = self.config

@@ -72,8 +72,8 @@ class PhaseWatcher(_Loop):
     def __init__(self, states: Any, targets: tuple[Target, ...], secret_client: Any, arm_client: Any,
                  log: InvariantLog, on_change: Callable[[PhaseChange], None] | None = None) -> None:
         super().__init__("phase-watcher", 0.1)
-        self.states = states  # shared.table_state.TableStateStore on its own table client
-        self.targets = {t.key: t for t in targets}
+        self.states = states  # shared.azure.tables.TableStateStore on its own table client
+        self.targets = {t.state_key: t for t in targets}
         self.secrets = secret_client
         self.arm = arm_client
         self.log = log
@@ -115,7 +115,7 @@ class PhaseWatcher(_Loop):
         _, group, name = _parse(target.resource_id)
         keys = self.arm.accounts.list_keys(group, name)
         stored = {slot: self.secrets.get_secret(target.slot_secret(slot)).value for slot in Slot}
-        again = self.states.get(target.key)
+        again = self.states.get(target.state_key)
         if again is None or again.etag != etag:
             return False  # a new cycle started in between: judge the next rest instead
         with self.log.lock:

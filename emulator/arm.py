@@ -166,7 +166,7 @@ class ArmCognitiveServices:
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
         kind = "reads" if request.method == "GET" else "writes"
-        allowed, remaining, retry_after = self.emulator.controls.throttle(match["subscription"], kind)
+        allowed, remaining, retry_after = self.emulator.knobs.throttle(match["subscription"], kind)
         limit_header = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
         if not allowed:
             return arm_error(

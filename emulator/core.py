@@ -1,4 +1,4 @@
-"""The emulator's shared context: configuration, state, controls, token authority, clock, events."""
+"""The emulator's shared context: configuration, state, test knobs, token authority, clock, events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.controls import Controls
+from emulator.knobs import Knobs
 from emulator.state import Account, EmulatorState, StateFile
 from emulator.tokens import TokenAuthority
 
@@ -43,12 +43,12 @@ class Emulator:
         self,
         config: EmulatorConfig,
         state: EmulatorState,
-        controls: Controls,
+        knobs: Knobs,
         on_event: EventCallback | None = None,
     ) -> None:
         self.config = config
         self.state = state
-        self.controls = controls
+        self.knobs = knobs
         self.on_event = on_event
         self.tokens = TokenAuthority(bytes.fromhex(state.signing_key), config.tenant_id, config.principal_id)
         self._state_file = StateFile(config.state_file) if config.state_file else None

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator.controls import Fault
 from emulator.errors import injected_error
+from emulator.knobs import Fault
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -44,12 +44,12 @@ async def _apply(request: Request, fault: Fault, family: str) -> Response:
 async def run_operation(
     emulator: Emulator, request: Request, operation: str, family: str, handler: Handler
 ) -> Response:
-    controls = emulator.controls
-    controls.calls[operation] += 1
-    delay = controls.latency_for(operation)
+    knobs = emulator.knobs
+    knobs.calls[operation] += 1
+    delay = knobs.latency_for(operation)
     if delay > 0:
         await asyncio.sleep(delay)
-    fault = controls.take_fault(operation, request.url.path)
+    fault = knobs.take_fault(operation, request.url.path)
     if fault is not None and fault.when == "before":
         return await _apply(request, fault, family)
     response = await handler(request)

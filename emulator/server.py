@@ -19,14 +19,14 @@ from starlette.routing import Router
 
 from emulator.arm import ArmCognitiveServices
 from emulator.certs import CertificateFiles, ensure_certificates
-from emulator.control import ControlApi
-from emulator.controls import Controls
+from emulator.control_api import ControlApi
 from emulator.core import Emulator, EmulatorConfig, EventCallback
 from emulator.dataplane import DataPlane
 from emulator.eventgrid import EventGridTopic
 from emulator.events import KeyVaultEvents
 from emulator.identity import ManagedIdentity
 from emulator.keyvault import KeyVaultSecrets
+from emulator.knobs import Knobs
 from emulator.operations import ConnectionAbortMiddleware
 from emulator.state import DEMO_ACCOUNT_ID, EmulatorState, StateFile
 
@@ -115,7 +115,7 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
     state = loaded or EmulatorState()
     if loaded is None:
         state.propagation_seconds = options.propagation
-    emulator = Emulator(config, state, Controls(options.latency), on_event)
+    emulator = Emulator(config, state, Knobs(options.latency), on_event)
     app = build_app(emulator)
     control: ControlApi = app.app.state.control
     seeds = options.accounts or (

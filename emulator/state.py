@@ -51,13 +51,13 @@ class InvalidAccount(ValueError):
 
 # Every account key this process has issued or loaded, so the test suite's session-wide scan (I5) can
 # look for them in everything the product logged or stored. Only the emulator (a fake Azure) holds these.
-ISSUED_KEYS: set[str] = set()
+KEYS_ISSUED_HERE: set[str] = set()
 
 
 def new_account_key() -> str:
     # Cognitive Services keys are 32 hexadecimal characters.
     key = secrets.token_hex(16)
-    ISSUED_KEYS.add(key)
+    KEYS_ISSUED_HERE.add(key)
     return key
 
 
@@ -205,7 +205,9 @@ class EmulatorState:
         state.clock_offset = float(data.get("clock_offset", 0.0))
         state.propagation_seconds = float(data.get("propagation_seconds", 0.0))
         state.accounts = {k: Account(**v) for k, v in data.get("accounts", {}).items()}
-        ISSUED_KEYS.update(key for account in state.accounts.values() for key in (account.key1, account.key2))
+        KEYS_ISSUED_HERE.update(
+            key for account in state.accounts.values() for key in (account.key1, account.key2)
+        )
         state.secrets = {
             k: [SecretVersion(**v) for v in versions] for k, versions in data.get("secrets", {}).items()
         }

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from rotation.model import CycleRequest, Phase, Policy, RequestStatus, Target, TargetState
+from rotation.model import CycleRequest, Phase, Policy, Target, TargetState
+from rotation.outcomes import RequestStatus
 
 
 class Action(StrEnum):
@@ -27,8 +28,9 @@ class Action(StrEnum):
 
 # Actions that only record intent in the state entity (no Azure side effect).
 INTENT_ACTIONS = frozenset({Action.START_CYCLE, Action.BEGIN_RETIRE})
-# Actions that call regenerateKey (and so need ARM write tokens).
-REGENERATING_ACTIONS = frozenset(
+# Actions whose invocation will call regenerateKey + listKeys, so their ARM write tokens are taken before
+# the intent is written (a deferred target stays exactly as it was).
+SPENDS_REGENERATE_BUDGET = frozenset(
     {Action.START_CYCLE, Action.BEGIN_RETIRE, Action.REGENERATE_NEW, Action.RETIRE_OLD}
 )
 # ARM writes (POSTs) a regenerate step makes: regenerateKey, then listKeys for the stored value.

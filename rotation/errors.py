@@ -1,6 +1,6 @@
 """One exception hierarchy for the rotation domain.
 
-Adapters translate azure-core errors into these classes (see ``shared/azure_errors.py``); triggers map them
+Adapters translate azure-core errors into these classes (see ``shared/azure/errors.py``); triggers map them
 to responses. Messages name targets, slots and steps — never a key value (invariant I5).
 """
 

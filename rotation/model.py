@@ -1,4 +1,4 @@
-"""Domain types: targets, slots, phases, the persisted per-target state and the records the service returns.
+"""Domain types: targets, slots, phases, policy, the persisted per-target state and history records.
 
 Everything here is a frozen dataclass or an enum; nothing imports an Azure SDK. Key values travel only as
 ``SecretValue`` whose ``repr``/``str`` never reveal them (invariant I5).
@@ -7,7 +7,7 @@ Everything here is a frozen dataclass or an enum; nothing imports an Azure SDK. 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -148,7 +148,8 @@ class Target:
         return parse_resource_id(self.resource_id)[2]
 
     @property
-    def key(self) -> str:
+    def state_key(self) -> str:
+        """The target's key in the state and history tables."""
         return table_key(self.resource_id)
 
     def slot_secret(self, slot: Slot) -> str:
@@ -248,52 +249,6 @@ class CycleRequest:
     emergency: bool = False
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-@dataclass(frozen=True)
-class TargetStatus:
-    target: str
-    account_name: str
-    secret_prefix: str
-    phase: str
-    active_slot: str | None
-    cycle_id: str | None
-    due_at: datetime | None
-    drain_until: datetime | None
-    next_attempt_at: datetime | None
-    last_rotated_at: datetime | None
-    attempts: int
-    last_error: str | None
-    verify: str
-    rotation_period_seconds: float
-    drain_time_seconds: float
-    lease_held: bool
-    cycles_completed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "accountName": self.account_name,
-            "secretPrefix": self.secret_prefix,
-            "phase": self.phase,
-            "activeSlot": self.active_slot,
-            "cycleId": self.cycle_id,
-            "dueAt": _iso(self.due_at),
-            "drainUntil": _iso(self.drain_until),
-            "nextAttemptAt": _iso(self.next_attempt_at),
-            "lastRotatedAt": _iso(self.last_rotated_at),
-            "attempts": self.attempts,
-            "lastError": self.last_error,
-            "verify": self.verify,
-            "rotationPeriodSeconds": self.rotation_period_seconds,
-            "drainTimeSeconds": self.drain_time_seconds,
-            "leaseHeld": self.lease_held,
-            "cyclesCompleted": self.cycles_completed,
-        }
-
-
 @dataclass(frozen=True)
 class HistoryRecord:
     """One append-only history row. Never a key value."""
@@ -310,116 +265,6 @@ class HistoryRecord:
     error: str | None = None
     duration_ms: int = 0
     emergency: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "at": self.at.isoformat(),
-            "step": self.step,
-            "outcome": self.outcome,
-            "trigger": self.trigger,
-            "requester": self.requester,
-            "reason": self.reason,
-            "cycle": self.cycle,
-            "slot": self.slot,
-            "error": self.error,
-            "durationMs": self.duration_ms,
-            "emergency": self.emergency,
-        }
-
-
-class RequestStatus(StrEnum):
-    STARTED = "started"  # a new cycle was started (and advanced as far as it could go now)
-    IN_PROGRESS = "in_progress"  # a cycle was already running: no second cycle; current state returned
-    DRAIN_SHORTENED = "drain_shortened"  # emergency on a draining cycle: its drain now ends sooner
-    REFUSED = "refused"  # not started; ``message`` says why (recent cycle, backoff, keyless)
-
-
-@dataclass(frozen=True)
-class RequestOutcome:
-    target: str
-    status: RequestStatus
-    message: str
-    cycle_id: str | None
-    state: TargetStatus | None
-
-    @property
-    def accepted(self) -> bool:
-        return self.status in (RequestStatus.STARTED, RequestStatus.DRAIN_SHORTENED)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "status": self.status.value,
-            "accepted": self.accepted,
-            "message": self.message,
-            "cycleId": self.cycle_id,
-            "state": self.state.to_dict() if self.state else None,
-        }
-
-
-@dataclass(frozen=True)
-class SecretEventOutcome:
-    """What a Key Vault expiry event led to. ``reason`` is a stable code the triggers log and tests match:
-    ``requested`` (exactly one cycle asked for), or why it was ignored: ``unmanaged_secret``,
-    ``not_rotated_by_events``, ``stale_version``, ``cycle_in_progress``, ``refused``."""
-
-    reason: str
-    detail: str
-    target: str | None = None
-    current_version: str | None = None
-    request: RequestOutcome | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.reason == "requested"
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    """What one ``advance_target`` invocation did."""
-
-    target: str
-    outcome: str  # advanced | waiting | failed | busy | idle | deferred
-    steps: tuple[str, ...] = ()
-    phase: str | None = None
-    next_due: datetime | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "outcome": self.outcome,
-            "steps": list(self.steps),
-            "phase": self.phase,
-            "nextDue": _iso(self.next_due),
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class SweepSummary:
-    seen: int
-    advanced: int
-    failed: int
-    next_due: datetime | None
-    busy: int = 0
-    duration_ms: int = 0
-    deferred: int = 0  # due, but held back by the subscription's ARM write budget (a later sweep takes them)
-    overdue: int = 0  # targets past due + Policy.overdue_grace (the infra "overdue" alert reads it)
-    results: tuple[TargetResult, ...] = field(default=(), repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seen": self.seen,
-            "advanced": self.advanced,
-            "failed": self.failed,
-            "busy": self.busy,
-            "nextDue": _iso(self.next_due),
-            "durationMs": self.duration_ms,
-            "overdue": self.overdue,
-            "deferred": self.deferred,
-        }
 
 
 @dataclass(frozen=True)

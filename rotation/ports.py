@@ -4,9 +4,9 @@ Azure; tests implement them with fakes. Every method raises only ``rotation.erro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from rotation.model import HistoryRecord, ProbeOverride, SecretValue, Slot, TargetState, VersionedState
@@ -40,6 +40,15 @@ class AccountInfo:
     disable_local_auth: bool
     location: str | None = None
     custom_subdomain: bool = True  # ``customSubDomainName`` is set: the endpoint is the account's own host
+
+    def kept_in_state(self) -> dict[str, str | bool | None]:
+        """What the state keeps of the account so verification needs no ARM read (``TargetState`` fields)."""
+        return {
+            "endpoint": self.endpoint,
+            "kind": self.kind,
+            "location": self.location,
+            "custom_subdomain": self.custom_subdomain,
+        }
 
 
 @dataclass(frozen=True)
@@ -189,3 +198,23 @@ class UnlimitedWrites(WriteRateLimiter):
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         return None
+
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Ports:
+    """Everything the engine talks to, built once per process by the composition root."""
+
+    secrets: SecretStore
+    keys: KeyService
+    probe: KeyProbe
+    states: StateStore
+    history: HistoryStore
+    lifecycle: LifecycleSink
+    limiter: WriteRateLimiter

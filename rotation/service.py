@@ -10,26 +10,30 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
 from urllib.parse import urlparse
 
+from rotation.audit import error_text, log_sweep, log_transition, logger
 from rotation.decision import Action, decide, judge_request
 from rotation.errors import RotationError, StateConflict, UnknownTarget
 from rotation.model import (
     CycleRequest,
     HistoryRecord,
     Policy,
-    RequestOutcome,
-    RequestStatus,
-    SecretEventOutcome,
-    SweepSummary,
     Target,
-    TargetResult,
     TargetState,
-    TargetStatus,
     VersionedState,
     is_overdue,
     table_key,
 )
-from rotation.records import error_text, log_sweep, log_transition, logger
-from rotation.runner import Clock, Ports, StepRunner, utc_now
+from rotation.outcomes import EventDecision, RequestStatus, StepOutcome, TargetOutcome
+from rotation.ports import Clock, Ports, utc_now
+from rotation.runner import StepRunner
+from rotation.views import (
+    RequestOutcome,
+    SecretEventOutcome,
+    SweepSummary,
+    TargetResult,
+    TargetStatus,
+    to_json,
+)
 
 ProgressCallback = Callable[[TargetResult], None]
 
@@ -51,7 +55,7 @@ class RotationService:
         self.concurrency = max(1, concurrency)
         self.vault_url = vault_url
         self.runner = StepRunner(ports, self.policy, clock)
-        self._by_key = {t.key: t for t in self.targets}
+        self._by_key = {t.state_key: t for t in self.targets}
         self._by_name: dict[str, Target] = {}
         for t in self.targets:
             self._by_name.setdefault(t.account_name.lower(), t)
@@ -84,7 +88,7 @@ class RotationService:
         return [
             t
             for t in self.targets
-            if decide(_state(loaded.get(t.key)), t, now, self.policy, owner="").actionable
+            if decide(_state(loaded.get(t.state_key)), t, now, self.policy, owner="").actionable
         ]
 
     def sweep(self, trigger: str = "timer", progress: ProgressCallback | None = None) -> SweepSummary:
@@ -96,7 +100,7 @@ class RotationService:
         next_due: datetime | None = None
         busy = 0
         for target in self.targets:
-            current = loaded.get(target.key)
+            current = loaded.get(target.state_key)
             decision = decide(_state(current), target, now, self.policy, owner="")
             if decision.actionable:
                 due.append((target, current))
@@ -118,18 +122,19 @@ class RotationService:
             next_due = _earliest(next_due, result.next_due)
         summary = SweepSummary(
             seen=len(self.targets),
-            advanced=sum(r.outcome == "advanced" for r in results),
-            failed=sum(r.outcome == "failed" for r in results),
+            advanced=sum(r.outcome is TargetOutcome.ADVANCED for r in results),
+            failed=sum(r.outcome is TargetOutcome.FAILED for r in results),
             next_due=next_due,
-            busy=busy + sum(r.outcome == "busy" for r in results),
-            deferred=sum(r.outcome == "deferred" for r in results),
+            busy=busy + sum(r.outcome is TargetOutcome.BUSY for r in results),
+            deferred=sum(r.outcome is TargetOutcome.DEFERRED for r in results),
             duration_ms=int((time.monotonic() - started) * 1000),
             overdue=sum(
-                is_overdue(_state(loaded.get(t.key)), now, self.policy.overdue_grace) for t in self.targets
+                is_overdue(_state(loaded.get(t.state_key)), now, self.policy.overdue_grace)
+                for t in self.targets
             ),
             results=tuple(results),
         )
-        log_sweep(summary.to_dict())
+        log_sweep(to_json(summary))
         return summary
 
     def advance_target(self, target: str | Target, trigger: str = "queue") -> TargetResult:
@@ -143,7 +148,7 @@ class RotationService:
             return self.runner.advance(target, trigger, loaded=current, preloaded=preloaded)
         except Exception as exc:  # one target's bug must not stop the sweep; its lease simply expires
             logger.error("rotation.unexpected %s", f"{target.resource_id}: {type(exc).__name__}")
-            return TargetResult(target.resource_id, "failed", error=type(exc).__name__)
+            return TargetResult(target.resource_id, TargetOutcome.FAILED, error=type(exc).__name__)
 
     # ---------------------------------------------------------- requests
 
@@ -170,24 +175,23 @@ class RotationService:
         )
         owner = uuid.uuid4().hex
         for _ in range(3):
-            current = self.ports.states.get(resolved.key)
+            current = self.ports.states.get(resolved.state_key)
             now = self.clock()
             verdict = judge_request(_state(current), resolved, now, self.policy, owner, request)
             if verdict.status is RequestStatus.STARTED:
                 result = self.runner.advance(resolved, trigger, loaded=current, request=request, owner=owner)
-                if result.outcome == "busy":
+                if result.outcome is TargetOutcome.BUSY:
                     continue  # lost a race: judge again against the winner's state
-                if Action.START_CYCLE.value not in result.steps:
+                if result.started_cycle is None:
                     return self._outcome(
                         resolved,
                         RequestStatus.REFUSED,
                         result.error or "the cycle could not be started",
                         None,
                     )
-                after = self.ports.states.get(resolved.key)
-                cycle = _cycle_of(after) or self._last_cycle(resolved)
-                message = "cycle started" if result.outcome != "failed" else f"cycle started; {result.error}"
-                return self._outcome(resolved, RequestStatus.STARTED, message, cycle, after)
+                failed = result.outcome is TargetOutcome.FAILED
+                message = f"cycle started; {result.error}" if failed else "cycle started"
+                return self._outcome(resolved, RequestStatus.STARTED, message, result.started_cycle)
             if verdict.status is RequestStatus.DRAIN_SHORTENED and current is not None:
                 assert verdict.new_drain_until is not None
                 shortened = current.state.with_changes(
@@ -196,30 +200,30 @@ class RotationService:
                     drain_seconds=self.policy.emergency_drain_time.total_seconds(),
                 )
                 try:
-                    written = self.ports.states.replace(resolved.key, shortened, current.etag)
+                    written = self.ports.states.replace(resolved.state_key, shortened, current.etag)
                 except StateConflict:
                     continue
-                self._request_history(resolved, written.state, request, "drain_shortened", verdict.message)
+                self._request_history(resolved, written.state, request, verdict.status, verdict.message)
                 log_transition(
                     target=resolved.resource_id,
                     cycle=shortened.cycle_id,
                     step="request",
                     slot=None,
                     trigger=trigger,
-                    outcome="succeeded",
+                    outcome=StepOutcome.SUCCEEDED,
                 )
                 self.runner.advance(resolved, trigger, loaded=written, owner=owner)
                 return self._outcome(
                     resolved, RequestStatus.DRAIN_SHORTENED, verdict.message, shortened.cycle_id
                 )
-            self._request_history(resolved, _state(current), request, verdict.status.value, verdict.message)
+            self._request_history(resolved, _state(current), request, verdict.status, verdict.message)
             log_transition(
                 target=resolved.resource_id,
                 cycle=_cycle_of(current),
                 step="request",
                 slot=None,
                 trigger=trigger,
-                outcome="skipped",
+                outcome=StepOutcome.SKIPPED,
                 error=None,
             )
             return self._outcome(resolved, verdict.status, verdict.message, _cycle_of(current), current)
@@ -239,21 +243,25 @@ class RotationService:
         """
         target = self.find_target_for_secret(vault_url, secret_name)
         if target is None:
-            return SecretEventOutcome("unmanaged_secret", "no target owns this secret in this vault")
+            return SecretEventOutcome(
+                EventDecision.UNMANAGED_SECRET, "no target owns this secret in this vault"
+            )
         if secret_name.strip().lower() != target.active_secret.lower():
             # Only P-active carries an expiry (DESIGN §3); an expiry set by hand elsewhere is no reason.
             return SecretEventOutcome(
-                "not_rotated_by_events",
+                EventDecision.NOT_ROTATED_BY_EVENTS,
                 f"only {target.active_secret} is rotated by expiry events",
                 target.resource_id,
             )
         # Reading the latest version is the only way to tell a replaced version from the current one.
         current = self.ports.secrets.get_secret(target.active_secret)
         if current is None:
-            return SecretEventOutcome("unmanaged_secret", "the secret no longer exists", target.resource_id)
+            return SecretEventOutcome(
+                EventDecision.UNMANAGED_SECRET, "the secret no longer exists", target.resource_id
+            )
         if version and current.version != version:
             return SecretEventOutcome(
-                "stale_version",
+                EventDecision.STALE_VERSION,
                 "the secret has a newer version; this event is about a replaced one",
                 target.resource_id,
                 current.version,
@@ -265,9 +273,11 @@ class RotationService:
             reason=f"{event_type.rsplit('.', 1)[-1]} {secret_name}/{version or 'latest'}",
         )
         if outcome.accepted:
-            reason = "requested"
+            reason = EventDecision.REQUESTED
+        elif outcome.status is RequestStatus.IN_PROGRESS:
+            reason = EventDecision.CYCLE_IN_PROGRESS
         else:
-            reason = "cycle_in_progress" if outcome.status is RequestStatus.IN_PROGRESS else "refused"
+            reason = EventDecision.REFUSED
         return SecretEventOutcome(reason, outcome.message, target.resource_id, current.version, outcome)
 
     # ------------------------------------------------------------ reading
@@ -275,13 +285,13 @@ class RotationService:
     def status(self, target: str | Target | None = None) -> list[TargetStatus]:
         if target is not None:
             one = self.resolve(target)
-            return [self._status(one, _state(self.ports.states.get(one.key)))]
+            return [self._status(one, _state(self.ports.states.get(one.state_key)))]
         loaded = self._load_all()
-        return [self._status(t, _state(loaded.get(t.key))) for t in self.targets]
+        return [self._status(t, _state(loaded.get(t.state_key))) for t in self.targets]
 
     def history(self, target: str | Target, limit: int = 20) -> list[HistoryRecord]:
         resolved = self.resolve(target)
-        return self.ports.history.list(resolved.key, limit)
+        return self.ports.history.list(resolved.state_key, limit)
 
     # ------------------------------------------------------------ helpers
 
@@ -318,32 +328,32 @@ class RotationService:
         cycle: str | None,
         current: VersionedState | None = None,
     ) -> RequestOutcome:
-        state = _state(current) if current is not None else _state(self.ports.states.get(target.key))
+        state = _state(current) if current is not None else _state(self.ports.states.get(target.state_key))
         return RequestOutcome(target.resource_id, status, message, cycle, self._status(target, state))
 
-    def _last_cycle(self, target: Target) -> str | None:
-        for record in self.ports.history.list(target.key, 5):
-            if record.cycle:
-                return record.cycle
-        return None
-
     def _request_history(
-        self, target: Target, state: TargetState | None, request: CycleRequest, outcome: str, message: str
+        self,
+        target: Target,
+        state: TargetState | None,
+        request: CycleRequest,
+        outcome: RequestStatus,
+        message: str,
     ) -> None:
+        """A request's row (step ``request``): its outcome is the request's status."""
         record = HistoryRecord(
             target=target.resource_id,
             at=self.clock(),
             step="request",
-            outcome=outcome,
+            outcome=outcome.value,
             trigger=request.trigger,
             requester=request.requester,
             reason=request.reason,
             cycle=state.cycle_id if state else None,
-            error=message if outcome != "drain_shortened" else None,
+            error=message if outcome is not RequestStatus.DRAIN_SHORTENED else None,
             emergency=request.emergency,
         )
         try:
-            self.ports.history.append(target.key, record)
+            self.ports.history.append(target.state_key, record)
         except RotationError as exc:
             logger.warning("rotation.history_write_failed %s", error_text(exc))
 

@@ -19,16 +19,15 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
 from rotation.model import Policy
-from rotation.ports import LifecycleSink, NullLifecycleSink
-from rotation.runner import Ports, utc_now
+from rotation.ports import LifecycleSink, NullLifecycleSink, Ports, utc_now
 from rotation.service import RotationService
-from shared.arm import CognitiveServicesKeys
-from shared.keyvault import KeyVaultSecretStore
-from shared.lifecycle_publisher import EventGridLifecyclePublisher
-from shared.probe import DataPlaneProbe
-from shared.rate_limit import TokenBucketLimiter
+from shared.azure.cognitive_services import CognitiveServicesKeys
+from shared.azure.data_plane_probe import DataPlaneProbe
+from shared.azure.event_grid import EventGridLifecyclePublisher
+from shared.azure.key_vault import KeyVaultSecretStore
+from shared.azure.tables import TableHistoryStore, TableStateStore
+from shared.budgets import TokenBucketLimiter
 from shared.settings import Settings
-from shared.table_state import TableHistoryStore, TableStateStore
 
 # azure-core already retries 429/5xx/timeouts with backoff (honouring Retry-After); keep it short so one
 # slow target cannot hold a sweep thread for minutes — later invocations retry with stored backoff.
@@ -79,7 +78,9 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.sweep_concurrency)))
     return Ports(
         secrets=KeyVaultSecretStore(secrets),
-        keys=CognitiveServicesKeys(credential, settings.arm_endpoint, limiter, dict(CLIENT_OPTIONS)),
+        keys=CognitiveServicesKeys(
+            credential, settings.arm_endpoint, settings.arm_scope, limiter, dict(CLIENT_OPTIONS)
+        ),
         probe=DataPlaneProbe(session),
         states=TableStateStore(tables.get_table_client(settings.state_table)),
         history=TableHistoryStore(tables.get_table_client(settings.history_table)),

@@ -109,7 +109,6 @@ class Settings:
     arm_endpoint: str
     storage_connection_string: str | None
     table_service_uri: str | None
-    queue_service_uri: str | None
     storage_client_id: str | None
     azure_client_id: str | None
     rotation_schedule: str
@@ -187,7 +186,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         arm_endpoint=arm.rstrip("/"),
         storage_connection_string=connection,
         table_service_uri=table_uri,
-        queue_service_uri=get("AzureWebJobsStorage__queueServiceUri"),
         storage_client_id=get("AzureWebJobsStorage__clientId"),
         azure_client_id=get("AZURE_CLIENT_ID"),
         rotation_schedule=get("ROTATION_SCHEDULE") or "",
@@ -239,11 +237,7 @@ def parse_targets(text: str) -> tuple[Target, ...]:
 
 def _parse_target(index: int, entry: Any) -> Target:
     where = f"ROTATION_TARGETS[{index}]"
-    if not isinstance(entry, dict):
-        raise SettingsError(f"{where}: must be an object with at least resourceId")
-    unknown = set(entry) - _TARGET_FIELDS
-    if unknown:
-        raise SettingsError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_TARGET_FIELDS)}")
+    _check_object(where, entry, _TARGET_FIELDS, f"{where}: must be an object with at least resourceId")
     resource_id = entry.get("resourceId")
     if not isinstance(resource_id, str) or not resource_id.strip():
         raise SettingsError(f"{where}: resourceId is required")
@@ -282,15 +276,19 @@ def _parse_target(index: int, entry: Any) -> Target:
     )
 
 
+def _check_object(where: str, value: Any, allowed: frozenset[str] | set[str], not_an_object: str) -> None:
+    if not isinstance(value, dict):
+        raise SettingsError(not_an_object)
+    unknown = set(value) - allowed
+    if unknown:
+        raise SettingsError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
 def _parse_probe(where: str, value: Any) -> ProbeOverride:
     """``{"method": "GET", "path": "language/…?api-version=…", "header": "Ocp-Apim-Subscription-Key"}``:
     a request below the account's endpoint that the service authenticates with the key in ``header``."""
     where = f"{where}: probe"
-    if not isinstance(value, dict):
-        raise SettingsError(f"{where} must be an object with method, path and header")
-    unknown = set(value) - _PROBE_FIELDS
-    if unknown:
-        raise SettingsError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(_PROBE_FIELDS)}")
+    _check_object(where, value, _PROBE_FIELDS, f"{where} must be an object with method, path and header")
     method = value.get("method")
     if not isinstance(method, str) or method.upper() not in _PROBE_METHODS:
         raise SettingsError(f"{where}.method must be one of {', '.join(_PROBE_METHODS)}, not {method!r}")

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator import process as emulator_support
-from emulator.azurite import AzuriteProcess
-from emulator.process import DEMO_ACCOUNT_ID, EmulatorProcess
+from emulator.client.azurite import AzuriteProcess
+from emulator.client.launcher import DEMO_ACCOUNT_ID, KEYS_FROM_STOPPED_EMULATORS, EmulatorProcess
 from tests.support.leak_scan import PRODUCT_LOGGERS, SessionSink, SinkHandler, find_leaks, produced_files
 
 # --- I5 across the whole session: everything the tests produce is scanned for every key issued ---------
@@ -56,7 +55,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     logging.getLogger().removeHandler(_handler)
     _sink.close()
-    keys = emulator_support.ISSUED_KEYS
+    keys = KEYS_FROM_STOPPED_EMULATORS  # the same set object the launcher fills (update, never rebound)
     texts = [("session output", _sink.path.read_text(encoding="utf-8", errors="replace"))]
     basetemp = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     texts.extend(produced_files(Path(basetemp)))

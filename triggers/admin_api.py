@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 import azure.functions as func
 
+from rotation.views import to_json
 from triggers import records
 from triggers.admin_requests import BadRequest, history_limit, rotate_request, target_name
 from triggers.http_responses import error_response, json_response
 from triggers.principal import authorize
 from triggers.runtime import Runtime
-from triggers.serialize import to_json
 
 RuntimeProvider = Callable[[], Runtime]
 

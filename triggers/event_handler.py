@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rotation.views import to_json
 from triggers import records
 from triggers.key_vault_events import IgnoredEvent, SecretEvent, parse_event
 from triggers.runtime import Runtime
-from triggers.serialize import to_json
 
 
 def handle_key_vault_event(event: Any, runtime: Runtime) -> None:

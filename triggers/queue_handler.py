@@ -12,9 +12,9 @@ import json
 import logging
 from typing import Any
 
+from rotation.views import to_json
 from triggers import records
 from triggers.runtime import Runtime
-from triggers.serialize import to_json
 
 MAX_MESSAGE_BYTES = 8 * 1024
 

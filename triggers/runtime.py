@@ -78,10 +78,7 @@ def reset() -> None:
     """Forget the cached service (tests switch settings between modules; a real process never does)."""
     global _runtime
     with _lock:
-        previous, _runtime = _runtime, None
-    close = getattr(previous.service, "close", None) if previous is not None else None
-    if callable(close):
-        close()
+        _runtime = None
 
 
 def install(runtime: Any) -> None:

@@ -12,9 +12,9 @@ import json
 import logging
 from typing import Any, Protocol
 
+from rotation.views import to_json
 from triggers import records
 from triggers.runtime import Runtime
-from triggers.serialize import to_json
 
 
 class Outbox(Protocol):

@@ -17,16 +17,16 @@ from keyrotation_consumer import (
     Layout,
     RotatingKey,
 )
-
-from .fakes import FakeClock, FakeSecretSource
+from testkit.clock import ManualClock
+from testkit.secret_source import FakeSecretSource
 
 PREFIX = "acct"
 TTL = 300.0
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def source() -> FakeSecretSource:
     return source
 
 
-def make_cache(source: FakeSecretSource, clock: FakeClock, **options) -> RotatingKey:
+def make_cache(source: FakeSecretSource, clock: ManualClock, **options) -> RotatingKey:
     options.setdefault("ttl", TTL)
-    return RotatingKey(source, PREFIX, clock=clock, **options)
+    return RotatingKey(source, PREFIX, clock=clock.timestamp, **options)
 
 
 def run_threads(count: int, target) -> list[threading.Thread]:
@@ -71,13 +71,13 @@ def test_reads_active_secret_once_per_ttl_and_reports_its_slot(source, clock):
     assert (first.value, first.slot, first.secret_name) == ("value-one-a", "key1", "acct-active")
     for _ in range(100):
         assert cache.get() == "value-one-a"
-    clock.advance(TTL - 0.001)
+    clock.advance(seconds=TTL - 0.001)
     assert cache.get() == "value-one-a"
     assert dict(source.reads) == {"acct-active": 1}
     assert cache.stats.key_vault_reads == 1
 
     source.store_layout(PREFIX, key1="value-one-a", key2="value-two-b", active="key2")
-    clock.advance(0.001)
+    clock.advance(seconds=0.001)
     swapped = cache.current()
     assert (swapped.value, swapped.slot) == ("value-two-b", "key2")
     assert dict(source.reads) == {"acct-active": 2}
@@ -86,11 +86,11 @@ def test_reads_active_secret_once_per_ttl_and_reports_its_slot(source, clock):
 
 def test_timedelta_options_are_accepted(source, clock):
     cache = RotatingKey(source, PREFIX, ttl=timedelta(minutes=1), max_stale=timedelta(hours=1),
-                        retry_interval=timedelta(seconds=5), clock=clock)
+                        retry_interval=timedelta(seconds=5), clock=clock.timestamp)
     cache.get()
-    clock.advance(59)
+    clock.advance(seconds=59)
     cache.get()
-    clock.advance(1)
+    clock.advance(seconds=1)
     cache.get()
     assert source.reads["acct-active"] == 2
 
@@ -130,7 +130,7 @@ def test_exactly_one_read_per_ttl_under_24_threads(source, clock):
         active = "key2" if period % 2 else "key1"
         source.store_layout(PREFIX, key1="value-one-a", key2=new_value, active=active)
         expected = new_value if active == "key2" else "value-one-a"
-        clock.advance(TTL)
+        clock.advance(seconds=TTL)
         source.gate = threading.Event()
         source.read_started.clear()
         barrier = threading.Barrier(24)
@@ -171,7 +171,7 @@ def test_many_threads_hammering_through_many_ttls_read_once_per_ttl(source, cloc
     try:
         for _ in range(10):
             time.sleep(0.02)
-            clock.advance(TTL)
+            clock.advance(seconds=TTL)
             wait_until(lambda: cache.stats.refreshes >= source.total_reads)
     finally:
         stop.set()
@@ -263,7 +263,7 @@ def test_nothing_better_returns_none_and_is_not_re_read_within_retry_interval(so
         assert cache.refresh_after_unauthorized(rejected) is None
     assert source.total_reads == reads
 
-    clock.advance(10)
+    clock.advance(seconds=10)
     assert cache.refresh_after_unauthorized(rejected) is None
     assert source.total_reads == reads + 3
     assert cache.get() == "same-value"
@@ -281,12 +281,12 @@ def test_fallback_sticks_while_active_secret_still_holds_the_rejected_value(sour
     cache.refresh_after_unauthorized(cache.current())
     assert cache.get() == "value-two-a"
 
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     assert cache.get() == "value-two-a", "P-active still holds the rejected key: keep the other slot"
     assert source.reads["acct-active"] == 3
 
     source.store_layout(PREFIX, key1="value-one-b", key2="value-two-a", active="key1")
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     assert cache.get() == "value-one-b", "once the vault moves on, follow it again"
 
 
@@ -328,7 +328,7 @@ def test_pointer_layout_reads_pointer_then_slot(source, clock):
     assert (key.value, key.slot, key.secret_name) == ("value-one-a", "key1", "acct-key1")
     assert dict(source.reads) == {"acct-active-key": 1, "acct-key1": 1}
     source.store_layout(PREFIX, key1="value-one-a", key2="value-two-b", active="key2")
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     assert cache.get() == "value-two-b"
     assert cache.stats.key_vault_reads == 4
 
@@ -361,19 +361,19 @@ def test_failed_refresh_serves_cached_key_retries_and_gives_up_after_max_stale(s
     cache.get()
     source.failures_left = 10_000
 
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     assert cache.get() == "value-one-a"
     assert source.total_reads == 2
-    clock.advance(29)
+    clock.advance(seconds=29)
     assert cache.get() == "value-one-a"
     assert source.total_reads == 2, "no new read before retry_interval"
-    clock.advance(1)
+    clock.advance(seconds=1)
     assert cache.get() == "value-one-a"
     assert source.total_reads == 3
     assert cache.stats.refresh_failures == 2
     assert "serving the cached key" in caplog.text
 
-    clock.advance(3600 - TTL - 30)
+    clock.advance(seconds=3600 - TTL - 30)
     with pytest.raises(KeyUnavailableError) as raised:
         cache.get()
     assert isinstance(raised.value.__cause__, KeyVaultReadError)
@@ -432,7 +432,7 @@ def test_bind_updates_the_credential_in_place(source, clock):
     assert cache.bind(credential) is credential
     assert credential.key == "value-one-a"
     source.store_layout(PREFIX, key1="value-one-a", key2="value-two-b", active="key2")
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     cache.get()
     assert credential.key == "value-two-b"
 
@@ -446,7 +446,7 @@ def test_failing_listener_does_not_break_refresh(source, clock, caplog):
 
     cache.subscribe(broken)
     source.store_layout(PREFIX, key1="value-one-a", key2="value-two-b", active="key2")
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     assert cache.get() == "value-two-b"
     assert "key listener" in caplog.text
 
@@ -460,7 +460,7 @@ def test_live_credential_follows_the_cache(source, clock):
     assert isinstance(credential, AzureKeyCredential)
     assert credential.key == "value-one-a"
     source.store_layout(PREFIX, key1="value-one-a", key2="value-two-b", active="key2")
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     assert credential.key == "value-two-b"
     with pytest.raises(TypeError):
         credential.update("something-else")
@@ -483,13 +483,13 @@ def test_live_credential_follows_the_cache(source, clock):
 )
 def test_bad_options_raise_value_error_before_any_read(source, clock, prefix, options):
     with pytest.raises(ValueError):
-        RotatingKey(source, prefix, clock=clock, **options)
+        RotatingKey(source, prefix, clock=clock.timestamp, **options)
     assert source.total_reads == 0
 
 
 def test_layout_must_be_a_layout(source, clock):
     with pytest.raises(TypeError):
-        RotatingKey(source, PREFIX, clock=clock, layout="pointer")  # type: ignore[arg-type]
+        RotatingKey(source, PREFIX, clock=clock.timestamp, layout="pointer")  # type: ignore[arg-type]
 
 
 def test_empty_header_name_is_refused(source, clock):
@@ -517,12 +517,12 @@ def test_no_key_value_in_reprs_logs_or_errors(clock, caplog):
              repr(cache.azure_key_credential()), repr(source.read_secret(f"{PREFIX}-active"))]
     cache.refresh_after_unauthorized(cache.current())  # falls back to the other slot (logged)
     source.store_layout(PREFIX, key1=values[0], key2=values[2], active="key2")
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     cache.get()  # slot change (logged)
     source.failures_left = 100
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     cache.get()  # failed refresh (logged)
-    clock.advance(TTL)
+    clock.advance(seconds=TTL)
     with pytest.raises(KeyUnavailableError) as raised:
         cache.get()
     texts += [str(raised.value), repr(raised.value), str(raised.value.__cause__), caplog.text]

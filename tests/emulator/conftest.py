@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.process import EmulatorProcess
+from emulator.client.launcher import EmulatorProcess
 
 VAULT_SCOPE = "https://vault.azure.net/.default"
 

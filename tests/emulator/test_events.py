@@ -13,7 +13,9 @@ import httpx
 import pytest
 from azure.keyvault.secrets import SecretClient
 
-from emulator.process import ControlError, EmulatorManagedIdentityCredential, EmulatorProcess
+from emulator.client.control_client import ControlError
+from emulator.client.credential import EmulatorManagedIdentityCredential
+from emulator.client.launcher import EmulatorProcess
 from emulator.server import run_in_thread
 
 DAY = 86400

@@ -7,7 +7,7 @@ import time
 import pytest
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from emulator.process import ControlError
+from emulator.client.control_client import ControlError
 from tests.emulator.conftest import arm_scope, token_for
 
 GROUP, ACCOUNT = "rg-demo", "ai-services"

@@ -9,7 +9,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 
-from emulator.process import EmulatorManagedIdentityCredential, EmulatorProcess
+from emulator.client.credential import EmulatorManagedIdentityCredential
+from emulator.client.launcher import EmulatorProcess
 from tests.emulator.conftest import VAULT_SCOPE, arm_scope, raw_client, token_for
 
 

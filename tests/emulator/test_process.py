@@ -14,7 +14,8 @@ from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from emulator.process import REPO_ROOT, ControlError, EmulatorProcess
+from emulator.client.control_client import ControlError
+from emulator.client.launcher import REPO_ROOT, EmulatorProcess
 
 EXPECTED_ENV = {
     "KEY_VAULT_URL",

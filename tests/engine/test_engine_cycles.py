@@ -10,8 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from rotation.model import Phase, Policy, RequestStatus, Slot
-from tests.engine.harness import SimulatedCrash, make_engine
+from rotation.model import Phase, Policy, Slot
+from rotation.outcomes import RequestStatus
+from testkit.watch import SimulatedCrash
+from tests.engine.harness import make_engine
 
 
 def _complete(engine, rounds: int = 6) -> None:
@@ -28,7 +30,7 @@ def test_full_cycle_counts_calls_against_the_minimum(fresh_emulator, azurite, mo
     engine = make_engine(fresh_emulator, azurite, monkeypatch, target_options={"drainTime": "PT1H"})
     engine.service.sweep()  # adoption
     fresh_emulator.control.reset_calls()
-    engine.recorder.counts.clear()
+    engine.port_calls.clear()
     with caplog.at_level(logging.INFO, logger="rotation"):
         engine.clock.advance(days=30)
         first = engine.service.sweep()
@@ -39,7 +41,7 @@ def test_full_cycle_counts_calls_against_the_minimum(fresh_emulator, azurite, mo
     assert engine.state().phase is Phase.IDLE
     engine.check_i1_i3()
     calls = {k: v for k, v in fresh_emulator.control.calls().items() if v and not k.startswith("identity")}
-    tables = dict(engine.recorder.counts)
+    tables = dict(engine.port_calls.counts)
     print("EMULATOR_CALLS", json.dumps(calls, sort_keys=True))
     print("PORT_CALLS", json.dumps(tables, sort_keys=True))
     # The figures recorded in docs/ENGINE.md ("Calls per cycle"); service_keys()/check_i1_i3 add reads
@@ -68,8 +70,8 @@ def test_crash_after_each_side_effect_then_next_invocation_completes(
     engine = make_engine(emulator, azurite, monkeypatch)
     engine.service.sweep()
     before = engine.service_keys()
-    engine.recorder.side_effects = 0
-    engine.recorder.crash_after = crash_after
+    engine.crasher.side_effects = 0
+    engine.crasher.crash_after = crash_after
     with caplog.at_level(logging.INFO, logger="rotation"), pytest.raises(SimulatedCrash) as crashed:
         engine.service.request_rotation(engine.names[0], trigger="cli", emergency=True, reason="crash test")
     engine.check_i1_i3()
@@ -78,7 +80,7 @@ def test_crash_after_each_side_effect_then_next_invocation_completes(
     assert state.phase is Phase.IDLE and state.cycles_completed == 1 and state.lease_owner is None
     after = engine.service_keys()
     assert after[Slot.KEY1] != before[Slot.KEY1] and after[Slot.KEY2] != before[Slot.KEY2]
-    assert engine.recorder.counts["arm.regenerate_key"] <= 3  # at most one repeat, of an unused slot
+    assert engine.port_calls.counts["arm.regenerate_key"] <= 3  # at most one repeat, of an unused slot
     engine.check_i1_i3()
     engine.assert_no_key_values_in(
         [str(crashed.value)] + [r.getMessage() for r in caplog.records] + engine.state_and_history_texts()
@@ -219,7 +221,7 @@ def test_secret_events_request_one_cycle_and_ignore_stale_ones(emulator, azurite
     second = engine.service.handle_secret_near_expiry(vault, target.active_secret, current.version)
     # the version was replaced by the swap, or the cycle is still running: never a second cycle
     assert second.reason in ("stale_version", "cycle_in_progress") and not second.requested
-    assert engine.recorder.counts["arm.regenerate_key"] == 1
+    assert engine.port_calls.counts["arm.regenerate_key"] == 1
 
 
 def test_lifecycle_events_reach_the_event_grid_topic(emulator, azurite, monkeypatch) -> None:
@@ -368,13 +370,13 @@ def test_an_unexpected_error_records_the_error_and_releases_the_lease_at_once(
     fresh_emulator, azurite, monkeypatch
 ) -> None:
     """E.g. OSError from a CA file that no longer exists: the next sweep must not find the target busy."""
-    from rotation.runner import Ports
+    from rotation.ports import Ports
 
     class BrokenProbe:
         def probe(self, endpoint, kind, key):  # type: ignore[no-untyped-def]
             raise OSError("Could not find a suitable TLS CA certificate bundle, invalid path: /gone/ca.pem")
 
-    def wrap(ports: Ports, recorder) -> Ports:  # type: ignore[no-untyped-def]
+    def wrap(ports: Ports) -> Ports:
         return Ports(ports.secrets, ports.keys, BrokenProbe(), ports.states, ports.history,  # type: ignore[arg-type]
                      ports.lifecycle, ports.limiter)
 

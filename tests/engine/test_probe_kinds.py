@@ -12,19 +12,17 @@ from datetime import timedelta
 import pytest
 
 from bench.probe_verdicts import CASES, Case, adapters, verdicts
-from emulator.process import REPO_ROOT
+from emulator.client.launcher import REPO_ROOT
 from rotation.model import Phase, Policy, ProbeOverride, Slot
 from rotation.ports import DataPlane, ProbeResult
-from rotation.runner import NETWORK_DENIED_ADVICE
+from rotation.steps.verify import NETWORK_DENIED_ADVICE
 from tests.engine.harness import make_engine
 
 
 @pytest.fixture
 def probe_adapters(emulator, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_bundle)  # how the service trusts the emulator
-    keys, probe = adapters(emulator)
-    yield keys, probe
-    keys.close()
+    return adapters(emulator)
 
 
 def _case_id(case: Case) -> str:

@@ -86,11 +86,15 @@ DEPLOY = (ROOT / "docs" / "DEPLOY.md").read_text()
 
 
 def test_events_doc_is_the_subscriber_contract_of_the_published_events():
+    from rotation.outcomes import LifecycleEventType
     from rotation.ports import LifecycleEvent
-    from shared.lifecycle_publisher import _data
+    from shared.azure.event_grid import _data
 
-    published = set(re.findall(r'"(KeyRotation\.[A-Za-z]+)"', (ROOT / "rotation" / "runner.py").read_text()))
-    assert len(published) == 4, published
+    # What the engine publishes: every LifecycleEventType member some engine module passes to audit.publish.
+    engine_code = "".join(path.read_text() for path in (ROOT / "rotation").rglob("*.py"))
+    used = set(re.findall(r"LifecycleEventType\.([A-Z_]+)", engine_code))
+    published = {LifecycleEventType[name].value for name in used}
+    assert len(published) == 4 and published == {member.value for member in LifecycleEventType}, published
     for event_type in published:
         assert f"`{event_type}`" in EVENTS, event_type
     sample = LifecycleEvent(

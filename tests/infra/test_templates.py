@@ -132,5 +132,6 @@ def test_funcignore_ships_the_runtime_code_and_leaves_the_rest_out():
     assert runtime_packages == {"rotation", "shared", "triggers"}
     for shipped in ("function_app.py", "host.json", "requirements.txt", *runtime_packages):
         assert not ignored(shipped), shipped
-    for left_out in (".venv", "node_modules", "tests", "emulator", "infra", "local.settings.json"):
+    for left_out in (".venv", "node_modules", "tests", "testkit", "emulator", "infra", "local.settings.json",
+                     "operator_cli"):
         assert ignored(left_out), left_out

@@ -15,7 +15,7 @@ import pytest
 
 from tests.infra import bicep, kql
 from tests.infra.bicep import MAIN
-from tests.unit.fakes import Rig, make_rig, transient
+from tests.unit.rig import Rig, make_rig, transient
 
 WORKBOOK = bicep.app_module("workbook")
 ALERTS = bicep.app_module("alerts")

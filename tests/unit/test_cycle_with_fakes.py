@@ -9,8 +9,11 @@ from datetime import timedelta
 import pytest
 
 from rotation.errors import UnknownTarget
-from rotation.model import Phase, Policy, RequestStatus, Slot
-from tests.unit.fakes import SimulatedCrash, make_rig, transient
+from rotation.model import Phase, Policy, Slot
+from rotation.outcomes import RequestStatus
+from rotation.views import to_json
+from testkit.watch import SimulatedCrash
+from tests.unit.rig import make_rig, transient
 
 
 def test_adoption_stores_both_keys_pointer_and_active_value() -> None:
@@ -80,13 +83,13 @@ def test_state_writes_per_cycle_are_the_minimum() -> None:
     rig = make_rig()
     rig.service.sweep()
     rig.clock.advance(days=30)
-    rig.states.calls.clear()
+    rig.calls.clear()
     rig.service.sweep()
     rig.clock.advance(days=1)
     rig.service.sweep()
-    assert rig.states.calls.get("replace") == 4  # REGENERATING, DRAINING, RETIRING, IDLE
-    assert rig.states.calls.get("get", 0) == 0  # sweeps read everything with one list query each
-    assert rig.states.calls.get("list_all") == 2
+    assert rig.calls.get("states.replace") == 4  # REGENERATING, DRAINING, RETIRING, IDLE
+    assert rig.calls.get("states.get", 0) == 0  # sweeps read everything with one list query each
+    assert rig.calls.get("states.list_all") == 2
 
 
 def test_failed_verification_never_swaps_and_the_cycle_fails_after_the_timeout() -> None:
@@ -142,8 +145,8 @@ def test_crash_after_every_side_effect_then_next_invocation_completes(crash_afte
     rig = make_rig(drain=timedelta(hours=1))
     rig.service.sweep()
     rig.clock.advance(days=30)
-    rig.world.crasher.calls = 0
-    rig.world.crasher.crash_after = crash_after
+    rig.crasher.side_effects = 0
+    rig.crasher.crash_after = crash_after
     crashed = False
     try:
         rig.service.request_rotation("acc1", trigger="cli", emergency=True, reason="test")
@@ -178,7 +181,7 @@ def test_transient_failure_is_recorded_and_retried_with_backoff() -> None:
     rig.clock.advance(minutes=1)
     rig.service.sweep()
     assert rig.state().phase is Phase.DRAINING  # type: ignore[union-attr]
-    rows = rig.history.rows[rig.target().key]
+    rows = rig.history.rows[rig.target().state_key]
     assert any(r.outcome == "failed" and r.step == "regenerate_new" for r in rows)
 
 
@@ -200,7 +203,7 @@ def test_request_semantics_in_progress_refused_forced_emergency() -> None:
     assert emergency.status is RequestStatus.DRAIN_SHORTENED
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 2
-    rows = rig.history.rows[rig.target().key]
+    rows = rig.history.rows[rig.target().state_key]
     assert any(r.step == "request" and r.emergency and r.outcome == "drain_shortened" for r in rows)
     rig.check_invariants()
     with pytest.raises(UnknownTarget):
@@ -214,7 +217,7 @@ def test_emergency_rotation_completes_the_whole_cycle_at_once() -> None:
     assert outcome.status is RequestStatus.STARTED
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 1
-    started = [r for r in rig.history.rows[rig.target().key] if r.step == "cycle"]
+    started = [r for r in rig.history.rows[rig.target().state_key] if r.step == "cycle"]
     assert started and started[0].emergency and started[0].requester == "bob"
 
 
@@ -230,7 +233,7 @@ def test_drift_in_the_active_slot_is_repaired_loudly(caplog: pytest.LogCaptureFi
     assert rig.world.secret_value(rig.target().slot_secret(Slot.KEY1)) == account.keys[Slot.KEY1]
     assert rig.world.secret_value(rig.target().active_secret) == account.keys[Slot.KEY1]
     assert any(r.levelno == logging.ERROR and "rotation.drift" in r.getMessage() for r in caplog.records)
-    assert any(r.step == "drift" for r in rig.history.rows[rig.target().key])
+    assert any(r.step == "drift" for r in rig.history.rows[rig.target().state_key])
     rig.check_invariants()
 
 
@@ -240,10 +243,10 @@ def test_keyless_account_is_left_alone_and_rechecked() -> None:
     assert rig.service.sweep().failed == 0
     state = rig.state()
     assert state is not None and state.phase is Phase.KEYLESS
-    calls = dict(rig.keys.calls)
+    calls = rig.calls.of("keys")
     rig.clock.advance(hours=1)
     rig.service.sweep()
-    assert rig.keys.calls == calls  # no error storm: not even a read before the re-check
+    assert rig.calls.of("keys") == calls  # no error storm: not even a read before the re-check
     refused = rig.service.request_rotation("acc1", force=True)
     assert refused.status is RequestStatus.REFUSED and "disableLocalAuth" in refused.message
     rig.world.account(rig.target().resource_id).disable_local_auth = False
@@ -284,7 +287,7 @@ def test_sweep_counts_targets_overdue_past_their_grace_and_clears_them_once_rota
     assert first.overdue == 0  # due, but not yet past the grace
     rig.clock.advance(seconds=grace.total_seconds() + 1)
     late = rig.service.sweep()
-    assert late.overdue == 2 and json.loads(json.dumps(late.to_dict()))["overdue"] == 2
+    assert late.overdue == 2 and json.loads(json.dumps(to_json(late)))["overdue"] == 2
     rig.world.faults.clear()
     for _ in range(4):  # backoff retries, the drain, then the old slot is retired
         rig.clock.advance(days=1)
@@ -306,12 +309,12 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
     rig.service.sweep()
     rig.clock.advance(days=30)
     t = rig.target()
-    stale = rig.states.get(t.key)  # what a slower invocation loaded before the winner wrote
+    stale = rig.states.get(t.state_key)  # what a slower invocation loaded before the winner wrote
     winner = rig.service.runner.advance(t, "timer")
     assert "start_cycle" in winner.steps
     loser = rig.service.runner.advance(t, "event", loaded=stale)
     assert loser.outcome == "busy" and "start_cycle" not in loser.steps
-    started = [r for r in rig.history.rows[t.key] if (r.step, r.outcome) == ("cycle", "started")]
+    started = [r for r in rig.history.rows[t.state_key] if (r.step, r.outcome) == ("cycle", "started")]
     state = rig.state()
     assert state is not None and [r.cycle for r in started] == [state.cycle_id]
     assert [e.event_type for e in rig.lifecycle.events].count("KeyRotation.CycleStarted") == 1
@@ -321,6 +324,6 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
 def test_an_admin_request_that_adopts_a_new_target_records_who_asked() -> None:
     rig = make_rig()
     rig.service.request_rotation("acc1", trigger="admin", requester="alice@contoso", reason="onboarding")
-    rows = rig.history.rows[rig.target().key]
+    rows = rig.history.rows[rig.target().state_key]
     adopt = [r for r in rows if r.step == "adopt"]
     assert len(adopt) == 1 and adopt[0].requester == "alice@contoso" and adopt[0].trigger == "admin"

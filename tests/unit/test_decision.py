@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from rotation.decision import Action, decide, judge_request
-from rotation.model import CycleRequest, Phase, Policy, RequestStatus, Slot, Target, TargetState
-from tests.unit.fakes import T0, rid
+from rotation.model import CycleRequest, Phase, Policy, Slot, Target, TargetState
+from rotation.outcomes import RequestStatus
+from testkit.fakes import T0, rid
 
 TARGET = Target(rid("acc"), "acc", timedelta(days=30), timedelta(hours=24))
 POLICY = Policy()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from emulator.gateway import Shape, route
 from rotation.model import ProbeOverride
 from rotation.ports import DataPlane, ProbeResult
-from shared.probe_table import (
+from shared.azure.probe_table import (
     ISSUE_TOKEN,
     REGION_HEADER,
     EndpointShape,

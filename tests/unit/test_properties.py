@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rotation.model import Phase, Policy
-from tests.unit.fakes import SimulatedCrash, make_rig
+from testkit.watch import SimulatedCrash
+from tests.unit.rig import make_rig
 
 OPERATIONS = st.one_of(
     st.tuples(st.just("sweep"), st.none()),
@@ -44,19 +45,19 @@ def test_invariants_hold_under_any_interleaving(operations: list[tuple[str, obje
             elif op == "time":
                 rig.clock.advance(seconds=int(arg))  # type: ignore[call-overload]
             elif op == "crash":
-                rig.world.crasher.calls = 0
-                rig.world.crasher.crash_after = int(arg)  # type: ignore[call-overload]
+                rig.crasher.side_effects = 0
+                rig.crasher.crash_after = int(arg)  # type: ignore[call-overload]
             elif op == "propagation":
                 rig.world.propagation_probes = int(arg)  # type: ignore[call-overload]
         except SimulatedCrash:
             pass
         rig.check_invariants()
         for target in rig.targets:  # I4: one state entity per target, never two cycles at once
-            state = rig.states.rows.get(target.key)
+            state = rig.states.rows.get(target.state_key)
             if state is not None and state[0].phase.in_cycle:
                 assert state[0].cycle_id is not None
     # Liveness: with no more crashes and time passing, every target comes to rest.
-    rig.world.crasher.crash_after = None
+    rig.crasher.crash_after = None
     rig.world.propagation_probes = 0
     for _ in range(10):
         rig.clock.advance(hours=7)

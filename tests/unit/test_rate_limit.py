@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from shared.rate_limit import TokenBucketLimiter
+from shared.budgets import TokenBucketLimiter
 
 
 class Ticks:
@@ -42,7 +42,8 @@ def test_several_writes_are_taken_all_or_nothing() -> None:
 
 def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> None:
     from rotation.model import Phase
-    from tests.unit.fakes import make_rig
+    from rotation.views import to_json
+    from tests.unit.rig import make_rig
 
     ticks = Ticks()  # frozen: no refill during the test
     limiter = TokenBucketLimiter(rate_per_second=1, burst=9, clock=ticks)
@@ -53,7 +54,7 @@ def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> 
     due = rig.service.sweep()
     draining = [i for i in range(5) if getattr(rig.state(i), "phase", None) is Phase.DRAINING]
     assert len(draining) == 2 and due.advanced == 2  # 2 writes each; the other three wait for tokens
-    assert due.deferred == 3 and due.to_dict()["deferred"] == 3
+    assert due.deferred == 3 and to_json(due)["deferred"] == 3
     assert len(rig.world.regenerations) == 2
     ticks.now = 6.0  # 6 tokens: the three waiting targets start (2 each) on the next sweep
     rig.clock.advance(minutes=1)
@@ -62,7 +63,7 @@ def test_a_sweep_spends_two_arm_writes_per_regenerate_and_one_per_adoption() -> 
 
 
 def test_a_deferred_adoption_writes_no_state_and_reads_it_once() -> None:
-    from tests.unit.fakes import make_rig
+    from tests.unit.rig import make_rig
 
     ticks = Ticks()
     limiter = TokenBucketLimiter(rate_per_second=1, burst=2, clock=ticks)
@@ -70,7 +71,7 @@ def test_a_deferred_adoption_writes_no_state_and_reads_it_once() -> None:
     summary = rig.service.sweep()
     assert (summary.advanced, summary.deferred) == (2, 1)
     # the sweep's one query found no state: no per-target re-read, no intent for the deferred one
-    assert rig.states.calls.get("get", 0) == 0 and rig.states.calls["create"] == 2
+    assert rig.calls.get("states.get", 0) == 0 and rig.calls.get("states.create") == 2
     assert [rig.state(i) is None for i in range(3)].count(True) == 1  # no ADOPTING intent left behind
     ticks.now = 1.0
     assert rig.service.sweep().advanced == 1

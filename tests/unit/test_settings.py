@@ -8,7 +8,7 @@ import pytest
 from rotation.errors import SettingsError
 from rotation.model import VerifyMode, table_key
 from shared.settings import APP_SETTINGS, load_settings
-from tests.unit.fakes import rid
+from testkit.fakes import rid
 
 BASE = {"KEY_VAULT_URL": "https://kv.vault.azure.net/", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 

@@ -1,4 +1,5 @@
-"""Fakes for the pure cache logic: a manual clock and an in-memory secret source with fault injection."""
+"""An in-memory ``SecretSource`` (the consumer library's port) with fault injection, for the cache's unit
+tests; their clock is ``testkit.clock.ManualClock.timestamp``."""
 
 from __future__ import annotations
 
@@ -6,20 +7,6 @@ import threading
 from collections import Counter
 
 from keyrotation_consumer import KeyVaultReadError, SecretNotFoundError, SecretRecord
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 class FakeSecretSource:

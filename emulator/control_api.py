@@ -13,10 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.arm import account_envelope
-from emulator.controls import Fault, InvalidControl
 from emulator.core import Emulator
 from emulator.errors import json_response
-from emulator.state import ISSUED_KEYS, NETWORK_ACTIONS, Account, InvalidAccount
+from emulator.knobs import Fault, InvalidControl
+from emulator.state import KEYS_ISSUED_HERE, NETWORK_ACTIONS, Account, InvalidAccount
 
 # What PATCH /accounts/{name} can change (and POST /accounts can set), with each value's check.
 ACCOUNT_FIELDS: dict[str, Callable[[Any], bool]] = {
@@ -183,9 +183,9 @@ class ControlApi:
 
     async def set_latency(self, request: Request) -> Response:
         body = await _body(request)
-        self.emulator.controls.set_latency(body.get("seconds"), body.get("operation"))
+        self.emulator.knobs.set_latency(body.get("seconds"), body.get("operation"))
         return json_response(
-            {"default": self.emulator.controls.default_latency, "operations": self.emulator.controls.latency}
+            {"default": self.emulator.knobs.default_latency, "operations": self.emulator.knobs.latency}
         )
 
     async def set_propagation(self, request: Request) -> Response:
@@ -197,8 +197,8 @@ class ControlApi:
         return json_response({"seconds": self.emulator.state.propagation_seconds})
 
     async def set_throttling(self, request: Request) -> Response:
-        self.emulator.controls.set_limits(await _body(request))
-        limits = self.emulator.controls.limits
+        self.emulator.knobs.set_limits(await _body(request))
+        limits = self.emulator.knobs.limits
         return json_response(
             {
                 "readCapacity": limits.read_capacity,
@@ -209,15 +209,15 @@ class ControlApi:
         )
 
     async def list_faults(self, request: Request) -> Response:
-        return json_response([fault.to_json() for fault in self.emulator.controls.faults])
+        return json_response([fault.to_json() for fault in self.emulator.knobs.faults])
 
     async def add_fault(self, request: Request) -> Response:
         fault = Fault.from_json(await _body(request))
-        self.emulator.controls.faults.append(fault)
+        self.emulator.knobs.faults.append(fault)
         return json_response(fault.to_json(), 201)
 
     async def clear_faults(self, request: Request) -> Response:
-        self.emulator.controls.faults.clear()
+        self.emulator.knobs.faults.clear()
         return Response(status_code=204)
 
     # -- clock --------------------------------------------------------------------------------------
@@ -244,14 +244,14 @@ class ControlApi:
     # -- observations -------------------------------------------------------------------------------
 
     async def get_calls(self, request: Request) -> Response:
-        return json_response({"counts": dict(self.emulator.controls.calls)})
+        return json_response({"counts": dict(self.emulator.knobs.calls)})
 
     async def issued_keys(self, request: Request) -> Response:
         """Every account key this emulator ever issued: the test suite's leak scan (I5) greps for them."""
-        return json_response({"keys": sorted(ISSUED_KEYS)})
+        return json_response({"keys": sorted(KEYS_ISSUED_HERE)})
 
     async def reset_calls(self, request: Request) -> Response:
-        self.emulator.controls.calls.clear()
+        self.emulator.knobs.calls.clear()
         return Response(status_code=204)
 
     async def kv_events(self, request: Request) -> Response:
@@ -269,6 +269,6 @@ class ControlApi:
 
     async def reset(self, request: Request) -> Response:
         self.emulator.state.reset()
-        self.emulator.controls.reset()
+        self.emulator.knobs.reset()
         self.emulator.persist()
         return Response(status_code=204)

@@ -22,7 +22,7 @@ from azure.data.tables import TableClient, UpdateMode
 from rotation.errors import StateConflict
 from rotation.model import HistoryRecord, Phase, Slot, TargetState, VersionedState
 from rotation.ports import HistoryStore, StateStore
-from shared.azure_errors import translate
+from shared.azure.errors import translate
 
 STATE_ROW = "state"
 _DATETIME_FIELDS = (

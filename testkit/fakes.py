@@ -1,6 +1,8 @@
-"""In-memory fakes implementing the engine's ports, with invariant bookkeeping (I1-I4) and crash injection.
+"""In-memory fakes implementing the engine's ports, with invariant bookkeeping (I2, I4) in a shared ``World``.
 
-Only the pure core is tested with these; tests/engine runs the same engine against the emulator and Azurite.
+Counting calls and crash injection are ``testkit.watch``'s (the unit rig wraps these fakes with it).
+tests/contract runs the same cases against each fake and its real adapter; tests/engine runs the engine
+against the emulator and Azurite.
 """
 
 from __future__ import annotations
@@ -8,14 +10,13 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from rotation.errors import KeylessAccount, SecretDeleted, StateConflict, TransientAzureError
+from rotation.errors import AzureRequestRejected, KeylessAccount, SecretDeleted, StateConflict
 from rotation.model import (
     HistoryRecord,
-    Policy,
     ProbeOverride,
     SecretValue,
     Slot,
@@ -37,11 +38,7 @@ from rotation.ports import (
     SecretVersion,
     StateStore,
     StoredSecret,
-    UnlimitedWrites,
-    WriteRateLimiter,
 )
-from rotation.runner import Ports
-from rotation.service import RotationService
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -49,35 +46,6 @@ SUB = "00000000-0000-0000-0000-000000000001"
 
 def rid(name: str, sub: str = SUB) -> str:
     return f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/{name}"
-
-
-class SimulatedCrash(BaseException):  # a process dying, not an error it handles
-    """The process died right here (after the real call, before the engine saw its result)."""
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
-class Crasher:
-    """Counts side-effect calls across all fakes; raises SimulatedCrash after the Nth (the call happened)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.crash_after: int | None = None
-
-    def after_call(self, name: str) -> None:
-        self.calls += 1
-        if self.crash_after is not None and self.calls == self.crash_after:
-            self.crash_after = None
-            raise SimulatedCrash(f"crash after call {self.calls} ({name})")
 
 
 @dataclass
@@ -93,18 +61,20 @@ class FakeAccount:
 class World:
     """Shared truth for the fakes: accounts, vault, clock, invariant violations."""
 
-    def __init__(self, clock: FakeClock, drain_of: Mapping[str, timedelta] | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], datetime], drain_of: Mapping[str, timedelta] | None = None
+    ) -> None:
         self.clock = clock
         self.accounts: dict[str, FakeAccount] = {}
+        # Key Vault names are case-insensitive: both dicts are keyed by the lower-cased name.
         self.vault: dict[str, list[StoredSecret]] = {}
         self.created: dict[str, datetime] = {}
-        # soft-deleted secrets: their names refuse writes until recovered
+        # soft-deleted secrets: hidden from reads and listings, their names refuse writes until recovered
         self.deleted: set[str] = set()
         # prefix -> (when, value) each time P-active changed value: what a P-active reader got (I2)
         self.active_history: dict[str, list[tuple[datetime, str]]] = {}
         self.pointer_history: dict[str, list[tuple[datetime, Slot]]] = {}  # prefix -> changes
         self.violations: list[str] = []
-        self.crasher = Crasher()
         self.regenerations: list[tuple[str, Slot]] = []
         self.lock = threading.RLock()
         self.propagation_probes = 0  # a new key is refused this many times before being accepted
@@ -124,13 +94,18 @@ class World:
     def all_key_values(self) -> list[str]:
         return [value for account in self.accounts.values() for value in account.issued]
 
+    def delete_secret(self, name: str) -> None:
+        """What an operator's delete does (soft delete): the name refuses writes until recovered."""
+        with self.lock:
+            self.deleted.add(name.lower())
+
     def fault(self, operation: str) -> None:
         queue = self.faults.get(operation)
         if queue:
             raise queue.pop(0)
 
     def secret_value(self, name: str) -> str | None:
-        versions = self.vault.get(name)
+        versions = self.vault.get(name.lower())
         return versions[-1].value.reveal() if versions else None
 
 
@@ -142,21 +117,23 @@ class FakeSecrets(SecretStore):
     def get_secret(self, name: str) -> StoredSecret | None:
         with self.world.lock:
             self.world.fault("keyvault.get_secret")
-            versions = self.world.vault.get(name)
-            return versions[-1] if versions and name not in self.world.deleted else None
+            versions = self.world.vault.get(name.lower())
+            return versions[-1] if versions and name.lower() not in self.world.deleted else None
 
     def set_secret(
         self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None
     ) -> str:
         with self.world.lock:
             self.world.fault("keyvault.set_secret")
-            if name in self.world.deleted:
+            if name.lower() in self.world.deleted:
                 raise SecretDeleted(f"keyvault.set_secret: HTTP 409 {name} is deleted but recoverable")
             version = f"v{next(self.versions)}"
-            self.world.vault.setdefault(name, []).append(
+            # Key Vault keeps ``exp`` and ``created`` in whole Unix seconds.
+            expires_on = expires_on.replace(microsecond=0) if expires_on else None
+            self.world.vault.setdefault(name.lower(), []).append(
                 StoredSecret(name, value, version, dict(tags), expires_on)
             )
-            self.world.created[version] = self.world.clock()
+            self.world.created[version] = self.world.clock().replace(microsecond=0)
             if name.endswith("-active"):
                 held = self.world.active_history.setdefault(name[: -len("-active")], [])
                 if not held or held[-1][1] != value.reveal():
@@ -168,35 +145,36 @@ class FakeSecrets(SecretStore):
                 history = self.world.pointer_history.setdefault(prefix, [])
                 if not history or history[-1][1] is not slot:
                     history.append((self.world.clock(), slot))
-        self.world.crasher.after_call(f"set_secret {name}")
         return version
 
     def recover_secret(self, name: str) -> None:
         with self.world.lock:
-            self.world.deleted.discard(name)
+            self.world.deleted.discard(name.lower())
 
     def list_versions(self, name: str) -> list[SecretVersion]:
         with self.world.lock:
             self.world.fault("keyvault.list_secret_versions")
             return [
                 SecretVersion(v.version, self.world.created.get(v.version), dict(v.tags))
-                for v in self.world.vault.get(name, [])
+                for v in self.world.vault.get(name.lower(), [])
+                if name.lower() not in self.world.deleted
             ]
 
 
 class FakeKeys(KeyService):
     def __init__(self, world: World) -> None:
         self.world = world
-        self.calls: dict[str, int] = {}
 
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
+    def _account(self, resource_id: str, operation: str) -> FakeAccount:
+        account = self.world.accounts.get(resource_id.lower())
+        if account is None:  # what the adapter makes of ARM's 404 ResourceNotFound
+            raise AzureRequestRejected(f"{operation}: HTTP 404 ResourceNotFound")
+        return account
 
     def get_account(self, resource_id: str) -> AccountInfo:
         with self.world.lock:
-            self._count("get_account")
             self.world.fault("arm.get_account")
-            account = self.world.account(resource_id)
+            account = self._account(resource_id, "arm.get_account")
             name = resource_id.rsplit("/", 1)[-1]
             return AccountInfo(
                 resource_id, account.kind, f"https://{name}.example/", account.disable_local_auth, "eastus"
@@ -204,18 +182,16 @@ class FakeKeys(KeyService):
 
     def list_keys(self, resource_id: str) -> AccountKeys:
         with self.world.lock:
-            self._count("list_keys")
             self.world.fault("arm.list_keys")
-            account = self.world.account(resource_id)
+            account = self._account(resource_id, "arm.list_keys")
             if account.disable_local_auth:
                 raise KeylessAccount("local auth disabled")
             return AccountKeys(SecretValue(account.keys[Slot.KEY1]), SecretValue(account.keys[Slot.KEY2]))
 
     def regenerate_key(self, resource_id: str, slot: Slot) -> None:
         with self.world.lock:
-            self._count("regenerate_key")
             self.world.fault("arm.regenerate_key")
-            account = self.world.account(resource_id)
+            account = self._account(resource_id, "arm.regenerate_key")
             if account.disable_local_auth:
                 raise KeylessAccount("local auth disabled")
             self._check_i2_i4(resource_id, slot)
@@ -224,7 +200,6 @@ class FakeKeys(KeyService):
             account.issued.append(value)
             account.pending[value] = self.world.propagation_probes
             self.world.regenerations.append((resource_id, slot))
-        self.world.crasher.after_call(f"regenerate {slot}")
 
     def _check_i2_i4(self, resource_id: str, slot: Slot) -> None:
         target = self.world.targets.get(resource_id.lower())
@@ -247,12 +222,12 @@ class FakeKeys(KeyService):
         for index, (_at, value) in enumerate(held):
             if value != doomed:
                 continue
-            until = held[index + 1][0] if index + 1 < len(held) else None
-            if until is None or now < until + drain:
+            replaced_at = held[index + 1][0] if index + 1 < len(held) else None
+            if replaced_at is None or now < replaced_at + drain:
                 self.world.violations.append(f"I2: regenerate {slot} while P-active holds or held it")
         states = self.world.states
         if states is not None:
-            current = states.rows.get(target.key)
+            current = states.rows.get(target.state_key)
             if (
                 current is None
                 or current[0].lease_owner is None
@@ -262,7 +237,7 @@ class FakeKeys(KeyService):
 
     def _drain_in_effect(self, target: Target) -> timedelta:
         states = self.world.states
-        current = states.rows.get(target.key) if states else None
+        current = states.rows.get(target.state_key) if states else None
         if current and current[0].drain_seconds is not None:
             return timedelta(seconds=current[0].drain_seconds)
         return target.drain_time
@@ -271,13 +246,11 @@ class FakeKeys(KeyService):
 class FakeProbe(KeyProbe):
     def __init__(self, world: World) -> None:
         self.world = world
-        self.calls = 0
 
     def probe(
         self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None
     ) -> ProbeResult:
         with self.world.lock:
-            self.calls += 1
             self.world.fault("dataplane.request")
             name = plane.endpoint.split("//", 1)[1].split(".", 1)[0]
             account = self.world.account(rid(name))
@@ -296,45 +269,35 @@ class FakeStateStore(StateStore):
         self.world = world
         self.rows: dict[str, tuple[TargetState, str]] = {}
         self.etags = itertools.count(1)
-        self.calls: dict[str, int] = {}
         world.states = self
-
-    def _count(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
 
     def get(self, target_key: str) -> VersionedState | None:
         with self.world.lock:
-            self._count("get")
             self.world.fault("table.get")
             row = self.rows.get(target_key)
             return VersionedState(*row) if row else None
 
     def create(self, target_key: str, state: TargetState) -> VersionedState:
         with self.world.lock:
-            self._count("create")
             self.world.fault("table.write")
             if target_key in self.rows:
                 raise StateConflict("exists")
             etag = f"e{next(self.etags)}"
             self.rows[target_key] = (state, etag)
-        self.world.crasher.after_call("state.create")
         return VersionedState(state, etag)
 
     def replace(self, target_key: str, state: TargetState, etag: str) -> VersionedState:
         with self.world.lock:
-            self._count("replace")
             self.world.fault("table.write")
             row = self.rows.get(target_key)
             if row is None or row[1] != etag:
                 raise StateConflict("etag mismatch")
             new_etag = f"e{next(self.etags)}"
             self.rows[target_key] = (state, new_etag)
-        self.world.crasher.after_call("state.replace")
         return VersionedState(state, new_etag)
 
     def list_all(self) -> Iterator[tuple[str, VersionedState]]:
         with self.world.lock:
-            self._count("list_all")
             rows = list(self.rows.items())
         for key, (state, etag) in rows:
             yield key, VersionedState(state, etag)
@@ -348,7 +311,9 @@ class FakeHistory(HistoryStore):
         self.rows.setdefault(target_key, []).append(record)
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
-        return list(reversed(self.rows.get(target_key, [])))[:limit]
+        """Newest ``at`` first, as the table's row keys sort (equal times: the later append first)."""
+        newest_appended_first = list(reversed(self.rows.get(target_key, [])))
+        return sorted(newest_appended_first, key=lambda r: r.at, reverse=True)[:limit]
 
 
 class FakeLifecycle(LifecycleSink):
@@ -357,86 +322,3 @@ class FakeLifecycle(LifecycleSink):
 
     def publish(self, events: Iterable[LifecycleEvent]) -> None:
         self.events.extend(events)
-
-
-@dataclass
-class Rig:
-    world: World
-    clock: FakeClock
-    secrets: FakeSecrets
-    keys: FakeKeys
-    probe: FakeProbe
-    states: FakeStateStore
-    history: FakeHistory
-    lifecycle: FakeLifecycle
-    service: RotationService
-    targets: list[Target]
-
-    def target(self, index: int = 0) -> Target:
-        return self.targets[index]
-
-    def state(self, index: int = 0) -> TargetState | None:
-        row = self.states.rows.get(self.targets[index].key)
-        return row[0] if row else None
-
-    def check_invariants(self) -> None:
-        """I1 (pointer names an accepted stored value, and so does P-active), I3 (IDLE ⇒ slots = listKeys),
-        plus every violation the fakes recorded (I2, I4)."""
-        assert not self.world.violations, self.world.violations
-        for target in self.targets:
-            account = self.world.account(target.resource_id)
-            pointer = self.world.secret_value(target.pointer_secret)
-            if pointer is None:
-                continue
-            slot = Slot(pointer)
-            stored = self.world.secret_value(target.slot_secret(slot))
-            assert stored == account.keys[slot], f"I1: pointer names {slot}, whose stored value is dead"
-            active = self.world.secret_value(target.active_secret)
-            assert active in account.keys.values(), "I1: P-active holds a dead key"
-            state = self.state(self.targets.index(target))
-            if state is not None and state.phase.value == "idle" and state.lease_owner is None:
-                for s in Slot:
-                    assert self.world.secret_value(target.slot_secret(s)) == account.keys[s], (
-                        f"I3: {s} differs"
-                    )
-
-
-def make_rig(
-    names: Iterable[str] = ("acc1",),
-    period: timedelta = timedelta(days=30),
-    drain: timedelta = timedelta(hours=24),
-    policy: Policy | None = None,
-    verify: str = "dataplane",
-    concurrency: int = 4,
-    limiter: WriteRateLimiter | None = None,
-) -> Rig:
-    from rotation.model import VerifyMode
-
-    clock = FakeClock()
-    world = World(clock)
-    targets = []
-    for name in names:
-        world.add_account(name)
-        target = Target(rid(name), name, period, drain, VerifyMode(verify))
-        targets.append(target)
-        world.targets[target.resource_id.lower()] = target
-    secrets_ = FakeSecrets(world)
-    keys = FakeKeys(world)
-    probe = FakeProbe(world)
-    states = FakeStateStore(world)
-    history = FakeHistory()
-    lifecycle = FakeLifecycle()
-    ports = Ports(secrets_, keys, probe, states, history, lifecycle, limiter or UnlimitedWrites())
-    service = RotationService(
-        targets,
-        ports,
-        policy or Policy(),
-        clock=clock,
-        concurrency=concurrency,
-        vault_url="https://kv.vault.azure.net/",
-    )
-    return Rig(world, clock, secrets_, keys, probe, states, history, lifecycle, service, targets)
-
-
-def transient(operation: str) -> TransientAzureError:
-    return TransientAzureError(f"{operation}: HTTP 503", None)

@@ -1,5 +1,6 @@
-"""Data-plane verification probe: one cheap request, authenticated with the key, chosen per kind and endpoint
-shape by ``shared/probe_table.py`` (or the target's ``probe`` override), and the verdict its answer gives.
+"""Data-plane verification probe: one cheap request, authenticated with the key, chosen per kind and
+endpoint shape by ``shared/azure/probe_table.py`` (or the target's ``probe`` override), and the verdict its
+answer gives.
 
 Redirects are not followed (the key must not travel elsewhere). TLS is always verified (REQUESTS_CA_BUNDLE
 is honoured, which is how the emulator's CA is trusted). Nothing here logs: the URL and headers are safe,
@@ -13,7 +14,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from rotation.model import ProbeOverride, SecretValue
 from rotation.ports import DataPlane, KeyProbe, ProbeResult
-from shared.probe_table import ProbeRequest, probe_request, verdict
+from shared.azure.probe_table import ProbeRequest, probe_request, verdict
 
 MAX_BODY_BYTES = 8192  # an error envelope; a models list may be longer, but 2xx needs no body
 

@@ -14,238 +14,23 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from emulator.processes import stop_process
+from emulator.client.child_process import stop_process
+from emulator.client.control_client import ControlClient, ControlError, EmulatorError
+from emulator.client.credential import EmulatorManagedIdentityCredential
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_ACCOUNT_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-demo"
     "/providers/Microsoft.CognitiveServices/accounts/ai-services"
 )
-IDENTITY_VARIABLES = ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")
-# Keys issued by every emulator this process started and stopped (read by the leak scan in conftest).
-ISSUED_KEYS: set[str] = set()
-# Variables that would make azure-identity/MSAL pick another managed-identity flavour than App Service.
-CONFLICTING_IDENTITY_VARIABLES = ("IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT")
-
-
-class EmulatorError(RuntimeError):
-    pass
-
-
-class ControlError(EmulatorError):
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"control API answered {status}: {body}")
-        self.status = status
-        self.body = body
-
-
-class ControlClient:
-    """The emulator's control API (``EMULATOR_CONTROL_URL``), one method per endpoint."""
-
-    def __init__(self, control_url: str, ca_bundle: str) -> None:
-        self.url = control_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.url, verify=ssl.create_default_context(cafile=ca_bundle), timeout=30.0
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
-        response = self._http.request(method, path, json=body, params=params)
-        if response.status_code >= 400:
-            raise ControlError(response.status_code, response.text)
-        return response.json() if response.content else None
-
-    def health(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/health"))
-
-    def issued_keys(self) -> set[str]:
-        """Every account key the emulator ever issued (for leak scans, I5)."""
-        return set(self._call("GET", "/issued-keys")["keys"])
-
-    def add_account(
-        self,
-        resource_id: str,
-        kind: str = "AIServices",
-        disable_local_auth: bool = False,
-        *,
-        location: str | None = None,
-        custom_subdomain: bool | None = None,
-        network_default_action: str | None = None,
-    ) -> dict:
-        """``custom_subdomain`` defaults to the kind's usual shape (TextTranslation: the global endpoint)."""
-        body: dict[str, Any] = {"resourceId": resource_id, "kind": kind}
-        body["disableLocalAuth"] = disable_local_auth
-        optional = {
-            "location": location,
-            "customSubDomain": custom_subdomain,
-            "networkDefaultAction": network_default_action,
-        }
-        body.update({name: value for name, value in optional.items() if value is not None})
-        return dict(self._call("POST", "/accounts", body))
-
-    def accounts(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/accounts"))
-
-    def account(self, account_name: str) -> dict[str, Any]:
-        """The control view of one account (kind, location, endpoint, switches), never its keys."""
-        for view in self.accounts():
-            if view["name"].lower() == account_name.lower():
-                return view
-        raise ControlError(404, f"no account named {account_name!r}")
-
-    def set_account(
-        self,
-        account_name: str,
-        *,
-        disable_local_auth: bool | None = None,
-        custom_subdomain: bool | None = None,
-        network_default_action: str | None = None,
-    ) -> dict[str, Any]:
-        """Flip an account's switches: disableLocalAuth, custom subdomain, networkAcls.defaultAction."""
-        fields = {
-            "disableLocalAuth": disable_local_auth,
-            "customSubDomain": custom_subdomain,
-            "networkDefaultAction": network_default_action,
-        }
-        body = {name: value for name, value in fields.items() if value is not None}
-        return dict(self._call("PATCH", f"/accounts/{account_name}", body))
-
-    def set_disable_local_auth(self, account_name: str, disabled: bool) -> dict[str, Any]:
-        return self.set_account(account_name, disable_local_auth=disabled)
-
-    def set_latency(self, seconds: float, operation: str | None = None) -> None:
-        body: dict[str, Any] = {"seconds": seconds}
-        if operation is not None:
-            body["operation"] = operation
-        self._call("PUT", "/latency", body)
-
-    def set_propagation(self, seconds: float) -> None:
-        self._call("PUT", "/propagation", {"seconds": seconds})
-
-    def set_throttling(self, **limits: float) -> dict[str, Any]:
-        """ARM token buckets: readCapacity, readRefillPerSecond, writeCapacity, writeRefillPerSecond."""
-        return dict(self._call("PUT", "/throttling", limits))
-
-    def add_fault(
-        self,
-        operation: str,
-        status: int | None = None,
-        count: int = 1,
-        retry_after: float | None = None,
-        action: str = "status",
-        timeout_seconds: float | None = None,
-        when: str = "before",
-        code: str | None = None,
-        path_suffix: str | None = None,
-    ) -> dict:
-        body: dict[str, Any] = {"operation": operation, "count": count, "action": action, "when": when}
-        if status is not None:
-            body["status"] = status
-        if retry_after is not None:
-            body["retryAfter"] = retry_after
-        if timeout_seconds is not None:
-            body["timeoutSeconds"] = timeout_seconds
-        if code is not None:
-            body["code"] = code
-        if path_suffix is not None:
-            body["pathSuffix"] = path_suffix
-        return dict(self._call("POST", "/faults", body))
-
-    def faults(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/faults"))
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
-    def advance_clock(self, seconds: float) -> dict[str, Any]:
-        return dict(self._call("POST", "/clock", {"advanceSeconds": seconds}))
-
-    def set_clock(self, epoch_seconds: float) -> dict[str, Any]:
-        return dict(self._call("POST", "/clock", {"now": epoch_seconds}))
-
-    def clock(self) -> dict[str, Any]:
-        return dict(self._call("GET", "/clock"))
-
-    def calls(self) -> dict[str, int]:
-        return dict(self._call("GET", "/calls")["counts"])
-
-    def reset_calls(self) -> None:
-        self._call("DELETE", "/calls")
-
-    def kv_events(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/events"))
-
-    def eventgrid_events(self, topic: str | None = None) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/eventgrid/events", params={"topic": topic} if topic else None))
-
-    def reset(self) -> None:
-        self._call("POST", "/reset")
-
-
-_identity_env_lock = threading.RLock()
-
-
-@contextmanager
-def _identity_environment(endpoint: str, header: str) -> Iterator[None]:
-    """azure-identity and MSAL read IDENTITY_ENDPOINT/IDENTITY_HEADER from os.environ (at construction and
-    at each token request), so set them for exactly that moment; the lock keeps concurrent credentials
-    of different emulators from seeing each other's values."""
-    with _identity_env_lock:
-        names = IDENTITY_VARIABLES + CONFLICTING_IDENTITY_VARIABLES
-        saved = {name: os.environ.get(name) for name in names}
-        try:
-            for name in CONFLICTING_IDENTITY_VARIABLES:
-                os.environ.pop(name, None)
-            os.environ["IDENTITY_ENDPOINT"] = endpoint
-            os.environ["IDENTITY_HEADER"] = header
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-
-class EmulatorManagedIdentityCredential:
-    """The real ``ManagedIdentityCredential`` (App Service protocol) pointed at one emulator.
-
-    Implements the azure-core TokenCredential/SupportsTokenInfo protocols by delegation.
-    """
-
-    def __init__(self, identity_endpoint: str, identity_header: str, ca_bundle: str, **kwargs: Any) -> None:
-        from azure.identity import ManagedIdentityCredential
-
-        self._endpoint = identity_endpoint
-        self._header = identity_header
-        with _identity_environment(identity_endpoint, identity_header):
-            self._inner = ManagedIdentityCredential(connection_verify=ca_bundle, **kwargs)
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        with _identity_environment(self._endpoint, self._header):
-            return self._inner.get_token(*scopes, **kwargs)
-
-    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
-        with _identity_environment(self._endpoint, self._header):
-            return self._inner.get_token_info(*scopes, options=options)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self) -> EmulatorManagedIdentityCredential:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# Keys issued by every emulator this process started and stopped (read by the leak scan in tests/conftest.py).
+KEYS_FROM_STOPPED_EMULATORS: set[str] = set()
 
 
 class EmulatorProcess:
@@ -351,11 +136,12 @@ class EmulatorProcess:
     def stop(self) -> int | None:
         """SIGTERM, wait, and return the exit code (SIGKILL only if it does not exit in 10 s).
 
-        Before stopping, the keys it issued join ``ISSUED_KEYS`` so the session-wide leak scan sees them.
+        Before stopping, the keys it issued join ``KEYS_FROM_STOPPED_EMULATORS`` so the session-wide leak
+        scan sees them.
         """
         if self.running and "EMULATOR_CONTROL_URL" in self.env:
             try:
-                ISSUED_KEYS.update(self.control.issued_keys())
+                KEYS_FROM_STOPPED_EMULATORS.update(self.control.issued_keys())
             except (httpx.HTTPError, ControlError):
                 pass  # a test that broke the emulator on purpose; its own assertions report that
         if self._control is not None:

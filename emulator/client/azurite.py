@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator.processes import stop_process
+from emulator.client.child_process import stop_process
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = REPO_ROOT / "node_modules" / ".bin"
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's published well-known development key (not a secret).

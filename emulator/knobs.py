@@ -128,7 +128,7 @@ class ThrottleLimits:
     write_refill_per_second: float = 10
 
 
-class Controls:
+class Knobs:
     def __init__(self, latency_seconds: float = 0.0) -> None:
         self.calls: Counter[str] = Counter()
         self.default_latency = latency_seconds

@@ -12,7 +12,7 @@ from azure.keyvault.secrets import SecretClient
 from rotation.errors import SecretDeleted
 from rotation.model import SecretValue
 from rotation.ports import SecretStore, SecretVersion, StoredSecret
-from shared.azure_errors import translate
+from shared.azure.errors import translate
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

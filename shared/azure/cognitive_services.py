@@ -17,7 +17,7 @@ from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 from rotation.errors import KeylessAccount
 from rotation.model import SecretValue, Slot, parse_resource_id
 from rotation.ports import AccountInfo, AccountKeys, KeyService, WriteRateLimiter
-from shared.azure_errors import retry_after_seconds, translate
+from shared.azure.errors import retry_after_seconds, translate
 
 
 class CognitiveServicesKeys(KeyService):
@@ -25,11 +25,13 @@ class CognitiveServicesKeys(KeyService):
         self,
         credential: TokenCredential,
         arm_endpoint: str,
+        arm_scope: str,
         limiter: WriteRateLimiter,
         client_options: dict[str, Any] | None = None,
     ) -> None:
         self.credential = credential
         self.arm_endpoint = arm_endpoint.rstrip("/")
+        self.arm_scope = arm_scope  # Settings.arm_scope: {ARM_ENDPOINT}/.default
         self.limiter = limiter
         self.client_options = client_options or {}
         self._clients: dict[str, CognitiveServicesManagementClient] = {}
@@ -43,7 +45,7 @@ class CognitiveServicesKeys(KeyService):
                     self.credential,
                     subscription_id,
                     base_url=self.arm_endpoint,
-                    credential_scopes=[f"{self.arm_endpoint}/.default"],
+                    credential_scopes=[self.arm_scope],
                     **self.client_options,
                 )
                 self._clients[subscription_id] = client
@@ -108,8 +110,4 @@ class CognitiveServicesKeys(KeyService):
         except Exception:
             return False
 
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+

@@ -1,5 +1,8 @@
 """Operator CLI over the same service the functions use: ``python -m rotation``.
 
+Presentation only (argparse, rich); it reaches the composition root (``shared.bootstrap``) to build the
+service, which is why it lives outside the domain package.
+
 Settings come from the environment (the same app settings as the function app); ``--env-file`` adds
 KEY=VALUE lines (e.g. the emulator's ``--env-file`` output) or a ``local.settings.json``; the file wins
 over variables already set (the operator named it explicitly — e.g. its REQUESTS_CA_BUNDLE must win).
@@ -21,7 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rotation.errors import RotationError, SettingsError, UnknownTarget
-from rotation.model import RequestStatus, TargetResult, TargetStatus
+from rotation.outcomes import RequestStatus
+from rotation.views import TargetResult, TargetStatus, to_json
 
 if TYPE_CHECKING:
     from rotation.service import RotationService
@@ -143,7 +147,7 @@ def _sweep(service: RotationService, out: Console) -> int:
         )
     else:
         summary = service.sweep(trigger="cli")
-        payload = summary.to_dict() | {"results": [r.to_dict() for r in summary.results]}
+        payload = to_json(summary) | {"results": to_json(summary.results)}
         out.print_json(json.dumps(payload))
     return EXIT_FAILED if summary.failed else EXIT_OK
 
@@ -164,14 +168,14 @@ def _rotate(service: RotationService, args: argparse.Namespace, out: Console) ->
         if outcome.state is not None:
             _print_statuses([outcome.state], out)
     else:
-        out.print_json(json.dumps(outcome.to_dict()))
+        out.print_json(json.dumps(to_json(outcome)))
     return EXIT_FAILED if outcome.status is RequestStatus.REFUSED else EXIT_OK
 
 
 def _status(service: RotationService, args: argparse.Namespace, out: Console) -> int:
     statuses = service.status(args.target)
     if args.json or not out.is_terminal:
-        out.print_json(json.dumps([s.to_dict() for s in statuses]))
+        out.print_json(json.dumps(to_json(statuses)))
     else:
         _print_statuses(statuses, out)
     return EXIT_OK
@@ -180,7 +184,7 @@ def _status(service: RotationService, args: argparse.Namespace, out: Console) ->
 def _history(service: RotationService, args: argparse.Namespace, out: Console) -> int:
     records = service.history(args.target, args.limit)
     if args.json or not out.is_terminal:
-        out.print_json(json.dumps([r.to_dict() for r in records]))
+        out.print_json(json.dumps(to_json(records)))
         return EXIT_OK
     table = Table("at", "step", "outcome", "slot", "trigger", "requester", "reason", "error")
     for r in records:

@@ -1,0 +1,168 @@
+"""The client of the emulator's control API (``EMULATOR_CONTROL_URL``), for tests, the demo and benchmarks.
+
+Runs in the caller's process; the routes it calls are in ``emulator/control_api.py``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+class ControlError(EmulatorError):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"control API answered {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class ControlClient:
+    """The emulator's control API (``EMULATOR_CONTROL_URL``), one method per endpoint."""
+
+    def __init__(self, control_url: str, ca_bundle: str) -> None:
+        self.url = control_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url, verify=ssl.create_default_context(cafile=ca_bundle), timeout=30.0
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        response = self._http.request(method, path, json=body, params=params)
+        if response.status_code >= 400:
+            raise ControlError(response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/health"))
+
+    def issued_keys(self) -> set[str]:
+        """Every account key the emulator ever issued (for leak scans, I5)."""
+        return set(self._call("GET", "/issued-keys")["keys"])
+
+    def add_account(
+        self,
+        resource_id: str,
+        kind: str = "AIServices",
+        disable_local_auth: bool = False,
+        *,
+        location: str | None = None,
+        custom_subdomain: bool | None = None,
+        network_default_action: str | None = None,
+    ) -> dict:
+        """``custom_subdomain`` defaults to the kind's usual shape (TextTranslation: the global endpoint)."""
+        body: dict[str, Any] = {"resourceId": resource_id, "kind": kind}
+        body["disableLocalAuth"] = disable_local_auth
+        optional = {
+            "location": location,
+            "customSubDomain": custom_subdomain,
+            "networkDefaultAction": network_default_action,
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
+        return dict(self._call("POST", "/accounts", body))
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/accounts"))
+
+    def account(self, account_name: str) -> dict[str, Any]:
+        """The control view of one account (kind, location, endpoint, switches), never its keys."""
+        for view in self.accounts():
+            if view["name"].lower() == account_name.lower():
+                return view
+        raise ControlError(404, f"no account named {account_name!r}")
+
+    def set_account(
+        self,
+        account_name: str,
+        *,
+        disable_local_auth: bool | None = None,
+        custom_subdomain: bool | None = None,
+        network_default_action: str | None = None,
+    ) -> dict[str, Any]:
+        """Flip an account's switches: disableLocalAuth, custom subdomain, networkAcls.defaultAction."""
+        fields = {
+            "disableLocalAuth": disable_local_auth,
+            "customSubDomain": custom_subdomain,
+            "networkDefaultAction": network_default_action,
+        }
+        body = {name: value for name, value in fields.items() if value is not None}
+        return dict(self._call("PATCH", f"/accounts/{account_name}", body))
+
+    def set_disable_local_auth(self, account_name: str, disabled: bool) -> dict[str, Any]:
+        return self.set_account(account_name, disable_local_auth=disabled)
+
+    def set_latency(self, seconds: float, operation: str | None = None) -> None:
+        body: dict[str, Any] = {"seconds": seconds}
+        if operation is not None:
+            body["operation"] = operation
+        self._call("PUT", "/latency", body)
+
+    def set_propagation(self, seconds: float) -> None:
+        self._call("PUT", "/propagation", {"seconds": seconds})
+
+    def set_throttling(self, **limits: float) -> dict[str, Any]:
+        """ARM token buckets: readCapacity, readRefillPerSecond, writeCapacity, writeRefillPerSecond."""
+        return dict(self._call("PUT", "/throttling", limits))
+
+    def add_fault(
+        self,
+        operation: str,
+        status: int | None = None,
+        count: int = 1,
+        retry_after: float | None = None,
+        action: str = "status",
+        timeout_seconds: float | None = None,
+        when: str = "before",
+        code: str | None = None,
+        path_suffix: str | None = None,
+    ) -> dict:
+        body: dict[str, Any] = {"operation": operation, "count": count, "action": action, "when": when}
+        if status is not None:
+            body["status"] = status
+        if retry_after is not None:
+            body["retryAfter"] = retry_after
+        if timeout_seconds is not None:
+            body["timeoutSeconds"] = timeout_seconds
+        if code is not None:
+            body["code"] = code
+        if path_suffix is not None:
+            body["pathSuffix"] = path_suffix
+        return dict(self._call("POST", "/faults", body))
+
+    def faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/faults"))
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        return dict(self._call("POST", "/clock", {"advanceSeconds": seconds}))
+
+    def set_clock(self, epoch_seconds: float) -> dict[str, Any]:
+        return dict(self._call("POST", "/clock", {"now": epoch_seconds}))
+
+    def clock(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/clock"))
+
+    def calls(self) -> dict[str, int]:
+        return dict(self._call("GET", "/calls")["counts"])
+
+    def reset_calls(self) -> None:
+        self._call("DELETE", "/calls")
+
+    def kv_events(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/events"))
+
+    def eventgrid_events(self, topic: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/eventgrid/events", params={"topic": topic} if topic else None))
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")

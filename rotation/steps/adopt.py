@@ -1,0 +1,50 @@
+"""Adoption: store both keys, P-active and (unless one exists) the pointer; the target becomes IDLE."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rotation.errors import KeylessAccount
+from rotation.model import Phase, Slot, TargetState
+from rotation.outcomes import StepOutcome
+from rotation.steps.context import StepContext, StepResult
+from rotation.steps.keyless import keyless_state
+from rotation.vault_layout import (
+    observed_versions,
+    read_pointer,
+    store_slot_if_changed,
+    sync_active,
+    write_pointer,
+)
+
+
+def adopt(ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
+    target = ctx.target
+    account = ctx.account = ctx.ports.keys.get_account(target.resource_id)
+    if account.disable_local_auth:
+        return keyless_state(ctx, state, now, account)
+    try:
+        keys = ctx.ports.keys.list_keys(target.resource_id)
+    except KeylessAccount:
+        return keyless_state(ctx, state, now, account)
+    pointer = read_pointer(ctx, fresh=True)
+    active = pointer or state.active_slot or Slot.KEY1  # an existing pointer is kept (seed material)
+    for slot in Slot:
+        store_slot_if_changed(ctx, slot, keys.of(slot), "adopted")
+    protection = sync_active(ctx, state, active, keys.of(active), "adopted", now)
+    if pointer is None:
+        write_pointer(ctx, active, "adopted")
+    adopted = state.with_changes(
+        phase=Phase.IDLE,
+        active_slot=active,
+        due_at=now + target.rotation_period,
+        drift_checked_at=now,
+        attempts=0,
+        last_error=None,
+        next_attempt_at=None,
+        cycle_id=None,
+        **account.kept_in_state(),
+        **observed_versions(ctx),
+        **protection,
+    )
+    return StepResult(adopted, StepOutcome.SUCCEEDED, active, note="adopted")
