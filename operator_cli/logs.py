@@ -34,7 +34,7 @@ class ConsoleHandler(logging.Handler):
         message = record.getMessage()
         if message.startswith(TRANSITION):
             try:
-                fields = json.loads(message[len(TRANSITION):])
+                fields = json.loads(message[len(TRANSITION) :])
             except ValueError:
                 fields = None
             if isinstance(fields, dict):

@@ -108,8 +108,13 @@ def statuses(items: Iterable[TargetStatus]) -> Table:
 def plan(entries: Iterable[PlanEntry]) -> Table:
     table = Table("account", "phase", "next sweep", "why", "not before", title="plan (nothing changed)")
     for e in entries:
-        table.add_row(e.account_name, e.phase, e.action if e.would_run else f"({e.action})", e.reason,
-                      when(e.not_before))
+        table.add_row(
+            e.account_name,
+            e.phase,
+            e.action if e.would_run else f"({e.action})",
+            e.reason,
+            when(e.not_before),
+        )
     return table
 
 
@@ -148,8 +153,11 @@ def report_rows(report: KeyAgeReport, text: bool) -> list[list[str]]:
 def report_table(report: KeyAgeReport) -> Table:
     days = int(report.window_seconds // 86400)
     title = f"key age at {when(report.generated_at)} (failures: last {days} days)"
-    table = Table(*REPORT_COLUMNS, title=title,
-                  caption="≥: adopted or repaired key, existed before the service stored it (a lower bound)")
+    table = Table(
+        *REPORT_COLUMNS,
+        title=title,
+        caption="≥: adopted or repaired key, existed before the service stored it (a lower bound)",
+    )
     for row in report_rows(report, text=True):
         table.add_row(*row)
     return table
@@ -159,7 +167,8 @@ def report_csv(report: KeyAgeReport) -> str:
     """CSV for spreadsheets and auditors: ages in seconds, times in ISO 8601 with their offset."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c.replace(" ", "_") + ("_seconds" if c.endswith(("age", "oldest")) else "")
-                     for c in REPORT_COLUMNS])
+    writer.writerow(
+        [c.replace(" ", "_") + ("_seconds" if c.endswith(("age", "oldest")) else "") for c in REPORT_COLUMNS]
+    )
     writer.writerows(report_rows(report, text=False))
     return buffer.getvalue()

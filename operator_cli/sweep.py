@@ -75,8 +75,13 @@ def render_json(summary: SweepSummary) -> dict[str, object]:
 
 
 def _with_progress(service: RotationService, err: Console, stop: threading.Event) -> SweepSummary:
-    columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[tally]}"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[tally]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("sweep", total=None, tally="")
         tally: dict[str, int] = {}
@@ -111,5 +116,8 @@ def _print_summary(summary: SweepSummary, out: Console, show_all: bool) -> None:
         highlight=False,
     )
     if summary.deferred:
-        out.print("deferred: the subscription's ARM write budget (ARM_WRITES_PER_SECOND) was spent; "
-                  "the next sweep takes them", highlight=False)
+        out.print(
+            "deferred: the subscription's ARM write budget (ARM_WRITES_PER_SECOND) was spent; "
+            "the next sweep takes them",
+            highlight=False,
+        )

@@ -131,7 +131,8 @@ def test_errors_off_a_terminal_are_one_line_with_the_whole_resource_id(emulator,
     [failed] = json.loads(result.stdout)["results"]
     assert failed["outcome"] == "failed"
     error = failed["error"]
-    assert "arm.get_account at " + emulator.env["ARM_ENDPOINT"] in error and "HTTP 404 ResourceNotFound" in error
+    assert "arm.get_account at " + emulator.env["ARM_ENDPOINT"] in error
+    assert "HTTP 404 ResourceNotFound" in error
     assert "check the resource id in ROTATION_TARGETS" in error
     [status] = json.loads(run_cli(env_file, "status").stdout)
     assert status["lastError"] == error and status["leaseHeld"] is False
