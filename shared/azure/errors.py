@@ -9,8 +9,10 @@ itself (does the CA file a setting names exist?) choose the advice.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 
+import requests
 from azure.core.exceptions import (
     HttpResponseError,
     ServiceRequestError,
@@ -99,6 +101,12 @@ def translate(error: BaseException, operation: str, endpoint: str = "") -> Rotat
         )
     if isinstance(error, OSError):
         return TransientAzureError(f"{where}: {type(error).__name__} before the request was sent (local I/O)")
+    if _tls_failure(error):
+        return TransientAzureError(
+            f"{where}: TLS failed: the server's certificate is not trusted — locally, set REQUESTS_CA_BUNDLE "
+            "and SSL_CERT_FILE to the emulator's CA (the env file `make local` writes has both); in Azure, "
+            "check that nothing intercepts TLS between this host and the endpoint"
+        )
     if isinstance(error, ServiceRequestError):
         return TransientAzureError(
             f"{where}: not reachable ({type(error).__name__}: connection failed) — is {service.name} running "
@@ -111,6 +119,18 @@ def translate(error: BaseException, operation: str, endpoint: str = "") -> Rotat
             f"{service.name} is slow or the connection dropped; retried by a later invocation"
         )
     return TransientAzureError(f"{where}: {type(error).__name__}")
+
+
+def _tls_failure(error: BaseException) -> bool:
+    """azure-core wraps the transport's exception: look for an SSL error among the causes (by class)."""
+    seen: BaseException | None = error
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError | requests.exceptions.SSLError):
+            return True
+        seen = getattr(seen, "inner_exception", None) or seen.__cause__ or seen.__context__
+    return False
 
 
 def _access_advice(service: Service, status: int) -> str:
