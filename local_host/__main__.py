@@ -105,7 +105,10 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
         "# Written by `make local` (python -m local_host); valid while it runs. Holds credentials of the\n"
         "# local emulator and the host's function key: git-ignored, mode 0600, rewritten on every start.\n"
     )
-    text = header + "".join(f"{key}={value}\n" for key, value in values.items())
+    if path.suffix == ".json":  # Core Tools' local.settings.json, for `func start` where it is installed
+        text = json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n"
+    else:
+        text = header + "".join(f"{key}={value}\n" for key, value in values.items())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
