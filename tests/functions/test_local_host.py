@@ -86,9 +86,13 @@ def local(tmp_path: Path) -> Iterator[LocalRun]:
     try:
         yield run
     finally:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait(10)
+        if run.process.poll() is None:  # a failed test: stop it as Ctrl-C would, so its children stop too
+            run.process.send_signal(signal.SIGINT)
+            try:
+                run.process.wait(30)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
+                run.process.wait(10)
 
 
 def curl(*args: str) -> tuple[int, Any]:
