@@ -94,7 +94,8 @@ def slot_age(secrets: SecretStore, target: Target, slot: Slot, active: Slot | No
     return SlotAge(
         slot=slot.value,
         stored_at=created,
-        age_seconds=(now - created).total_seconds() if created else None,
+        # Key Vault stamps versions with its own clock: a few seconds of skew must not read as a negative age.
+        age_seconds=max(0.0, (now - created).total_seconds()) if created else None,
         generation=generation,
         exact=exact,
         active=slot is active,
