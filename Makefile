@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
 
-.PHONY: test demo deps lint typecheck unit scan bench bench-emulator clean
+.PHONY: test demo local deps lint typecheck unit scan bench bench-emulator clean
 
 $(STAMPS)/venv: requirements.txt requirements-dev.txt
 	@mkdir -p $(STAMPS)
@@ -57,6 +57,11 @@ unit: $(STAMPS)/venv
 
 demo: deps
 	$(PY) -m demo $(DEMO_ARGS)
+
+# The emulator, Azurite and the Function App over HTTP, in the foreground until Ctrl-C (README "Run it by
+# hand"). LOCAL_ARGS e.g. "--accounts 300" or "--schedule '*/10 * * * * *'".
+local: deps
+	$(PY) -m local_host $(LOCAL_ARGS)
 
 bench-emulator: deps
 	$(PY) -m bench.emulator_throughput

@@ -60,3 +60,9 @@ def admin_list_targets(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="targets/{name}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def admin_get_target(req: func.HttpRequest) -> func.HttpResponse:
     return admin_api.get_target(req, runtime.current)
+
+
+@app.function_name("admin_key_age_report")
+@app.route(route="report", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+def admin_key_age_report(req: func.HttpRequest) -> func.HttpResponse:
+    return admin_api.key_age_report(req, runtime.current)

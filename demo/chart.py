@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -56,6 +57,10 @@ def draw(result: ScenarioResult, path: Path) -> Path:
     top.set_ylabel("requests per second")
     top.set_ylim(bottom=0)
     top.legend(loc="lower left", fontsize=8)
+    # Throughput dips are not failures (the red line shows those): consumers, engine, emulator and Azurite
+    # share the machine's CPUs, so a burst of rotation work or an injected latency slows a bin or two.
+    note = "dips in green = less throughput (shared CPU, injected latency), not failures — failures are red"
+    top.annotate(note, xy=(0.99, 0.02), xycoords="axes fraction", ha="right", fontsize=7, color="#555555")
     live = [o for o in outcomes if o.label == "live"]
     top.set_title(f"Consumers: {len(live)} requests, {sum(o.failed for o in live)} failed — "
                   f"rotation phases below")
@@ -71,6 +76,7 @@ def draw(result: ScenarioResult, path: Path) -> Path:
             stop = (following.at - origin) if following is not None else end
             bottom.broken_barh([(start, max(0.01, stop - start))], (row - 0.35, 0.7), color=colour)
     seen_labels: set[str] = set()
+    _mark_cycles(bottom, result, names, origin, seen_labels)
     for action in result.actions:
         marker, label = ACTION_MARKERS[action.kind]
         height = names.index(action.target) + 0.45 if action.target in names else len(names) - 0.5
@@ -85,7 +91,33 @@ def draw(result: ScenarioResult, path: Path) -> Path:
     marker_handles, marker_labels = bottom.get_legend_handles_labels()
     bottom.legend(handles + marker_handles, [h.get_label() for h in handles] + marker_labels,
                   loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=8, fontsize=8)
+    bottom.set_title("● timer-started cycle   | verified: the data plane accepted the new key, then the swap",
+                     fontsize=8, loc="left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _mark_cycles(axes: Any, result: ScenarioResult, names: list[str], origin: float, seen: set[str]) -> None:
+    """Where each cycle started by the timer begins (●), and each verification (|): the engine verifies and
+    swaps in the same invocation, so VERIFYING is rarely stored long enough to be a band — the moment the
+    cycle enters DRAINING is when the data plane accepted the new key."""
+    started: set[tuple[str, str]] = set()
+    verified: set[tuple[str, str]] = set()
+    for change in result.phase_changes:
+        if change.target not in names or change.cycle_id is None:
+            continue
+        key, row = (change.target, change.cycle_id), names.index(change.target)
+        if change.trigger == "timer" and key not in started:
+            started.add(key)
+            label = "timer-started cycle"
+            axes.scatter([change.at - origin], [row - 0.45], marker="o", s=22, color="#2d6a4f", zorder=3,
+                         label=None if label in seen else label)
+            seen.add(label)
+        if change.phase == "draining" and key not in verified:
+            verified.add(key)
+            label = "verified → swap"
+            axes.scatter([change.at - origin], [row], marker="|", s=160, color="#f78154", linewidths=2.5,
+                         zorder=4, label=None if label in seen else label)
+            seen.add(label)

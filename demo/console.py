@@ -124,6 +124,12 @@ def summary(console: Console, report: dict[str, Any], report_path: str, picture_
                            f"{chaos['failedSteps']} failed steps retried later")
     table.add_row("events", f"{report['events']['keyVaultEventsEmitted']} Key Vault events, "
                             f"{_pairs(report['events']['outcomes'])}")
+    if any(str(k).startswith("ignored:") for k in report["events"]["outcomes"]):
+        table.add_row("", "ignored:<reason> = delivered and deliberately not acted on, never a failure — "
+                          "refused: a cycle completed less than a drain ago (no second cycle); "
+                          "stale_version: the secret was already rotated; cycle_in_progress: one is running "
+                          "(docs/FUNCTIONS.md \"Event Grid\")")
+    # I1-I6 in plain words: README "What the service guarantees".
     table.add_row("I1 pointer always accepted", _verdict(inv["I1"], f"{inv['I1']['samples']} samples"))
     table.add_row("I2 no regenerate of a live slot",
                   _verdict(inv["I2"], f"{inv['I2']['regenerates']} regenerates, min drain margin "

@@ -22,22 +22,14 @@ from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.timer import TimerRequest
 
+from local_host.bindings import Output
 from testkit.watch import SimulatedCrash
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class QueueOutput(func.Out):
-    """What the worker passes for the timer's queue output binding."""
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def set(self, val: Any) -> None:
-        self.value = val
-
-    def get(self) -> Any:
-        return self.value
+# What the worker passes for an output binding: the local Functions host's own (one implementation).
+QueueOutput = Output
 
 
 def load_function_app() -> types.ModuleType:

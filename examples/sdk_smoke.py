@@ -1,7 +1,7 @@
 """Smoke-test a local Azure emulator with nothing but the Azure SDKs.
 
-    python -m emulator --account /subscriptions/.../accounts/NAME --env-file emulator.env &
-    python examples/sdk_smoke.py emulator.env
+    python -m emulator --account /subscriptions/.../accounts/NAME --env-file .local/emulator.env &
+    python examples/sdk_smoke.py .local/emulator.env
 
 Reads the env file the emulator wrote, then: reads the account, lists and regenerates its keys, stores both
 keys in Key Vault and reads them back, and shows that the data plane rejects the revoked key at once.

@@ -14,6 +14,7 @@ from .errors import (
     KeyRotationConsumerError,
     KeyUnavailableError,
     KeyVaultReadError,
+    MissingDependencyError,
     SecretNotFoundError,
 )
 from .layout import Layout, SecretNames
@@ -47,6 +48,7 @@ __all__ = [
     "KeyVaultSecretSource",
     "Layout",
     "LiveAzureKeyCredential",
+    "MissingDependencyError",
     "RotatingKey",
     "RotatingKeyPolicy",
     "RotatingKeyRequestsAuth",

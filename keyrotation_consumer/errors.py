@@ -40,3 +40,7 @@ class KeyUnavailableError(KeyRotationConsumerError):
 
     The underlying :class:`KeyVaultReadError` is chained as ``__cause__``.
     """
+
+
+class MissingDependencyError(KeyRotationConsumerError, ImportError):
+    """An optional integration was asked for without its extra installed; the message names the command."""

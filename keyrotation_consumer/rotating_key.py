@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .active_key import SLOTS, ActiveKey, other_slot
-from .errors import KeyRotationConsumerError, KeyUnavailableError, SecretNotFoundError
+from .errors import KeyRotationConsumerError, KeyUnavailableError, MissingDependencyError, SecretNotFoundError
 from .layout import Layout, SecretNames, read_active_key, read_slot_key
 from .secret_source import KeyVaultSecretSource, SecretRecord, SecretSource
 
@@ -261,8 +261,16 @@ class RotatingKey:
         return RotatingKeyRequestsAuth(self, header)
 
     def httpx_auth(self, header: str = DEFAULT_HEADER) -> RotatingKeyHttpxAuth:
-        """An ``httpx.Auth`` setting ``header`` and retrying once on 401 (needs ``httpx`` installed)."""
-        from .httpx_auth import RotatingKeyHttpxAuth
+        """An ``httpx.Auth`` setting ``header`` and retrying once on 401 (needs the ``[httpx]`` extra)."""
+        try:
+            from .httpx_auth import RotatingKeyHttpxAuth
+        except ModuleNotFoundError as error:
+            if error.name is None or error.name.split(".")[0] not in ("httpx", "anyio"):
+                raise
+            raise MissingDependencyError(
+                f"httpx_auth() needs the optional httpx integration, and {error.name.split('.')[0]} is not "
+                'installed: pip install "keyrotation_consumer[httpx]" (httpx and anyio)'
+            ) from error
 
         return RotatingKeyHttpxAuth(self, header)
 

@@ -4,28 +4,29 @@ Presentation only (argparse, rich); it reaches the composition root (``shared.bo
 service, which is why it lives outside the domain package.
 
 Settings come from the environment (the same app settings as the function app); ``--env-file`` adds
-KEY=VALUE lines (e.g. the emulator's ``--env-file`` output) or a ``local.settings.json``; the file wins
-over variables already set (the operator named it explicitly — e.g. its REQUESTS_CA_BUNDLE must win).
+KEY=VALUE lines (e.g. the file ``make local`` writes) or a ``local.settings.json``; the file wins over
+variables already set (the operator named it explicitly — e.g. its REQUESTS_CA_BUNDLE must win).
+Global options (``--env-file``, ``-v``, ``--http-logs``) are accepted before or after the subcommand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from operator_cli import logs, render
+from operator_cli.sweep import EXIT_INTERRUPTED, run_sweep
 from rotation.errors import RotationError, SettingsError, UnknownTarget
 from rotation.outcomes import RequestStatus
-from rotation.views import TargetResult, TargetStatus, to_json
 
 if TYPE_CHECKING:
     from rotation.service import RotationService
@@ -57,13 +58,31 @@ def read_env_file(path: Path) -> dict[str, str]:
     return result
 
 
+def _global_options(defaults: bool) -> argparse.ArgumentParser:
+    """The options every subcommand also accepts. Inside a subcommand they default to "not given"
+    (SUPPRESS), so a value given before the subcommand is not overwritten by the subparser's default."""
+    options = argparse.ArgumentParser(add_help=False)
+    default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+    options.add_argument("--env-file", type=Path, default=default(None),
+                         help="KEY=VALUE file (e.g. the one `make local` writes) or local.settings.json")
+    options.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                         help="show every transition (step, slot, outcome, error) as it happens, on stderr")
+    options.add_argument("--http-logs", action="store_true", default=default(False),
+                         help="also show the Azure SDKs' HTTP logging (noisy)")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rotation", description=__doc__.splitlines()[0])
-    parser.add_argument("--env-file", type=Path, help="KEY=VALUE file or local.settings.json to load first")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log transitions to stderr")
+    parser = argparse.ArgumentParser(prog="python -m rotation", description=__doc__.splitlines()[0],
+                                     parents=[_global_options(True)])
+    common = _global_options(False)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("sweep", help="one timer tick: advance every target with something due")
-    rotate = commands.add_parser("rotate", help="start a cycle for TARGET (account name or resource id)")
+    sweep = commands.add_parser("sweep", parents=[common],
+                                help="one timer tick: advance every target with something due")
+    sweep.add_argument("--all", action="store_true", help="list every target, not only failures (big sweeps)")
+    sweep.add_argument("--json", action="store_true", help="JSON (the default when stdout is not a terminal)")
+    rotate = commands.add_parser("rotate", parents=[common],
+                                 help="start a cycle for TARGET (account name or resource id)")
     rotate.add_argument("target")
     rotate.add_argument("--reason", default="", help="recorded in history")
     rotate.add_argument("--requester", default="", help="who asks (default: $USER)")
@@ -71,45 +90,59 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--emergency", action="store_true", help="compromised key: use EMERGENCY_DRAIN_TIME (implies --force)"
     )
-    status = commands.add_parser("status", help="state of every target, or of TARGET")
+    rotate.add_argument("--json", action="store_true")
+    status = commands.add_parser("status", parents=[common],
+                                 help="state of every target, or of TARGET (reads only, creates nothing)")
     status.add_argument("target", nargs="?")
     status.add_argument("--json", action="store_true")
-    history = commands.add_parser("history", help="recent history of TARGET")
+    history = commands.add_parser("history", parents=[common], help="recent history of TARGET")
     history.add_argument("target")
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")
+    plan = commands.add_parser("plan", parents=[common],
+                               help="what the next sweep would do for each target (changes nothing)")
+    plan.add_argument("--json", action="store_true")
+    report = commands.add_parser("report", parents=[common],
+                                 help="key age per target: each slot's age, last rotation, next due, "
+                                      "overdue, failures (changes nothing)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default=None,
+                        help="default: table on a terminal, JSON otherwise")
+    report.add_argument("--window-days", type=int, default=30, help="count failures over this many days")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("azure").setLevel(logging.WARNING)
-    out = Console()
-    err = Console(stderr=True)
+    out, err = render.consoles()
+    logs.configure(err, args.verbose, args.http_logs)
     try:
         if args.env_file is not None:
             for key, value in read_env_file(args.env_file).items():
                 os.environ[key] = value
+        if args.command == "report" and not 1 <= args.window_days <= 366:
+            raise SettingsError("--window-days must be from 1 to 366")
         service = _service()
+        as_json = bool(getattr(args, "json", False)) or not sys.stdout.isatty()
         if args.command == "sweep":
-            return _sweep(service, out)
+            return run_sweep(service, out, err, args.all, as_json)
         if args.command == "rotate":
-            return _rotate(service, args, out)
+            return _rotate(service, args, out, as_json)
         if args.command == "status":
-            return _status(service, args, out)
-        return _history(service, args, out)
+            return _show(service.status(args.target), out, as_json, render.statuses)
+        if args.command == "plan":
+            return _show(service.plan(), out, as_json, render.plan)
+        if args.command == "report":
+            return _report(service, args, out)
+        return _history(service, args, out, as_json)
     except (SettingsError, UnknownTarget) as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         return EXIT_USAGE
     except RotationError as exc:
         err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False)
         return EXIT_FAILED
+    except KeyboardInterrupt:  # outside a sweep nothing is half done: reads, or one request's steps
+        err.print("interrupted")
+        return EXIT_INTERRUPTED
 
 
 def _service() -> RotationService:
@@ -120,39 +153,7 @@ def _service() -> RotationService:
     return build_service(load_settings(os.environ))
 
 
-def _sweep(service: RotationService, out: Console) -> int:
-    if out.is_terminal:
-        columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=out, transient=True) as progress:
-            task = progress.add_task("sweep", total=None)
-
-            def advanced(result: TargetResult) -> None:
-                progress.advance(task)
-
-            summary = service.sweep(trigger="cli", progress=advanced)
-        table = Table("target", "outcome", "steps", "phase", "next due", "error", title="sweep")
-        for result in summary.results:
-            table.add_row(
-                result.target.rsplit("/", 1)[-1],
-                result.outcome,
-                " ".join(result.steps),
-                result.phase or "",
-                _when(result.next_due),
-                result.error or "",
-            )
-        out.print(table)
-        out.print(
-            f"seen {summary.seen}, advanced {summary.advanced}, failed {summary.failed}, "
-            f"busy {summary.busy}, next due {_when(summary.next_due)}, {summary.duration_ms} ms"
-        )
-    else:
-        summary = service.sweep(trigger="cli")
-        payload = to_json(summary) | {"results": to_json(summary.results)}
-        out.print_json(json.dumps(payload))
-    return EXIT_FAILED if summary.failed else EXIT_OK
-
-
-def _rotate(service: RotationService, args: argparse.Namespace, out: Console) -> int:
+def _rotate(service: RotationService, args: argparse.Namespace, out: Console, as_json: bool) -> int:
     requester = args.requester or os.environ.get("USER", "cli")
     outcome = service.request_rotation(
         args.target,
@@ -162,60 +163,44 @@ def _rotate(service: RotationService, args: argparse.Namespace, out: Console) ->
         force=args.force,
         emergency=args.emergency,
     )
-    if out.is_terminal:
+    if as_json:
+        render.print_json(outcome)
+    else:
         colour = "green" if outcome.accepted else "yellow"
         out.print(f"[{colour}]{outcome.status.value}[/{colour}]: {outcome.message}", highlight=False)
         if outcome.state is not None:
-            _print_statuses([outcome.state], out)
-    else:
-        out.print_json(json.dumps(to_json(outcome)))
+            out.print(render.statuses([outcome.state]))
     return EXIT_FAILED if outcome.status is RequestStatus.REFUSED else EXIT_OK
 
 
-def _status(service: RotationService, args: argparse.Namespace, out: Console) -> int:
-    statuses = service.status(args.target)
-    if args.json or not out.is_terminal:
-        out.print_json(json.dumps(to_json(statuses)))
+def _show(items: Sequence[object], out: Console, as_json: bool, table: Callable[[Any], Table]) -> int:
+    if as_json:
+        render.print_json(items)
     else:
-        _print_statuses(statuses, out)
+        out.print(table(items))
     return EXIT_OK
 
 
-def _history(service: RotationService, args: argparse.Namespace, out: Console) -> int:
+def _report(service: RotationService, args: argparse.Namespace, out: Console) -> int:
+    report = service.key_age_report(timedelta(days=args.window_days))
+    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+    if fmt == "json":
+        render.print_json(report)
+    elif fmt == "csv":
+        sys.stdout.write(render.report_csv(report))
+    else:
+        out.print(render.report_table(report))
+    return EXIT_OK
+
+
+def _history(service: RotationService, args: argparse.Namespace, out: Console, as_json: bool) -> int:
     records = service.history(args.target, args.limit)
-    if args.json or not out.is_terminal:
-        out.print_json(json.dumps(to_json(records)))
+    if as_json:
+        render.print_json(records)
         return EXIT_OK
     table = Table("at", "step", "outcome", "slot", "trigger", "requester", "reason", "error")
     for r in records:
-        table.add_row(
-            r.at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.step,
-            r.outcome,
-            r.slot or "",
-            r.trigger,
-            r.requester,
-            r.reason,
-            r.error or "",
-        )
+        table.add_row(render.when(r.at), r.step, r.outcome, r.slot or "", r.trigger, r.requester, r.reason,
+                      r.error or "")
     out.print(table)
     return EXIT_OK
-
-
-def _print_statuses(statuses: list[TargetStatus], out: Console) -> None:
-    table = Table("account", "phase", "active", "due", "drain until", "attempts", "last error")
-    for s in statuses:
-        table.add_row(
-            s.account_name,
-            s.phase,
-            s.active_slot or "",
-            _when(s.due_at),
-            _when(s.drain_until),
-            str(s.attempts),
-            s.last_error or "",
-        )
-    out.print(table)
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""

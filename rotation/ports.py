@@ -21,6 +21,7 @@ class StoredSecret:
     version: str
     tags: Mapping[str, str]
     expires_on: datetime | None = None
+    created_on: datetime | None = None  # when this version was written (the key-age report reads it)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
+from rotation import reports
 from rotation.audit import error_text, log_sweep, log_transition, logger
 from rotation.decision import Action, decide, judge_request
 from rotation.errors import RotationError, StateConflict, UnknownTarget
@@ -27,6 +29,8 @@ from rotation.outcomes import EventDecision, RequestStatus, StepOutcome, TargetO
 from rotation.ports import Clock, Ports, utc_now
 from rotation.runner import StepRunner
 from rotation.views import (
+    KeyAgeReport,
+    PlanEntry,
     RequestOutcome,
     SecretEventOutcome,
     SweepSummary,
@@ -36,6 +40,7 @@ from rotation.views import (
 )
 
 ProgressCallback = Callable[[TargetResult], None]
+PlannedCallback = Callable[[int], None]  # told how many targets the sweep will advance, before it starts
 
 
 class RotationService:
@@ -91,14 +96,24 @@ class RotationService:
             if decide(_state(loaded.get(t.state_key)), t, now, self.policy, owner="").actionable
         ]
 
-    def sweep(self, trigger: str = "timer", progress: ProgressCallback | None = None) -> SweepSummary:
-        """One timer tick: adopt, advance, retry and drift-check every target that has something due."""
+    def sweep(
+        self,
+        trigger: str = "timer",
+        progress: ProgressCallback | None = None,
+        planned: PlannedCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> SweepSummary:
+        """One timer tick: adopt, advance, retry and drift-check every target that has something due.
+
+        Once ``stop`` is set no further target is started; targets already started finish their steps (a
+        step is never cut in half), so the state stays resumable and the summary counts the rest as
+        ``interrupted``."""
         started = time.monotonic()
         now = self.clock()
         loaded = self._load_all()
         due: list[tuple[Target, VersionedState | None]] = []
         next_due: datetime | None = None
-        busy = 0
+        busy = not_due = 0
         for target in self.targets:
             current = loaded.get(target.state_key)
             decision = decide(_state(current), target, now, self.policy, owner="")
@@ -106,15 +121,28 @@ class RotationService:
                 due.append((target, current))
             else:
                 busy += decision.action is Action.BUSY
+                not_due += decision.action is not Action.BUSY
                 next_due = _earliest(next_due, decision.not_before)
+        if planned is not None:
+            planned(len(due))
+
+        def advance(target: Target, current: VersionedState | None) -> TargetResult | None:
+            if stop is not None and stop.is_set():
+                return None  # not started: the next sweep finds it as it was
+            return self._advance_safely(target, trigger, current, True)
+
         results: list[TargetResult] = []
+        interrupted = 0
         if due:
             with ThreadPoolExecutor(
                 max_workers=min(self.concurrency, len(due)), thread_name_prefix="rotation-sweep"
             ) as pool:
-                futures = [pool.submit(self._advance_safely, t, trigger, current, True) for t, current in due]
+                futures = [pool.submit(advance, t, current) for t, current in due]
                 for future in as_completed(futures):
                     result = future.result()
+                    if result is None:
+                        interrupted += 1
+                        continue
                     results.append(result)
                     if progress is not None:
                         progress(result)
@@ -132,6 +160,8 @@ class RotationService:
                 is_overdue(_state(loaded.get(t.state_key)), now, self.policy.overdue_grace)
                 for t in self.targets
             ),
+            not_due=not_due + sum(r.outcome in (TargetOutcome.IDLE, TargetOutcome.WAITING) for r in results),
+            interrupted=interrupted,
             results=tuple(results),
         )
         log_sweep(to_json(summary))
@@ -293,32 +323,21 @@ class RotationService:
         resolved = self.resolve(target)
         return self.ports.history.list(resolved.state_key, limit)
 
+    def plan(self) -> list[PlanEntry]:
+        """What the next sweep would do first for each target (``decide``); changes nothing."""
+        return reports.plan(self)
+
+    def key_age_report(self, window: timedelta = timedelta(days=30)) -> KeyAgeReport:
+        """Key age, last rotation, next due, overdue and recent failures per target; changes nothing."""
+        return reports.key_age(self, window)
+
     # ------------------------------------------------------------ helpers
 
     def _load_all(self) -> dict[str, VersionedState]:
         return dict(self.ports.states.list_all())
 
     def _status(self, target: Target, state: TargetState | None) -> TargetStatus:
-        now = self.clock()
-        return TargetStatus(
-            target=target.resource_id,
-            account_name=target.account_name,
-            secret_prefix=target.secret_prefix,
-            phase=state.phase.value if state else "unadopted",
-            active_slot=state.active_slot.value if state and state.active_slot else None,
-            cycle_id=state.cycle_id if state else None,
-            due_at=state.due_at if state else None,
-            drain_until=state.drain_until if state else None,
-            next_attempt_at=state.next_attempt_at if state else None,
-            last_rotated_at=state.last_rotated_at if state else None,
-            attempts=state.attempts if state else 0,
-            last_error=state.last_error if state else None,
-            verify=target.verify.value,
-            rotation_period_seconds=target.rotation_period.total_seconds(),
-            drain_time_seconds=target.drain_time.total_seconds(),
-            lease_held=bool(state and state.lease_expires_at and state.lease_expires_at > now),
-            cycles_completed=state.cycles_completed if state else 0,
-        )
+        return reports.target_status(target, state, self.clock())
 
     def _outcome(
         self,

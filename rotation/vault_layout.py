@@ -8,11 +8,15 @@ them), so a later version listing can tell what consumers were handed without re
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rotation.errors import SecretDeleted, TransientAzureError, UnsafeToProceed
 from rotation.model import MANAGED_BY, SecretValue, Slot, Target, TargetState
-from rotation.ports import SecretVersion, StoredSecret
-from rotation.steps.context import StepContext
+from rotation.ports import SecretStore, SecretVersion, StoredSecret
+from rotation.views import SlotAge
+
+if TYPE_CHECKING:  # a type only: importing it would load rotation.steps, which imports this module
+    from rotation.steps.context import StepContext
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -75,6 +79,27 @@ def slot_value(ctx: StepContext, slot: Slot) -> SecretValue:
 def stored_generation(ctx: StepContext, slot: Slot) -> StoredSecret | None:
     """The slot secret as Key Vault has it (its ``generation`` tag says which cycle stored it)."""
     return ctx.ports.secrets.get_secret(ctx.target.slot_secret(slot))
+
+
+def slot_age(secrets: SecretStore, target: Target, slot: Slot, active: Slot | None, now: datetime) -> SlotAge:
+    """The key-age report's reading of one slot secret (outside any step: no context, no lease).
+
+    The value is fetched by Key Vault's GET but never revealed. A generation tag that is a cycle id means
+    the service generated that key when it stored it; ``adopted`` and ``drift-…`` values were found already
+    issued, so their stored time is only a lower bound of the key's age."""
+    stored = secrets.get_secret(target.slot_secret(slot))
+    created = stored.created_on if stored is not None else None
+    generation = stored.tags.get("generation") if stored is not None else None
+    exact = bool(generation) and generation != "adopted" and not str(generation).startswith("drift-")
+    return SlotAge(
+        slot=slot.value,
+        stored_at=created,
+        # Key Vault stamps versions with its own clock: a few seconds of skew must not read as a negative age.
+        age_seconds=max(0.0, (now - created).total_seconds()) if created else None,
+        generation=generation,
+        exact=exact,
+        active=slot is active,
+    )
 
 
 # ------------------------------------------------------------------------------------ the pointer

@@ -37,6 +37,8 @@ class TargetStatus:
     drain_time_seconds: float
     lease_held: bool
     cycles_completed: int
+    lease_owner: str | None = None  # which invocation holds the lease (while ``lease_held``)
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,59 @@ class SweepSummary:
     duration_ms: int = 0
     deferred: int = 0  # due, but held back by the subscription's ARM write budget (a later sweep takes them)
     overdue: int = 0  # targets past due + Policy.overdue_grace (the infra "overdue" alert reads it)
+    not_due: int = 0  # nothing to do now: no cycle due, or waiting for a stored time (drain, retry)
+    interrupted: int = 0  # due, but not started because the sweep was asked to stop (CLI Ctrl-C)
     results: tuple[TargetResult, ...] = field(default=(), repr=False, metadata={"wire": False})
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What the next sweep would do first for one target (``rotation.decision.decide``; nothing changed)."""
+
+    target: str
+    account_name: str
+    phase: str
+    action: str  # an ``Action`` value: adopt, start_cycle, …, wait, busy
+    reason: str
+    not_before: datetime | None  # for wait/busy: when something becomes due
+    would_run: bool
+
+
+@dataclass(frozen=True)
+class SlotAge:
+    """How old one slot's key is, from its slot secret in Key Vault (``P-key1``/``P-key2``): the latest
+    version's ``created`` time is when the service stored that value. ``exact`` is true when its
+    ``generation`` tag is a cycle id (the service generated the key then); after an adoption or a drift
+    repair the key existed before it was stored, so the age is a lower bound."""
+
+    slot: str
+    stored_at: datetime | None
+    age_seconds: float | None
+    generation: str | None
+    exact: bool
+    active: bool
+
+
+@dataclass(frozen=True)
+class KeyAgeEntry:
+    target: str
+    account_name: str
+    phase: str
+    slots: tuple[SlotAge, ...]
+    oldest_key_age_seconds: float | None
+    last_rotated_at: datetime | None
+    next_due_at: datetime | None
+    overdue: bool
+    rotation_period_seconds: float
+    failures_in_window: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class KeyAgeReport:
+    generated_at: datetime
+    window_seconds: float  # failures are counted over this window, back from ``generated_at``
+    targets: tuple[KeyAgeEntry, ...]
 
 
 def camel(name: str) -> str:

@@ -13,10 +13,12 @@ from typing import Any
 
 import requests
 from azure.core.credentials import TokenCredential
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
 from azure.eventgrid import EventGridPublisherClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
+from urllib3.util.retry import Retry
 
 from rotation.model import Policy
 from rotation.ports import LifecycleSink, NullLifecycleSink, Ports, utc_now
@@ -42,6 +44,23 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
+def sized_transport(pool_size: int) -> RequestsTransport:
+    """An azure-core transport whose connection pool holds ``pool_size`` connections per host.
+
+    requests' default pool keeps 10: a sweep running more threads than that against one host opens extra
+    connections and throws them away ("Connection pool is full, discarding connection"), which costs a TLS
+    handshake each time and floods the log. urllib3's own retries stay off, as azure-core sets them."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=max(10, pool_size),
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
 def build_credential(settings: Settings) -> TokenCredential:
     if settings.use_managed_identity:
         return ManagedIdentityCredential(client_id=settings.azure_client_id)
@@ -49,15 +68,14 @@ def build_credential(settings: Settings) -> TokenCredential:
 
 
 def build_table_service(settings: Settings, credential: TokenCredential) -> TableServiceClient:
+    options = {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency)}
     if settings.storage_connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string, **CLIENT_OPTIONS)
+        return TableServiceClient.from_connection_string(settings.storage_connection_string, **options)
     assert settings.table_service_uri is not None  # load_settings guarantees one of the two
     storage_credential = credential
     if settings.storage_client_id and settings.storage_client_id != settings.azure_client_id:
         storage_credential = ManagedIdentityCredential(client_id=settings.storage_client_id)
-    return TableServiceClient(
-        endpoint=settings.table_service_uri, credential=storage_credential, **CLIENT_OPTIONS
-    )
+    return TableServiceClient(endpoint=settings.table_service_uri, credential=storage_credential, **options)
 
 
 def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
@@ -66,6 +84,7 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         settings.key_vault_url,
         credential,
         verify_challenge_resource=settings.verify_challenge_resource,
+        transport=sized_transport(settings.sweep_concurrency),
         **CLIENT_OPTIONS,
     )
     tables = build_table_service(settings, credential)
@@ -79,7 +98,12 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     return Ports(
         secrets=KeyVaultSecretStore(secrets),
         keys=CognitiveServicesKeys(
-            credential, settings.arm_endpoint, settings.arm_scope, limiter, dict(CLIENT_OPTIONS)
+            credential,
+            settings.arm_endpoint,
+            settings.arm_scope,
+            limiter,
+            # one transport for every subscription's client: one pool per ARM host, sized to the sweep
+            {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency)},
         ),
         probe=DataPlaneProbe(session),
         states=TableStateStore(tables.get_table_client(settings.state_table)),

@@ -130,10 +130,11 @@ class FakeSecrets(SecretStore):
             version = f"v{next(self.versions)}"
             # Key Vault keeps ``exp`` and ``created`` in whole Unix seconds.
             expires_on = expires_on.replace(microsecond=0) if expires_on else None
+            created = self.world.clock().replace(microsecond=0)
             self.world.vault.setdefault(name.lower(), []).append(
-                StoredSecret(name, value, version, dict(tags), expires_on)
+                StoredSecret(name, value, version, dict(tags), expires_on, created)
             )
-            self.world.created[version] = self.world.clock().replace(microsecond=0)
+            self.world.created[version] = created
             if name.endswith("-active"):
                 held = self.world.active_history.setdefault(name[: -len("-active")], [])
                 if not held or held[-1][1] != value.reveal():

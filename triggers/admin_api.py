@@ -13,7 +13,7 @@ import azure.functions as func
 
 from rotation.views import to_json
 from triggers import records
-from triggers.admin_requests import BadRequest, history_limit, rotate_request, target_name
+from triggers.admin_requests import BadRequest, history_limit, report_window, rotate_request, target_name
 from triggers.http_responses import error_response, json_response
 from triggers.principal import authorize
 from triggers.runtime import Runtime
@@ -31,6 +31,10 @@ def list_targets(req: func.HttpRequest, runtime_provider: RuntimeProvider) -> fu
 
 def get_target(req: func.HttpRequest, runtime_provider: RuntimeProvider) -> func.HttpResponse:
     return _guarded("admin_get_target", req, runtime_provider, _get_target)
+
+
+def key_age_report(req: func.HttpRequest, runtime_provider: RuntimeProvider) -> func.HttpResponse:
+    return _guarded("admin_key_age_report", req, runtime_provider, _key_age_report)
 
 
 Handler = Callable[[func.HttpRequest, Runtime, str], func.HttpResponse]
@@ -103,6 +107,11 @@ def _get_target(req: func.HttpRequest, runtime: Runtime, requester: str) -> func
         raise errors.UnknownTarget(name)
     history = runtime.service.history(name, limit=limit)
     return json_response(200, {"target": to_json(statuses[0]), "history": to_json(history)})
+
+
+def _key_age_report(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.HttpResponse:
+    window = report_window(req.params)
+    return json_response(200, to_json(runtime.service.key_age_report(window)))
 
 
 def _admin_role(runtime: Runtime) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -16,6 +17,8 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_REASON_CHARS = 256
 DEFAULT_HISTORY_LIMIT = 20
 MAX_HISTORY_LIMIT = 100
+DEFAULT_REPORT_DAYS = 30
+MAX_REPORT_DAYS = 366
 
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # `/subscriptions/{id}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts/{name}`
@@ -105,6 +108,19 @@ def history_limit(params: Any) -> int:
     if not 1 <= limit <= MAX_HISTORY_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}")
     return limit
+
+
+def report_window(params: Any) -> timedelta:
+    """`?windowDays=1..366` (default 30): the window over which the key-age report counts failures."""
+    raw = params.get("windowDays") if params is not None else None
+    if raw is None:
+        return timedelta(days=DEFAULT_REPORT_DAYS)
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > 3:
+        raise BadRequest(f"windowDays must be an integer from 1 to {MAX_REPORT_DAYS}")
+    days = int(raw)
+    if not 1 <= days <= MAX_REPORT_DAYS:
+        raise BadRequest(f"windowDays must be an integer from 1 to {MAX_REPORT_DAYS}")
+    return timedelta(days=days)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -51,17 +51,17 @@ class CognitiveServicesKeys(KeyService):
                 self._clients[subscription_id] = client
             return client
 
-    def _fail(self, error: AzureError, operation: str, subscription_id: str) -> Exception:
+    def _fail(self, error: AzureError | OSError, operation: str, subscription_id: str) -> Exception:
         if isinstance(error, HttpResponseError) and error.status_code == 429:
             self.limiter.penalize(subscription_id, retry_after_seconds(error) or 10.0)
-        return translate(error, operation)
+        return translate(error, operation, self.arm_endpoint)
 
     def get_account(self, resource_id: str) -> AccountInfo:
         """GET account. Permission: Microsoft.CognitiveServices/accounts/read."""
         sub, rg, name = parse_resource_id(resource_id)
         try:
             account = self._client(sub).accounts.get(rg, name)
-        except AzureError as error:
+        except (AzureError, OSError) as error:
             raise self._fail(error, "arm.get_account", sub) from None
         properties = account.properties
         return AccountInfo(
@@ -83,7 +83,7 @@ class CognitiveServicesKeys(KeyService):
             if error.status_code == 400 and self._local_auth_disabled(resource_id):
                 raise KeylessAccount(f"{name}: local authentication is disabled (disableLocalAuth)") from None
             raise self._fail(error, "arm.list_keys", sub) from None
-        except AzureError as error:
+        except (AzureError, OSError) as error:
             raise self._fail(error, "arm.list_keys", sub) from None
         return AccountKeys(SecretValue(keys.key1 or ""), SecretValue(keys.key2 or ""))
 
@@ -100,7 +100,7 @@ class CognitiveServicesKeys(KeyService):
             if error.status_code == 400 and self._local_auth_disabled(resource_id):
                 raise KeylessAccount(f"{name}: local authentication is disabled (disableLocalAuth)") from None
             raise self._fail(error, "arm.regenerate_key", sub) from None
-        except AzureError as error:
+        except (AzureError, OSError) as error:
             raise self._fail(error, "arm.regenerate_key", sub) from None
 
     def _local_auth_disabled(self, resource_id: str) -> bool:

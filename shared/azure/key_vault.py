@@ -27,14 +27,15 @@ class KeyVaultSecretStore(SecretStore):
             secret = self.client.get_secret(name)
         except ResourceNotFoundError:
             return None
-        except AzureError as error:
-            raise translate(error, "keyvault.get_secret") from None
+        except (AzureError, OSError) as error:
+            raise translate(error, "keyvault.get_secret", self.client.vault_url) from None
         return StoredSecret(
             name=name,
             value=SecretValue(secret.value or ""),
             version=secret.properties.version or "",
             tags=dict(secret.properties.tags or {}),
             expires_on=secret.properties.expires_on,
+            created_on=secret.properties.created_on,
         )
 
     def set_secret(
@@ -48,9 +49,9 @@ class KeyVaultSecretStore(SecretStore):
         except ResourceExistsError:
             # 409 Conflict on a PUT: the name is held by a deleted but recoverable secret (soft delete).
             raise SecretDeleted(f"keyvault.set_secret: HTTP 409 {name} is deleted but recoverable") from None
-        except AzureError as error:
+        except (AzureError, OSError) as error:
             # ``from None``: the SDK error's context must not drag the request into a traceback.
-            raise translate(error, "keyvault.set_secret") from None
+            raise translate(error, "keyvault.set_secret", self.client.vault_url) from None
         return secret.properties.version or ""
 
     def recover_secret(self, name: str) -> None:
@@ -60,8 +61,8 @@ class KeyVaultSecretStore(SecretStore):
             self.client.begin_recover_deleted_secret(name)  # a poller we never wait on
         except ResourceNotFoundError:
             return  # purged, or already recovered
-        except AzureError as error:
-            raise translate(error, "keyvault.recover_deleted_secret") from None
+        except (AzureError, OSError) as error:
+            raise translate(error, "keyvault.recover_deleted_secret", self.client.vault_url) from None
 
     def list_versions(self, name: str) -> list[SecretVersion]:
         """GET /secrets/{name}/versions (paged). Permission: secrets/list. Values are never listed."""
@@ -74,7 +75,7 @@ class KeyVaultSecretStore(SecretStore):
             ]
         except ResourceNotFoundError:
             return []
-        except AzureError as error:
-            raise translate(error, "keyvault.list_secret_versions") from None
+        except (AzureError, OSError) as error:
+            raise translate(error, "keyvault.list_secret_versions", self.client.vault_url) from None
         # Key Vault lists versions in no documented order.
         return sorted(listed, key=lambda v: (v.created_on is None, v.created_on or _EPOCH, v.version))

@@ -39,10 +39,12 @@ _OTHER_FIELDS = (
 
 
 class _Table:
-    """Creates the table on first use (once per process)."""
+    """Writes create the table on first use (once per process); reads never create anything: a table
+    that does not exist yet simply holds no rows (``status`` on a fresh install changes nothing)."""
 
     def __init__(self, client: TableClient) -> None:
         self.client = client
+        self.endpoint = f"{client.url.rstrip('/')}/{client.table_name}"
         self._ready = False
         self._lock = threading.Lock()
 
@@ -54,10 +56,13 @@ class _Table:
                         self.client.create_table()
                     except ResourceExistsError:
                         pass
-                    except AzureError as error:
-                        raise translate(error, "table.create_table") from None
+                    except (AzureError, OSError) as error:
+                        raise self.failure(error, "table.create_table") from None
                     self._ready = True
         return self.client
+
+    def failure(self, error: AzureError | OSError, operation: str) -> Exception:
+        return translate(error, operation, self.endpoint)
 
 
 def _to_entity(target_key: str, state: TargetState) -> dict[str, Any]:
@@ -106,11 +111,11 @@ class TableStateStore(StateStore):
 
     def get(self, target_key: str) -> VersionedState | None:
         try:
-            entity = self.table.ready().get_entity(target_key, STATE_ROW)
+            entity = self.table.client.get_entity(target_key, STATE_ROW)
         except ResourceNotFoundError:
             return None
-        except AzureError as error:
-            raise translate(error, "table.get_entity") from None
+        except (AzureError, OSError) as error:
+            raise self.table.failure(error, "table.get_entity") from None
         return VersionedState(_from_entity(entity), _etag(entity.metadata))
 
     def create(self, target_key: str, state: TargetState) -> VersionedState:
@@ -118,8 +123,8 @@ class TableStateStore(StateStore):
             metadata = self.table.ready().create_entity(_to_entity(target_key, state))
         except ResourceExistsError:
             raise StateConflict(f"state of {state.target_id} already exists") from None
-        except AzureError as error:
-            raise translate(error, "table.create_entity") from None
+        except (AzureError, OSError) as error:
+            raise self.table.failure(error, "table.create_entity") from None
         return VersionedState(state, _etag(metadata))
 
     def replace(self, target_key: str, state: TargetState, etag: str) -> VersionedState:
@@ -132,18 +137,20 @@ class TableStateStore(StateStore):
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             raise StateConflict(f"state of {state.target_id} changed since it was read") from None
-        except AzureError as error:
+        except (AzureError, OSError) as error:
             if getattr(error, "status_code", None) == 412:
                 raise StateConflict(f"state of {state.target_id} changed since it was read") from None
-            raise translate(error, "table.update_entity") from None
+            raise self.table.failure(error, "table.update_entity") from None
         return VersionedState(state, _etag(metadata))
 
     def list_all(self) -> Iterator[tuple[str, VersionedState]]:
         try:
-            for entity in self.table.ready().query_entities("RowKey eq @row", parameters={"row": STATE_ROW}):
+            for entity in self.table.client.query_entities("RowKey eq @row", parameters={"row": STATE_ROW}):
                 yield entity["PartitionKey"], VersionedState(_from_entity(entity), _etag(entity.metadata))
-        except AzureError as error:
-            raise translate(error, "table.query_entities") from None
+        except ResourceNotFoundError:
+            return  # no table yet: nothing adopted
+        except (AzureError, OSError) as error:
+            raise self.table.failure(error, "table.query_entities") from None
 
 
 _MAX_MICROS = 10**19 - 1
@@ -175,13 +182,13 @@ class TableHistoryStore(HistoryStore):
         }
         try:
             self.table.ready().create_entity({k: v for k, v in entity.items() if v is not None})
-        except AzureError as error:
-            raise translate(error, "table.create_entity") from None
+        except (AzureError, OSError) as error:
+            raise self.table.failure(error, "table.create_entity") from None
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
         records: list[HistoryRecord] = []
         try:
-            pages = self.table.ready().query_entities(
+            pages = self.table.client.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": target_key}, results_per_page=max(1, limit)
             )
             for entity in pages:
@@ -194,6 +201,8 @@ class TableHistoryStore(HistoryStore):
                 ))  # fmt: skip
                 if len(records) >= limit:
                     break
-        except AzureError as error:
-            raise translate(error, "table.query_entities") from None
+        except ResourceNotFoundError:
+            return []  # no table yet: nothing recorded
+        except (AzureError, OSError) as error:
+            raise self.table.failure(error, "table.query_entities") from None
         return records

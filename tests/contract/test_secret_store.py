@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -86,3 +86,17 @@ def test_recovering_a_secret_that_is_not_deleted_does_nothing(backend: Backend, 
     backend.secrets.recover_secret(unique_name)  # exists, not deleted
     latest = backend.secrets.get_secret(unique_name)
     assert latest is not None and latest.value.reveal() == "live"
+
+
+def test_get_reports_when_the_latest_version_was_created(clocked_backend: Backend, unique_name: str) -> None:
+    """The key-age report reads a slot secret's age from this (Key Vault's ``attributes.created``). The
+    clock moves, so the real case gets a private emulator (``clocked_backend``)."""
+    clocked_backend.secrets.set_secret(unique_name, SecretValue("one"), {})
+    clocked_backend.advance_clock(120)
+    second = clocked_backend.secrets.set_secret(unique_name, SecretValue("two"), {})
+    latest = clocked_backend.secrets.get_secret(unique_name)
+    versions = clocked_backend.secrets.list_versions(unique_name)
+    assert latest is not None and latest.created_on is not None and latest.created_on.tzinfo is not None
+    assert latest.created_on == next(v.created_on for v in versions if v.version == second)
+    assert versions[0].created_on is not None
+    assert latest.created_on - versions[0].created_on >= timedelta(seconds=119)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -66,3 +68,110 @@ def test_cli_sweep_rotate_status_history(emulator, azurite, tmp_path) -> None:
     bad.write_text(env_file.read_text() + "VERIFY_TIMEOUT=ten minutes\n")
     settings_error = run_cli(bad, "status")
     assert settings_error.returncode == 2 and "VERIFY_TIMEOUT" in settings_error.stderr
+
+
+def _settings(emulator, azurite, names: list[str], tmp_path: Path, **extra: str) -> tuple[Path, str]:
+    suffix = uuid.uuid4().hex[:8]
+    settings = {
+        **emulator.app_env,
+        "ROTATION_TARGETS": json.dumps([{"resourceId": resource_id(n), "drainTime": "PT1H"} for n in names]),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ROTATION_STATE_TABLE": f"clistate{suffix}",
+        "ROTATION_HISTORY_TABLE": f"clihistory{suffix}",
+        **extra,
+    }
+    env_file = tmp_path / f"rotation-{suffix}.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    return env_file, suffix
+
+
+def _tables(azurite) -> set[str]:
+    from azure.data.tables import TableServiceClient
+
+    with TableServiceClient.from_connection_string(azurite.connection_string) as service:
+        return {t.name for t in service.list_tables()}
+
+
+def test_reading_commands_create_nothing_and_options_go_anywhere(emulator, azurite, tmp_path) -> None:
+    name = "clir" + uuid.uuid4().hex[:8]
+    emulator.control.add_account(resource_id(name))
+    env_file, suffix = _settings(emulator, azurite, [name], tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
+    for args in (["status", "--env-file", str(env_file)], ["--env-file", str(env_file), "plan", "--json"],
+                 ["report", "--format", "json", "--env-file", str(env_file)]):
+        result = subprocess.run([sys.executable, "-m", "rotation", *args], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (args, result.stderr)
+    assert not {t for t in _tables(azurite) if suffix in t}, "a read created a table"
+
+    [planned] = json.loads(run_cli(env_file, "plan").stdout)
+    assert (planned["action"], planned["wouldRun"], planned["phase"]) == ("adopt", True, "unadopted")
+    assert json.loads(run_cli(env_file, "sweep").stdout)["advanced"] == 1
+    [after] = json.loads(run_cli(env_file, "plan").stdout)
+    assert after["action"] == "wait" and after["wouldRun"] is False and after["notBefore"]
+
+    report = json.loads(run_cli(env_file, "report", "--format", "json", "--window-days", "7").stdout)
+    [row] = report["targets"]
+    assert report["windowSeconds"] == 7 * 86400 and row["overdue"] is False and row["failuresInWindow"] == 0
+    # adopted keys existed before the service stored them: the report says their age is a lower bound
+    assert [(s["slot"], s["exact"], s["generation"]) for s in row["slots"]] == [
+        ("key1", False, "adopted"), ("key2", False, "adopted")]
+    csv_text = run_cli(env_file, "report", "--format", "csv").stdout.splitlines()
+    assert csv_text[0].startswith("account,phase,active_slot,key1_age_seconds,key2_age_seconds")
+    assert csv_text[1].startswith(f"{name},idle,key1,")
+
+    [status] = json.loads(run_cli(env_file, "status", "--json").stdout)
+    assert {"leaseHeld", "leaseOwner", "leaseExpiresAt", "nextAttemptAt"} <= set(status)
+
+
+def test_errors_off_a_terminal_are_one_line_with_the_whole_resource_id(emulator, azurite, tmp_path) -> None:
+    """A missing account: the message names ARM, the endpoint and what to check — never wrapped at 80."""
+    missing = "clinone" + uuid.uuid4().hex[:8]  # not in the emulator
+    env_file, _ = _settings(emulator, azurite, [missing], tmp_path)
+    result = run_cli(env_file, "sweep")
+    assert result.returncode == 1
+    [failed] = json.loads(result.stdout)["results"]
+    assert failed["outcome"] == "failed"
+    error = failed["error"]
+    assert "arm.get_account at " + emulator.env["ARM_ENDPOINT"] in error
+    assert "HTTP 404 ResourceNotFound" in error
+    assert "check the resource id in ROTATION_TARGETS" in error
+    [status] = json.loads(run_cli(env_file, "status").stdout)
+    assert status["lastError"] == error and status["leaseHeld"] is False
+    table = subprocess.run(
+        [sys.executable, "-c", "import sys; from operator_cli.main import main; sys.exit(main())",
+         "--env-file", str(env_file), "rotate", resource_id(missing) + "x"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert table.returncode == 2
+    assert len(table.stderr.strip().splitlines()) == 1 and resource_id(missing) + "x" in table.stderr
+
+
+def test_ctrl_c_stops_a_sweep_cleanly_and_the_next_one_resumes(fresh_emulator, azurite, tmp_path) -> None:
+    names = [f"clis{n:02d}" + uuid.uuid4().hex[:4] for n in range(40)]
+    for name in names:
+        fresh_emulator.control.add_account(resource_id(name))
+    fresh_emulator.control.set_latency(0.05)
+    env_file, _ = _settings(fresh_emulator, azurite, names, tmp_path, SWEEP_CONCURRENCY="2")
+    env = {k: v for k, v in os.environ.items() if k not in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
+    command = [sys.executable, "-m", "rotation", "sweep", "--env-file", str(env_file)]
+    sweep = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    time.sleep(4)  # a few adoptions in flight
+    sweep.send_signal(signal.SIGINT)
+    out, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130, err
+    assert "Traceback" not in err and "stopping: no new target will be started" in err
+    summary = json.loads(out)
+    assert summary["interrupted"] > 0 and summary["advanced"] > 0 and summary["failed"] == 0
+    assert summary["advanced"] + summary["interrupted"] == 40
+    phases = [s["phase"] for s in json.loads(run_cli(env_file, "status").stdout)]
+    assert "adopting" not in phases, "an interrupted sweep left a target half adopted"
+
+    # the next sweep takes exactly the targets that were not started, with a pool sized to its threads
+    fresh_emulator.control.set_latency(0)
+    wide = tmp_path / "wide.env"
+    wide.write_text(env_file.read_text().replace("SWEEP_CONCURRENCY=2", "SWEEP_CONCURRENCY=24"))
+    resumed = run_cli(wide, "sweep")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["advanced"] == summary["interrupted"]
+    assert "Connection pool is full" not in resumed.stderr

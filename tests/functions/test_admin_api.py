@@ -68,6 +68,28 @@ def test_list_and_get_targets(harness: FunctionHarness) -> None:
         assert one.headers["Cache-Control"] == "no-store"
 
 
+def test_key_age_report_per_target_with_slot_ages_and_failures(harness: FunctionHarness) -> None:
+    before = harness.snapshot()
+    response = _call(harness, "admin_key_age_report",
+                     http_request("GET", "/api/report", headers=ADMIN, params={"windowDays": "7"}))
+    assert response.status_code == 200
+    report = body_of(response)
+    assert report["windowSeconds"] == 7 * 86400
+    rows = {row["accountName"]: row for row in report["targets"]}
+    assert set(rows) == {ACCOUNT, OTHER}
+    for row in rows.values():
+        # adopted keys existed before the service stored them: their age is a lower bound, said so
+        assert [s["slot"] for s in row["slots"]] == ["key1", "key2"]
+        assert all(s["storedAt"] and s["ageSeconds"] >= 0 for s in row["slots"])
+        assert sum(s["active"] for s in row["slots"]) == 1
+        assert row["nextDueAt"] and row["overdue"] is False and row["failuresInWindow"] >= 0
+    assert harness.snapshot() == before  # reading changes nothing
+    for bad in ({"windowDays": "0"}, {"windowDays": "x"}, {"windowDays": "400"}):
+        rejected = _call(harness, "admin_key_age_report",
+                         http_request("GET", "/api/report", headers=ADMIN, params=bad))
+        assert rejected.status_code == 400 and "windowDays" in body_of(rejected)["error"]["message"]
+
+
 def test_rotate_records_the_principal_and_never_starts_a_second_cycle(harness: FunctionHarness) -> None:
     h = harness
     body = json.dumps({"reason": "suspected leak"}).encode()

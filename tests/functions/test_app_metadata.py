@@ -33,7 +33,7 @@ def _trigger(name: str) -> dict[str, Any]:
 
 def test_function_names_are_the_fixed_ones() -> None:
     assert set(indexed()) == {"sweep_timer", "key_vault_events", "rotate_from_queue", "admin_rotate",
-                              "admin_list_targets", "admin_get_target"}
+                              "admin_list_targets", "admin_get_target", "admin_key_age_report"}
 
 
 def test_timer_binding() -> None:
@@ -56,6 +56,7 @@ def test_event_grid_and_queue_bindings() -> None:
     ("admin_rotate", "POST", "targets/{name}/rotate"),
     ("admin_list_targets", "GET", "targets"),
     ("admin_get_target", "GET", "targets/{name}"),
+    ("admin_key_age_report", "GET", "report"),
 ])
 def test_http_bindings_use_function_keys(name: str, method: str, route: str) -> None:
     assert _trigger(name) == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": [method],
@@ -66,7 +67,7 @@ def test_http_bindings_use_function_keys(name: str, method: str, route: str) -> 
 
 def test_openapi_document_covers_every_http_route() -> None:
     document = json.loads((REPO_ROOT / "triggers" / "openapi.json").read_text())
-    names = ("admin_rotate", "admin_list_targets", "admin_get_target")
+    names = ("admin_rotate", "admin_list_targets", "admin_get_target", "admin_key_age_report")
     routes = {"/" + _trigger(n)["route"]: n for n in names}
     operations = {path: next(iter(ops.values()))["operationId"] for path, ops in document["paths"].items()}
     assert operations == routes
