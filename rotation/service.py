@@ -11,6 +11,7 @@ from datetime import datetime
 from urllib.parse import urlparse
 
 from rotation.audit import error_text, log_sweep, log_transition, logger
+from rotation.catalog import TargetCatalog
 from rotation.decision import Action, decide, judge_request
 from rotation.errors import RotationError, StateConflict, UnknownTarget
 from rotation.model import (
@@ -47,42 +48,51 @@ class RotationService:
         clock: Clock = utc_now,
         concurrency: int = 16,
         vault_url: str = "",
+        catalog: TargetCatalog | None = None,
     ) -> None:
-        self.targets: tuple[Target, ...] = tuple(targets)
+        self.catalog = catalog or TargetCatalog(tuple(targets), clock=clock)
         self.ports = ports
         self.policy = policy or Policy()
         self.clock = clock
         self.concurrency = max(1, concurrency)
         self.vault_url = vault_url
         self.runner = StepRunner(ports, self.policy, clock)
-        self._by_key = {t.state_key: t for t in self.targets}
-        self._by_name: dict[str, Target] = {}
-        for t in self.targets:
-            self._by_name.setdefault(t.account_name.lower(), t)
-        self._by_secret = {name.lower(): t for t in self.targets for name in t.secret_names}
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets known now: ROTATION_TARGETS plus, with discovery, the tagged accounts."""
+        return self.catalog.targets
 
     # ------------------------------------------------------------ lookup
 
     def resolve(self, target: str | Target) -> Target:
-        """A configured target from a Target, its resource id or its account name; raises UnknownTarget."""
+        """A known target from a Target, its resource id or its account name; raises UnknownTarget."""
         if isinstance(target, Target):
             target = target.resource_id
         text = target.strip()
-        found = self._by_key.get(table_key(text)) if text.startswith("/") else self._by_name.get(text.lower())
+        found = self.catalog.find(text)
+        if found is None and self.catalog.discovering:
+            self.catalog.refresh(force=False)  # tagged since this process last listed the accounts?
+            found = self.catalog.find(text)
         if found is None:
-            raise UnknownTarget(f"{text!r} is not a configured target (ROTATION_TARGETS)")
+            where = "ROTATION_TARGETS or an account tagged for discovery" if self.catalog.discovering else (
+                "ROTATION_TARGETS")
+            raise UnknownTarget(f"{text!r} is not a target ({where})")
         return found
 
     def find_target_for_secret(self, vault_url: str, secret_name: str) -> Target | None:
-        """The target owning ``secret_name`` in our vault, or None (other vault / unmanaged secret)."""
-        if vault_url and self.vault_url and not _same_vault(vault_url, self.vault_url):
-            return None
-        return self._by_secret.get(secret_name.strip().lower())
+        """The target owning ``secret_name`` in that vault, or None (other vault / unmanaged secret)."""
+        for target in self.catalog.with_secret(secret_name):
+            vault = target.vault_url or self.vault_url
+            if not vault_url or not vault or _same_vault(vault_url, vault):
+                return target
+        return None
 
     # ------------------------------------------------------------ sweep
 
     def due_targets(self) -> list[Target]:
         """Targets with a step ready now (what a fan-out timer enqueues)."""
+        self.catalog.refresh()
         now = self.clock()
         loaded = self._load_all()
         return [
@@ -94,6 +104,7 @@ class RotationService:
     def sweep(self, trigger: str = "timer", progress: ProgressCallback | None = None) -> SweepSummary:
         """One timer tick: adopt, advance, retry and drift-check every target that has something due."""
         started = time.monotonic()
+        self.catalog.refresh()
         now = self.clock()
         loaded = self._load_all()
         due: list[tuple[Target, VersionedState | None]] = []
@@ -132,6 +143,9 @@ class RotationService:
                 is_overdue(_state(loaded.get(t.state_key)), now, self.policy.overdue_grace)
                 for t in self.targets
             ),
+            gone=sum(self.catalog.by_key(key) is None for key in loaded),
+            rejected=len(self.catalog.rejected),
+            discovery_error=self.catalog.last_error,
             results=tuple(results),
         )
         log_sweep(to_json(summary))
@@ -254,7 +268,7 @@ class RotationService:
                 target.resource_id,
             )
         # Reading the latest version is the only way to tell a replaced version from the current one.
-        current = self.ports.secrets.get_secret(target.active_secret)
+        current = self.ports.secrets_for(target.vault_url).get_secret(target.active_secret)
         if current is None:
             return SecretEventOutcome(
                 EventDecision.UNMANAGED_SECRET, "the secret no longer exists", target.resource_id
@@ -283,20 +297,67 @@ class RotationService:
     # ------------------------------------------------------------ reading
 
     def status(self, target: str | Target | None = None) -> list[TargetStatus]:
+        """Every known target, then every target that has state but is no longer known (``gone``:
+        deleted, untagged or removed from ROTATION_TARGETS — not rotated any more, history kept)."""
+        self.catalog.refresh(force=False)
         if target is not None:
-            one = self.resolve(target)
+            try:
+                one = self.resolve(target)
+            except UnknownTarget:
+                gone = self._gone_state(target)
+                if gone is None:
+                    raise
+                return [self._gone_status(gone)]
             return [self._status(one, _state(self.ports.states.get(one.state_key)))]
         loaded = self._load_all()
-        return [self._status(t, _state(loaded.get(t.state_key))) for t in self.targets]
+        known = [self._status(t, _state(loaded.get(t.state_key))) for t in self.targets]
+        gone = [self._gone_status(v.state) for k, v in loaded.items() if self.catalog.by_key(k) is None]
+        return known + gone
 
     def history(self, target: str | Target, limit: int = 20) -> list[HistoryRecord]:
-        resolved = self.resolve(target)
-        return self.ports.history.list(resolved.state_key, limit)
+        """History of a known target, or of a gone one by its resource id (history is never deleted)."""
+        try:
+            key = self.resolve(target).state_key
+        except UnknownTarget:
+            gone = self._gone_state(target)
+            if gone is None:
+                raise
+            key = table_key(gone.target_id)
+        return self.ports.history.list(key, limit)
 
     # ------------------------------------------------------------ helpers
 
     def _load_all(self) -> dict[str, VersionedState]:
         return dict(self.ports.states.list_all())
+
+    def _gone_state(self, target: str | Target) -> TargetState | None:
+        text = target.resource_id if isinstance(target, Target) else target.strip()
+        if not text.startswith("/"):
+            return None
+        return _state(self.ports.states.get(table_key(text)))
+
+    def _gone_status(self, state: TargetState) -> TargetStatus:
+        now = self.clock()
+        return TargetStatus(
+            target=state.target_id,
+            account_name=state.target_id.rstrip("/").rsplit("/", 1)[-1],
+            secret_prefix="",
+            phase=state.phase.value,
+            active_slot=state.active_slot.value if state.active_slot else None,
+            cycle_id=state.cycle_id,
+            due_at=None,
+            drain_until=state.drain_until,
+            next_attempt_at=None,
+            last_rotated_at=state.last_rotated_at,
+            attempts=state.attempts,
+            last_error=state.last_error,
+            verify="",
+            rotation_period_seconds=0.0,
+            drain_time_seconds=0.0,
+            lease_held=bool(state.lease_expires_at and state.lease_expires_at > now),
+            cycles_completed=state.cycles_completed,
+            presence="gone",
+        )
 
     def _status(self, target: Target, state: TargetState | None) -> TargetStatus:
         now = self.clock()
@@ -318,6 +379,8 @@ class RotationService:
             drain_time_seconds=target.drain_time.total_seconds(),
             lease_held=bool(state and state.lease_expires_at and state.lease_expires_at > now),
             cycles_completed=state.cycles_completed if state else 0,
+            presence=target.source,
+            vault_url=target.vault_url or self.vault_url,
         )
 
     def _outcome(
