@@ -149,7 +149,7 @@ class ControlApi:
             raise InvalidAccount(f"account {account.resource_id} already exists")
         if state.account_by_subdomain(account.host_name) is not None:
             # Account names repeat across resource groups and subscriptions, as in Azure; the custom
-            # subdomain is a DNS name and globally unique (CustomDomainInUse / "subdomain name not available").
+            # subdomain is a DNS name and globally unique.
             raise InvalidAccount(
                 f"custom subdomain {account.host_name!r} is already taken; give this account its own "
                 "customSubDomainName"

@@ -159,13 +159,15 @@ class Account:
         return self.key1 if slot == "key1" else self.key2
 
 
-MAX_TAGS = 50  # per resource (Azure Resource Manager: "Each resource ... can have a maximum of 50 tag name-value pairs")
+MAX_TAGS = 50  # per resource ("Each resource ... can have a maximum of 50 tag name-value pairs")
 MAX_TAG_NAME = 512
 MAX_TAG_VALUE = 256
 
 
 def validated_tags(tags: Any) -> dict[str, str]:
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
         raise InvalidAccount("tags must be an object of string names to string values")
     if len(tags) > MAX_TAGS:
         raise InvalidAccount(f"an account can carry at most {MAX_TAGS} tags, got {len(tags)}")

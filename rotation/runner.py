@@ -137,7 +137,8 @@ class StepRunner:
                     return self._result(ctx, state, TargetOutcome.FAILED, error=error_text(exc))
                 if decision.action in LIST_KEYS_ACTIONS:
                     ctx.list_keys_budget = False
-                ctx.kv_writes_held = max(0, ctx.kv_writes_held - KEY_VAULT_WRITES_SPENT.get(decision.action, 0))
+                spent = KEY_VAULT_WRITES_SPENT.get(decision.action, 0)
+                ctx.kv_writes_held = max(0, ctx.kv_writes_held - spent)
                 self._record(ctx, state, decision.action, result, started)
                 state = result.state
                 dirty = True

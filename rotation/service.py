@@ -304,10 +304,10 @@ class RotationService:
             try:
                 one = self.resolve(target)
             except UnknownTarget:
-                gone = self._gone_state(target)
-                if gone is None:
+                left = self._gone_state(target)
+                if left is None:
                     raise
-                return [self._gone_status(gone)]
+                return [self._gone_status(left)]
             return [self._status(one, _state(self.ports.states.get(one.state_key)))]
         loaded = self._load_all()
         known = [self._status(t, _state(loaded.get(t.state_key))) for t in self.targets]

@@ -8,11 +8,11 @@ output binding; `rotate_from_queue` advances them, spread over instances by the 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Protocol
 
 from rotation.views import to_json
+from shared.azure.queues import fanout_message
 from triggers import records
 from triggers.runtime import Runtime
 
@@ -24,7 +24,7 @@ class Outbox(Protocol):
 
 
 def queue_message_for(resource_id: str) -> str:
-    return json.dumps({"target": resource_id})
+    return fanout_message(resource_id)
 
 
 def run_sweep(timer: Any, runtime: Runtime, outbox: Outbox) -> None:
