@@ -27,7 +27,8 @@ ON = {"key-rotation": "enabled"}
 
 
 def rid(sub: str, group: str, name: str) -> str:
-    return f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.CognitiveServices/accounts/{name}"
+    provider = "providers/Microsoft.CognitiveServices/accounts"
+    return f"/subscriptions/{sub}/resourceGroups/{group}/{provider}/{name}"
 
 
 def service_for(emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: Any, **extra: str) -> Any:
@@ -85,7 +86,10 @@ def statuses(service: RotationService) -> dict[str, Any]:
 
 
 def test_a_discovery_only_sweep_adopts_exactly_the_tagged_accounts_with_their_overrides(
-    fresh_emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch, fleet: dict[str, str]
+    fresh_emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    fleet: dict[str, str],
 ) -> None:
     service = service_for(fresh_emulator, azurite, monkeypatch)
     summary = service.sweep()
@@ -120,7 +124,10 @@ def fresh_emulator_now(service: RotationService) -> Any:
 
 
 def test_untagged_and_deleted_accounts_stop_rotating_keep_history_and_show_as_gone(
-    fresh_emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch, fleet: dict[str, str]
+    fresh_emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    fleet: dict[str, str],
 ) -> None:
     service = service_for(fresh_emulator, azurite, monkeypatch)
     service.sweep()
@@ -146,7 +153,10 @@ def test_untagged_and_deleted_accounts_stop_rotating_keep_history_and_show_as_go
 
 
 def test_empty_scopes_discover_in_every_visible_subscription_and_a_failed_listing_keeps_the_fleet(
-    fresh_emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch, fleet: dict[str, str]
+    fresh_emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    fleet: dict[str, str],
 ) -> None:
     service = service_for(fresh_emulator, azurite, monkeypatch, ROTATION_DISCOVERY_SCOPES="")
     service.sweep()
