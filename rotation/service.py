@@ -25,8 +25,10 @@ from rotation.model import (
     table_key,
 )
 from rotation.outcomes import EventDecision, RequestStatus, StepOutcome, TargetOutcome
+from rotation.pacing import Budget, pace
 from rotation.ports import Clock, Ports, utc_now
 from rotation.runner import StepRunner
+from rotation.status import gone_status, target_status
 from rotation.views import (
     RequestOutcome,
     SecretEventOutcome,
@@ -75,9 +77,8 @@ class RotationService:
             self.catalog.refresh(force=False)  # tagged since this process last listed the accounts?
             found = self.catalog.find(text)
         if found is None:
-            where = "ROTATION_TARGETS or an account tagged for discovery" if self.catalog.discovering else (
-                "ROTATION_TARGETS")
-            raise UnknownTarget(f"{text!r} is not a target ({where})")
+            where = "ROTATION_TARGETS or tagged for discovery" if self.catalog.discovering else "ROTATION_TARGETS"
+            raise UnknownTarget(f"{text!r} is not a configured target ({where})")
         return found
 
     def find_target_for_secret(self, vault_url: str, secret_name: str) -> Target | None:
@@ -100,6 +101,19 @@ class RotationService:
             for t in self.targets
             if decide(_state(loaded.get(t.state_key)), t, now, self.policy, owner="").actionable
         ]
+
+    def paced_due_targets(self, arm: Budget, vault: Budget) -> list[tuple[Target, float]]:
+        """Due targets with the delay each should wait so the wave fits the write budgets (fan-out)."""
+        self.catalog.refresh()
+        now = self.clock()
+        loaded = self._load_all()
+        work = []
+        for target in self.targets:
+            decision = decide(_state(loaded.get(target.state_key)), target, now, self.policy, owner="")
+            if decision.actionable:
+                work.append((target, decision.action))
+        delays = pace(work, arm, vault, self.ports.vault_key)
+        return [(target, delay) for (target, _), delay in zip(work, delays, strict=True)]
 
     def sweep(self, trigger: str = "timer", progress: ProgressCallback | None = None) -> SweepSummary:
         """One timer tick: adopt, advance, retry and drift-check every target that has something due."""
@@ -337,51 +351,10 @@ class RotationService:
         return _state(self.ports.states.get(table_key(text)))
 
     def _gone_status(self, state: TargetState) -> TargetStatus:
-        now = self.clock()
-        return TargetStatus(
-            target=state.target_id,
-            account_name=state.target_id.rstrip("/").rsplit("/", 1)[-1],
-            secret_prefix="",
-            phase=state.phase.value,
-            active_slot=state.active_slot.value if state.active_slot else None,
-            cycle_id=state.cycle_id,
-            due_at=None,
-            drain_until=state.drain_until,
-            next_attempt_at=None,
-            last_rotated_at=state.last_rotated_at,
-            attempts=state.attempts,
-            last_error=state.last_error,
-            verify="",
-            rotation_period_seconds=0.0,
-            drain_time_seconds=0.0,
-            lease_held=bool(state.lease_expires_at and state.lease_expires_at > now),
-            cycles_completed=state.cycles_completed,
-            presence="gone",
-        )
+        return gone_status(state, self.clock())
 
     def _status(self, target: Target, state: TargetState | None) -> TargetStatus:
-        now = self.clock()
-        return TargetStatus(
-            target=target.resource_id,
-            account_name=target.account_name,
-            secret_prefix=target.secret_prefix,
-            phase=state.phase.value if state else "unadopted",
-            active_slot=state.active_slot.value if state and state.active_slot else None,
-            cycle_id=state.cycle_id if state else None,
-            due_at=state.due_at if state else None,
-            drain_until=state.drain_until if state else None,
-            next_attempt_at=state.next_attempt_at if state else None,
-            last_rotated_at=state.last_rotated_at if state else None,
-            attempts=state.attempts if state else 0,
-            last_error=state.last_error if state else None,
-            verify=target.verify.value,
-            rotation_period_seconds=target.rotation_period.total_seconds(),
-            drain_time_seconds=target.drain_time.total_seconds(),
-            lease_held=bool(state and state.lease_expires_at and state.lease_expires_at > now),
-            cycles_completed=state.cycles_completed if state else 0,
-            presence=target.source,
-            vault_url=target.vault_url or self.vault_url,
-        )
+        return target_status(target, state, self.clock(), self.vault_url)
 
     def _outcome(
         self,

@@ -61,6 +61,6 @@ def gcra(tat: float, now: float, writes: int, rate: float, burst: float) -> tupl
     interval = 1.0 / rate
     new_tat = max(tat, now) + writes * interval
     allowed_at = new_tat - burst * interval
-    if allowed_at <= now:
+    if allowed_at <= now + 1e-9:  # float sums of the interval must not cost a token
         return True, new_tat, 0.0
     return False, tat, allowed_at - now

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Protocol
 
 from rotation.views import to_json
-from shared.azure.queues import fanout_message
+from shared.fanout import fanout_message
 from triggers import records
 from triggers.runtime import Runtime
 

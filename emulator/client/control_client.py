@@ -170,6 +170,10 @@ class ControlClient:
     def calls(self) -> dict[str, int]:
         return dict(self._call("GET", "/calls")["counts"])
 
+    def calls_and_throttles(self) -> dict[str, dict[str, int]]:
+        """``{"counts": {operation: n}, "throttled": {"arm"|"keyvault": 429s the limits answered}}``."""
+        return dict(self._call("GET", "/calls"))
+
     def reset_calls(self) -> None:
         self._call("DELETE", "/calls")
 

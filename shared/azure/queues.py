@@ -5,7 +5,6 @@ the budgets allow never waits for the next timer tick — and nothing sleeps (I6
 
 from __future__ import annotations
 
-import json
 import math
 
 from azure.core.exceptions import AzureError
@@ -13,13 +12,9 @@ from azure.storage.queue import QueueClient
 
 from rotation.audit import logger
 from rotation.ports import WorkScheduler
+from shared.fanout import fanout_message
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600  # Queue Storage's limit for a message's initial invisibility
-
-
-def fanout_message(resource_id: str) -> str:
-    """The fan-out message body (the timer's output binding writes the same)."""
-    return json.dumps({"target": resource_id})
 
 
 class QueueWorkScheduler(WorkScheduler):
