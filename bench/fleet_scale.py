@@ -70,7 +70,9 @@ def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any
 
     with ThreadPoolExecutor(max_workers=16) as pool:  # host.json: batchSize 16
         while not stop.is_set():
-            batch = list(queue.receive_messages(messages_per_page=32, visibility_timeout=120, max_messages=32))
+            batch = list(
+                queue.receive_messages(messages_per_page=32, visibility_timeout=120, max_messages=32)
+            )
             if not batch:
                 time.sleep(0.1)  # the host's polling interval (the product itself never sleeps)
                 continue
@@ -81,7 +83,9 @@ def scale_vault_budget(service: Any, settings: Any, speedup: float, bucket: Any)
     """The vault budget's window shrinks with the emulator's (the setting names a 10 s window)."""
     per_second = settings.vault_secret_writes_per_10s / 10 * speedup
     table = service.ports.vault_limiter.client
-    service.ports.vault_limiter = bucket(table, "kv", per_second, max(1.0, settings.vault_secret_writes_per_10s / 10))
+    service.ports.vault_limiter = bucket(
+        table, "kv", per_second, max(1.0, settings.vault_secret_writes_per_10s / 10)
+    )
 
 
 def seed(emulator: EmulatorProcess, accounts: int, untagged: int, subscriptions: int) -> list[str]:
@@ -136,7 +140,9 @@ class Fleet:
         per_second = ENGINE_VAULT_WRITES_PER_10S / 10
         self.vault = Budget(per_second * speedup, per_second)
         self.queue = QueueClient.from_connection_string(
-            env["AzureWebJobsStorage"], self.settings.queue_name, message_encode_policy=TextBase64EncodePolicy()
+            env["AzureWebJobsStorage"],
+            self.settings.queue_name,
+            message_encode_policy=TextBase64EncodePolicy(),
         )
         try:
             self.queue.create_queue()  # the Functions host creates its trigger's queue
@@ -171,7 +177,13 @@ class Fleet:
 
 
 def run_wave(
-    env: dict[str, str], fleet: Fleet, workers: int, offset: timedelta, speedup: float, done: Any, meter: CpuMeter
+    env: dict[str, str],
+    fleet: Fleet,
+    workers: int,
+    offset: timedelta,
+    speedup: float,
+    done: Any,
+    meter: CpuMeter,
 ) -> tuple[float, float, int]:
     """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds, messages)."""
     context = multiprocessing.get_context("spawn")
@@ -209,7 +221,9 @@ def floors(kv_writes: int, arm_writes_per_sub: int, cpu: float, speedup: float) 
 
 
 def main(argv: Sequence[str] | None = None) -> Report:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--untagged", type=int, default=200)
     parser.add_argument("--subscriptions", type=int, default=10)
@@ -234,7 +248,12 @@ def main(argv: Sequence[str] | None = None) -> Report:
             fleet = Fleet(env, args.speedup, offset)
             wall, cpu, sent = run_wave(env, fleet, args.workers, offset, args.speedup, done, meter)
             floor = floors(kv, arm, cpu, args.speedup)
-            waves[name] = {"wall": wall, "cpu": cpu, "messages": sent, **{f"floor_{k}": v for k, v in floor.items()}}
+            waves[name] = {
+                "wall": wall,
+                "cpu": cpu,
+                "messages": sent,
+                **{f"floor_{k}": v for k, v in floor.items()},
+            }
             report.add(f"{name}: wall", f"{wall:.1f} s ({sent} messages)")
             report.add(
                 f"{name}: floors",
@@ -256,7 +275,10 @@ def main(argv: Sequence[str] | None = None) -> Report:
         throttled = calls.get("throttled", {})
         states = [v.state for _, v in Fleet(env, args.speedup, CLOCK_OFFSET).service.ports.states.list_all()]
         completed = sum(s.cycles_completed >= 1 for s in states)
-        report.add("targets discovered / untagged", f"{n} / {args.untagged} (untagged never adopted: {len(states) == n})")
+        report.add(
+            "targets discovered / untagged",
+            f"{n} / {args.untagged} (untagged never adopted: {len(states) == n})",
+        )
         report.add("cycles completed", f"{completed} of {n}")
         report.add("429 from ARM / Key Vault", f"{throttled.get('arm', 0)} / {throttled.get('keyvault', 0)}")
         report.add("secret writes (emulator)", str(calls["counts"].get("keyvault.set_secret", 0)))

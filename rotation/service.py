@@ -77,7 +77,9 @@ class RotationService:
             self.catalog.refresh(force=False)  # tagged since this process last listed the accounts?
             found = self.catalog.find(text)
         if found is None:
-            where = "ROTATION_TARGETS or tagged for discovery" if self.catalog.discovering else "ROTATION_TARGETS"
+            where = "ROTATION_TARGETS"
+            if self.catalog.discovering:
+                where += " or tagged for discovery"
             raise UnknownTarget(f"{text!r} is not a configured target ({where})")
         return found
 
