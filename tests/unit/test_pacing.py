@@ -27,9 +27,10 @@ def test_subscriptions_and_vaults_are_paced_separately_and_the_later_delay_wins(
         (target("s1", "a"), Action.START_CYCLE),
         (target("s1", "b"), Action.START_CYCLE),
         (target("s2", "c"), Action.START_CYCLE),
-        (target("s2", "d", vault="https://kv2/"), Action.START_CYCLE),
+        (target("s3", "d", vault="https://kv2/"), Action.START_CYCLE),  # its own subscription and vault
     ]
-    delays = pace(work, Budget(per_second=1, burst=2), Budget(per_second=3, burst=3), lambda url: url or "kv1")
+    arm, vault = Budget(per_second=1, burst=2), Budget(per_second=3, burst=3)
+    delays = pace(work, arm, vault, lambda url: url or "kv1")
     # ARM: 2 writes each, a burst of 2 per subscription; Key Vault: 3 writes each, a burst of 3 per vault
     # c: its subscription has room, its vault (the third 3-write item there) waits 2 s
     assert delays == pytest.approx([0, 2, 2, 0])
