@@ -41,7 +41,7 @@ ENGINE_ARM_RATE, ENGINE_ARM_BURST = 9.0, 180
 TAG = {"key-rotation": "enabled", "key-rotation-drain": "PT5S"}
 CLOCK_OFFSET = timedelta(days=400)  # phase 2: past every staggered first due date (P30D)
 MAX_WAIT_SECONDS = 1800
-TIMER_SECONDS = 15.0  # the sweep timer, compressed like the budgets
+TIMER_MINUTES = 15  # the sweep timer's default schedule; compressed by --speedup like the budgets
 
 
 def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any) -> None:
@@ -138,6 +138,7 @@ class Fleet:
         self.settings = load_settings(env)
         self.service = build_service(self.settings, clock=lambda: datetime.now().astimezone() + offset)
         self.arm = Budget(ENGINE_ARM_RATE * speedup, ENGINE_ARM_BURST)
+        self.timer_seconds = TIMER_MINUTES * 60 / speedup
         per_second = ENGINE_VAULT_WRITES_PER_10S / 10
         self.vault = Budget(per_second * speedup, per_second)
         self.queue = QueueClient.from_connection_string(
@@ -168,15 +169,16 @@ class Fleet:
         return len(paced)
 
     def wait_until(self, done: Any) -> int:
-        """Poll the state table until ``done``; every TIMER_SECONDS the "timer" fans out again what is due
-        (failed steps after their backoff, anything a lost message left behind). Returns messages sent."""
+        """Poll the state table until ``done``; every timer period (15 min / speedup) the "timer" fans out
+        again what is due (failed steps after their backoff, anything a lost message left behind). Returns
+        the messages sent."""
         started = last_tick = time.perf_counter()
         sent = 0
         while time.perf_counter() - started < MAX_WAIT_SECONDS:
             states = [v.state for _, v in self.service.ports.states.list_all()]
             if done(states):
                 return sent
-            if time.perf_counter() - last_tick >= TIMER_SECONDS:
+            if time.perf_counter() - last_tick >= self.timer_seconds:
                 sent += self.fan_out()
                 last_tick = time.perf_counter()
             time.sleep(0.5)
