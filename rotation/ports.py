@@ -226,7 +226,7 @@ class UnlimitedWrites(WriteRateLimiter):
 
 class WorkScheduler(ABC):
     """Runs ``advance`` for a target again later (a queue message with a visibility delay): deferred
-    work is stored state, never a sleep (I6), and does not wait for the next timer tick."""
+    work is stored state, never slept on (I6), and does not wait for the next timer tick."""
 
     @abstractmethod
     def schedule(self, resource_id: str, delay_seconds: float) -> None:
