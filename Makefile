@@ -67,8 +67,8 @@ bench-emulator: deps
 	$(PY) -m bench.emulator_throughput
 
 # make bench-cycle-scale | bench-call-counts | bench-import-time | bench-consumer-get | bench-sweep-memory
-# | bench-probe-verdicts
-BENCHMARKS := cycle-scale call-counts import-time consumer-get sweep-memory probe-verdicts
+# | bench-probe-verdicts | bench-fleet-scale
+BENCHMARKS := cycle-scale call-counts import-time consumer-get sweep-memory probe-verdicts fleet-scale
 .PHONY: $(addprefix bench-,$(BENCHMARKS))
 $(addprefix bench-,$(BENCHMARKS)): bench-%: deps
 	$(PY) -m bench.$(subst -,_,$*) $(BENCH_ARGS)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from emulator import arm_listing as listing
 from emulator.core import Emulator
 from emulator.errors import ARM, arm_error, json_response
 from emulator.operations import run_operation
@@ -22,6 +23,11 @@ from emulator.tokens import TokenProblem, TokenRejected
 ACCOUNT_PATH = re.compile(
     r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
     r"/providers/Microsoft\.CognitiveServices/accounts/(?P<name>[^/]+?)(?:/(?P<action>listKeys|regenerateKey))?/?$",
+    re.IGNORECASE,
+)
+LIST_PATH = re.compile(
+    r"^/subscriptions/(?P<subscription>[^/]+)(?:/resourceGroups/(?P<group>[^/]+))?"
+    r"/providers/Microsoft\.CognitiveServices/accounts/?$",
     re.IGNORECASE,
 )
 ALLOWED_AUDIENCES_TEXT = (
@@ -69,7 +75,7 @@ def account_envelope(emulator: Emulator, account: Account) -> dict[str, Any]:
         "location": account.location,
         "sku": {"name": "S0"},
         "kind": account.kind,
-        "tags": {},
+        "tags": dict(account.tags),
         "properties": properties,
         "systemData": {
             "createdAt": created,
@@ -86,12 +92,29 @@ class ArmCognitiveServices:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/subscriptions", self.list_subscriptions, methods=["GET"]),
             Route(
                 "/subscriptions/{rest:path}", self.dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
-            )
+            ),
         ]
 
+    async def list_subscriptions(self, request: Request) -> Response:
+        async def handler(req: Request) -> Response:
+            return self._guarded(req, None, "reads") or listing.subscriptions_page(self.emulator, req)
+
+        return await run_operation(self.emulator, request, "arm.list_subscriptions", ARM, handler)
+
     async def dispatch(self, request: Request) -> Response:
+        listed = LIST_PATH.match(request.url.path)
+        if listed is not None and request.method == "GET":
+
+            async def list_handler(req: Request) -> Response:
+                assert listed is not None
+                return self._guarded(req, listed["subscription"], "reads") or listing.accounts_page(
+                    self.emulator, req, listed["subscription"], listed["group"]
+                )
+
+            return await run_operation(self.emulator, request, "arm.list_accounts", ARM, list_handler)
         match = ACCOUNT_PATH.match(request.url.path)
         if match is None:
             return arm_error(
@@ -155,7 +178,8 @@ class ArmCognitiveServices:
             return arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         return None
 
-    async def _handle(self, request: Request, operation: str, match: re.Match[str]) -> Response:
+    def _guarded(self, request: Request, subscription: str | None, kind: str) -> Response | None:
+        """Authentication, api-version and ARM's throttling, in that order; None when the call may run."""
         denied = self._authenticate(request)
         if denied is not None:
             return denied
@@ -165,18 +189,37 @@ class ArmCognitiveServices:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        kind = "reads" if request.method == "GET" else "writes"
-        allowed, remaining, retry_after = self.emulator.knobs.throttle(match["subscription"], kind)
-        limit_header = {f"x-ms-ratelimit-remaining-subscription-{kind}": str(remaining)}
-        if not allowed:
+        if subscription is None:
+            return None
+        verdict = self.emulator.knobs.throttle(subscription, kind, self._principal(request))
+        request.state.limit_headers = verdict.headers
+        if not verdict.allowed:
             return arm_error(
                 429,
-                "TooManyRequests",
-                f"The request is being throttled as the limit has been reached for operation type - "
-                f"{'Read' if kind == 'reads' else 'Write'}. For more information, see - "
-                "https://aka.ms/armthrottling",
-                {**limit_header, "Retry-After": str(retry_after)},
+                "SubscriptionRequestsThrottled",
+                f"Number of '{kind[:-1]}' requests for subscription '{subscription}' actor "
+                f"'{self._principal(request)}' exceeded. Please try again after '{verdict.retry_after}' "
+                "seconds after the first request. For more information, see https://aka.ms/armthrottling",
+                {**verdict.headers, "Retry-After": str(verdict.retry_after)},
             )
+        return None
+
+    def _principal(self, request: Request) -> str:
+        """The caller's object id (ARM's buckets are per principal): from the token the check accepted."""
+        try:
+            claims = self.emulator.tokens.check_authorization(
+                request.headers.get("authorization"), self.emulator.arm_audiences
+            )
+        except TokenRejected:
+            return "anonymous"
+        return str(claims.get("oid") or "anonymous")
+
+    async def _handle(self, request: Request, operation: str, match: re.Match[str]) -> Response:
+        kind = "reads" if request.method == "GET" else "writes"
+        refused = self._guarded(request, match["subscription"], kind)
+        if refused is not None:
+            return refused
+        limit_header = dict(request.state.limit_headers)
         resource_id = (
             f"/subscriptions/{match['subscription']}/resourceGroups/{match['group']}"
             f"/providers/Microsoft.CognitiveServices/accounts/{match['name']}"

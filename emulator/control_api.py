@@ -16,13 +16,14 @@ from emulator.arm import account_envelope
 from emulator.core import Emulator
 from emulator.errors import json_response
 from emulator.knobs import Fault, InvalidControl
-from emulator.state import KEYS_ISSUED_HERE, NETWORK_ACTIONS, Account, InvalidAccount
+from emulator.state import KEYS_ISSUED_HERE, NETWORK_ACTIONS, Account, InvalidAccount, validated_tags
 
 # What PATCH /accounts/{name} can change (and POST /accounts can set), with each value's check.
 ACCOUNT_FIELDS: dict[str, Callable[[Any], bool]] = {
     "disableLocalAuth": lambda value: isinstance(value, bool),
     "customSubDomain": lambda value: isinstance(value, bool),
     "networkDefaultAction": lambda value: value in NETWORK_ACTIONS,
+    "tags": lambda value: isinstance(value, dict),  # replaces every tag (as ARM's PUT/PATCH tags does)
 }
 
 
@@ -56,6 +57,7 @@ class ControlApi:
             Route(f"{p}/accounts", w(self.list_accounts), methods=["GET"]),
             Route(f"{p}/accounts", w(self.add_account), methods=["POST"]),
             Route(f"{p}/accounts/{{name}}", w(self.patch_account), methods=["PATCH"]),
+            Route(f"{p}/accounts/{{name}}", w(self.delete_account), methods=["DELETE"]),
             Route(f"{p}/latency", w(self.set_latency), methods=["PUT"]),
             Route(f"{p}/propagation", w(self.set_propagation), methods=["PUT"]),
             Route(f"{p}/throttling", w(self.set_throttling), methods=["PUT"]),
@@ -99,6 +101,8 @@ class ControlApi:
             "disableLocalAuth": account.disable_local_auth,
             "customSubDomain": account.custom_subdomain,
             "networkDefaultAction": account.network_default_action,
+            "customSubDomainName": account.host_name,
+            "tags": dict(account.tags),
         }
 
     async def list_accounts(self, request: Request) -> Response:
@@ -112,6 +116,8 @@ class ControlApi:
         location: Any = "eastus",
         custom_subdomain: Any = None,
         network_default_action: Any = "Allow",
+        tags: Any = None,
+        subdomain: Any = None,
     ) -> Account:
         if not isinstance(resource_id, str):
             raise InvalidAccount("resourceId is required and must be a string")
@@ -125,6 +131,8 @@ class ControlApi:
             raise InvalidAccount("customSubDomain must be a boolean")
         if not isinstance(network_default_action, str):
             raise InvalidAccount("networkDefaultAction must be a string")
+        if subdomain is not None and not isinstance(subdomain, str):
+            raise InvalidAccount("customSubDomainName must be a string")
         account = Account.create(
             resource_id,
             kind,
@@ -133,20 +141,26 @@ class ControlApi:
             location,
             custom_subdomain,
             network_default_action,
+            tags if tags is not None else {},
+            subdomain,
         )
         state = self.emulator.state
         if account.resource_id.lower() in state.accounts:
             raise InvalidAccount(f"account {account.resource_id} already exists")
-        if state.account_by_name(account.name) is not None:
-            # The data-plane endpoint is keyed by name, like the globally unique custom subdomain in Azure.
-            raise InvalidAccount(f"an account named {account.name!r} already exists (names are unique)")
+        if state.account_by_subdomain(account.host_name) is not None:
+            # Account names repeat across resource groups and subscriptions, as in Azure; the custom
+            # subdomain is a DNS name and globally unique.
+            raise InvalidAccount(
+                f"custom subdomain {account.host_name!r} is already taken; give this account its own "
+                "customSubDomainName"
+            )
         state.accounts[account.resource_id.lower()] = account
         self.emulator.persist()
         return account
 
     async def add_account(self, request: Request) -> Response:
         body = await _body(request)
-        unknown = set(body) - {*ACCOUNT_FIELDS, "resourceId", "kind", "location"}
+        unknown = set(body) - {*ACCOUNT_FIELDS, "resourceId", "kind", "location", "customSubDomainName"}
         if unknown:
             raise InvalidControl(f"unknown account field(s) {sorted(unknown)}")
         account = self.add_account_from(
@@ -156,19 +170,49 @@ class ControlApi:
             body.get("location", "eastus"),
             body.get("customSubDomain"),
             body.get("networkDefaultAction", "Allow"),
+            body.get("tags"),
+            body.get("customSubDomainName"),
         )
         return json_response(self._account_view(account), 201)
 
+    def _select(self, name: str, resource_id: Any) -> Account | Response:
+        """``/accounts/{name}``; ``resourceId`` (body or query) picks one of several same-named accounts."""
+        state = self.emulator.state
+        if resource_id is not None:
+            if not isinstance(resource_id, str):
+                raise InvalidControl("resourceId must be a string")
+            account = state.accounts.get(resource_id.strip().rstrip("/").lower())
+            if account is None or account.name.lower() != name.lower():
+                return _error(404, f"no account {resource_id!r} named {name!r}")
+            return account
+        named = state.accounts_named(name)
+        if not named:
+            return _error(404, f"no account named {name!r}")
+        if len(named) > 1:
+            raise InvalidControl(f"{len(named)} accounts are named {name!r}; give resourceId to choose one")
+        return named[0]
+
+    async def delete_account(self, request: Request) -> Response:
+        """Delete an account (as ``az cognitiveservices account delete``): ARM then answers 404 for it and
+        its keys stop working."""
+        account = self._select(request.path_params["name"], request.query_params.get("resourceId"))
+        if isinstance(account, Response):
+            return account
+        del self.emulator.state.accounts[account.resource_id.lower()]
+        self.emulator.persist()
+        return Response(status_code=204)
+
     async def patch_account(self, request: Request) -> Response:
         body = await _body(request)
-        account = self.emulator.state.account_by_name(request.path_params["name"])
-        if account is None:
-            return _error(404, f"no account named {request.path_params['name']!r}")
+        account = self._select(request.path_params["name"], body.pop("resourceId", None))
+        if isinstance(account, Response):
+            return account
         if not body or set(body) - set(ACCOUNT_FIELDS):
             raise InvalidControl(f"give one or more of {sorted(ACCOUNT_FIELDS)}")
         for name, check in ACCOUNT_FIELDS.items():
             if name in body and not check(body[name]):
                 raise InvalidControl(f"{name} has an invalid value {body[name]!r}")
+        tags = validated_tags(body["tags"]) if "tags" in body else None
         # Validated all first: a bad request changes nothing.
         if "disableLocalAuth" in body:
             account.disable_local_auth = body["disableLocalAuth"]
@@ -176,6 +220,8 @@ class ControlApi:
             account.custom_subdomain = body["customSubDomain"]
         if "networkDefaultAction" in body:
             account.network_default_action = body["networkDefaultAction"]
+        if tags is not None:
+            account.tags = tags
         self.emulator.persist()
         return json_response(self._account_view(account))
 
@@ -198,15 +244,7 @@ class ControlApi:
 
     async def set_throttling(self, request: Request) -> Response:
         self.emulator.knobs.set_limits(await _body(request))
-        limits = self.emulator.knobs.limits
-        return json_response(
-            {
-                "readCapacity": limits.read_capacity,
-                "readRefillPerSecond": limits.read_refill_per_second,
-                "writeCapacity": limits.write_capacity,
-                "writeRefillPerSecond": limits.write_refill_per_second,
-            }
-        )
+        return json_response(self.emulator.knobs.limits_json())
 
     async def list_faults(self, request: Request) -> Response:
         return json_response([fault.to_json() for fault in self.emulator.knobs.faults])
@@ -244,7 +282,8 @@ class ControlApi:
     # -- observations -------------------------------------------------------------------------------
 
     async def get_calls(self, request: Request) -> Response:
-        return json_response({"counts": dict(self.emulator.knobs.calls)})
+        knobs = self.emulator.knobs
+        return json_response({"counts": dict(knobs.calls), "throttled": dict(knobs.throttled)})
 
     async def issued_keys(self, request: Request) -> Response:
         """Every account key this emulator ever issued: the test suite's leak scan (I5) greps for them."""
@@ -252,6 +291,7 @@ class ControlApi:
 
     async def reset_calls(self, request: Request) -> Response:
         self.emulator.knobs.calls.clear()
+        self.emulator.knobs.throttled.clear()
         return Response(status_code=204)
 
     async def kv_events(self, request: Request) -> Response:

@@ -66,6 +66,10 @@ class Emulator:
     def vault_url(self) -> str:
         return self.config.base_url
 
+    def vault_name_for(self, request: object) -> str:
+        """The vault a request addresses (its budget scope). The emulator serves one vault."""
+        return self.config.vault_name
+
     @property
     def vault_resource_id(self) -> str:
         return (
@@ -77,7 +81,7 @@ class Emulator:
         """``properties.endpoint``: the account's own host, or the shared host the gateway serves it on."""
         base = self.config.base_url
         if account.custom_subdomain:
-            return f"{base}/accounts/{account.name}/"
+            return f"{base}/accounts/{account.host_name}/"
         if account.kind == "TextTranslation":
             return f"{base}/global/translator/"
         return f"{base}/regional/{account.location}/"

@@ -78,7 +78,7 @@ class DataPlane:
         if api is None:
             return not_found()
         if shape is Shape.CUSTOM:
-            account = self.emulator.state.account_by_name(params["account"])
+            account = self.emulator.state.account_by_subdomain(params["account"])
             # No custom subdomain: that host does not exist; a kind without this API: no such route.
             if account is None or not account.custom_subdomain or account.kind not in api.kinds:
                 return not_found()

@@ -61,6 +61,22 @@ def _check_token(emulator: Emulator, request: Request) -> Response | None:
     return None
 
 
+THROTTLED_MESSAGE = (
+    "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached"
+)
+
+
+def _check_throttle(emulator: Emulator, request: Request, operation: str) -> Response | None:
+    """Key Vault's service limits per vault: 300 secret CREATEs (a set_secret makes a new version) and
+    4,000 other transactions per 10 seconds. A throttled request does not count."""
+    allowed, retry_after = emulator.knobs.vault_throttle(
+        emulator.vault_name_for(request), operation == "keyvault.set_secret"
+    )
+    if allowed:
+        return None
+    return keyvault_error(429, "Throttled", THROTTLED_MESSAGE, {"Retry-After": str(retry_after)})
+
+
 def _check_api_version(request: Request) -> Response | None:
     if not request.query_params.get("api-version"):
         return keyvault_error(
@@ -235,6 +251,8 @@ class KeyVaultSecrets:
         async def guarded(request: Request) -> Response:
             # The SDK's first request carries no token and no body: answer the challenge before reading.
             denied = _check_token(emulator, request) or _check_api_version(request)
+            if denied is None:
+                denied = _check_throttle(emulator, request, operation)
             if denied is None and check_name and "name" in request.path_params:
                 denied = _check_name(request.path_params["name"])
             if denied is not None:

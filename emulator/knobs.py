@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 OPERATIONS = (
@@ -20,6 +20,8 @@ OPERATIONS = (
     "keyvault.purge_deleted_secret",
     "keyvault.recover_deleted_secret",
     "arm.get_account",
+    "arm.list_accounts",
+    "arm.list_subscriptions",
     "arm.list_keys",
     "arm.regenerate_key",
     "dataplane.request",
@@ -105,27 +107,72 @@ class TokenBucket:
         self.tokens = capacity
         self.stamp = time.monotonic()
 
-    def _refill(self) -> None:
+    def refill(self) -> None:
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill_per_second)
         self.stamp = now
 
-    def try_take(self) -> tuple[bool, int, int]:
-        """Return (allowed, remaining tokens, seconds until one token is back)."""
-        self._refill()
+    def wait(self) -> int:
+        """Whole seconds until one token is back (0 when there is one)."""
         if self.tokens >= 1:
-            self.tokens -= 1
-            return True, int(self.tokens), 0
+            return 0
         wait = (1 - self.tokens) / self.refill_per_second if self.refill_per_second > 0 else 60
-        return False, 0, max(1, math.ceil(wait))
+        return max(1, math.ceil(wait))
+
+
+class SlidingWindow:
+    """Key Vault's limits: at most ``limit`` transactions in any ``window`` seconds (emulated as a sliding
+    window, the strictest reading of "maximum transactions allowed in 10 seconds")."""
+
+    def __init__(self, limit: float, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.stamps: deque[float] = deque()
+
+    def try_take(self) -> tuple[bool, int]:
+        """(allowed, seconds until one more transaction would be allowed)."""
+        now = time.monotonic()
+        while self.stamps and self.stamps[0] <= now - self.window:
+            self.stamps.popleft()
+        if len(self.stamps) < self.limit:
+            self.stamps.append(now)
+            return True, 0
+        return False, max(1, math.ceil(self.stamps[0] + self.window - now))
 
 
 @dataclass
 class ThrottleLimits:
+    # Azure Resource Manager, per region, subscription, principal and operation type (token buckets);
+    # the global bucket across principals is GLOBAL_FACTOR times as large.
     read_capacity: float = 250
     read_refill_per_second: float = 25
     write_capacity: float = 200
     write_refill_per_second: float = 10
+    # Key Vault, per vault: "Secret CREATE secret 300; all other transactions 4,000" per 10 seconds.
+    vault_secret_writes: float = 300
+    vault_other_transactions: float = 4000
+    vault_window_seconds: float = 10
+    arm_list_page_size: float = 100  # accounts per page of an ARM list (undocumented; nextLink pages)
+
+
+GLOBAL_FACTOR = 15
+_LIMIT_FIELDS = {
+    "readCapacity": "read_capacity",
+    "readRefillPerSecond": "read_refill_per_second",
+    "writeCapacity": "write_capacity",
+    "writeRefillPerSecond": "write_refill_per_second",
+    "vaultSecretWrites": "vault_secret_writes",
+    "vaultOtherTransactions": "vault_other_transactions",
+    "vaultWindowSeconds": "vault_window_seconds",
+    "armListPageSize": "arm_list_page_size",
+}
+
+
+@dataclass
+class ThrottleVerdict:
+    allowed: bool
+    retry_after: int
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Knobs:
@@ -135,7 +182,9 @@ class Knobs:
         self.latency: dict[str, float] = {}
         self.faults: list[Fault] = []
         self.limits = ThrottleLimits()
-        self.buckets: dict[tuple[str, str], TokenBucket] = {}
+        self.buckets: dict[tuple[str, ...], TokenBucket] = {}
+        self.windows: dict[tuple[str, str], SlidingWindow] = {}
+        self.throttled: Counter[str] = Counter()  # 429s answered by the limits, per family (arm, keyvault)
 
     def reset(self) -> None:
         self.calls.clear()
@@ -144,6 +193,8 @@ class Knobs:
         self.faults.clear()
         self.limits = ThrottleLimits()
         self.buckets.clear()
+        self.windows.clear()
+        self.throttled.clear()
 
     def latency_for(self, operation: str) -> float:
         return self.latency.get(operation, self.default_latency)
@@ -169,30 +220,68 @@ class Knobs:
                 return fault
         return None
 
+    def limits_json(self) -> dict[str, float]:
+        return {name: getattr(self.limits, attribute) for name, attribute in _LIMIT_FIELDS.items()}
+
     def set_limits(self, body: dict[str, Any]) -> None:
-        fields = {
-            "readCapacity": "read_capacity",
-            "readRefillPerSecond": "read_refill_per_second",
-            "writeCapacity": "write_capacity",
-            "writeRefillPerSecond": "write_refill_per_second",
-        }
+        fields = _LIMIT_FIELDS
         unknown = set(body) - set(fields)
         if unknown:
             raise InvalidControl(f"unknown throttling fields {sorted(unknown)}; allowed {sorted(fields)}")
         for key, value in body.items():
             if not isinstance(value, int | float) or value < 0:
                 raise InvalidControl(f"{key} must be a non-negative number, got {value!r}")
+        for key in ("vaultWindowSeconds", "armListPageSize"):
+            if key in body and body[key] < 1:
+                raise InvalidControl(f"{key} must be at least 1, got {body[key]!r}")
         for key, value in body.items():
             setattr(self.limits, fields[key], float(value))
         self.buckets.clear()
+        self.windows.clear()
 
-    def throttle(self, subscription_id: str, kind: str) -> tuple[bool, int, int]:
-        key = (subscription_id.lower(), kind)
+    def _bucket(self, key: tuple[str, ...], kind: str, factor: float) -> TokenBucket:
         bucket = self.buckets.get(key)
         if bucket is None:
+            limits = self.limits
             if kind == "writes":
-                bucket = TokenBucket(self.limits.write_capacity, self.limits.write_refill_per_second)
+                bucket = TokenBucket(limits.write_capacity * factor, limits.write_refill_per_second * factor)
             else:
-                bucket = TokenBucket(self.limits.read_capacity, self.limits.read_refill_per_second)
+                bucket = TokenBucket(limits.read_capacity * factor, limits.read_refill_per_second * factor)
             self.buckets[key] = bucket
-        return bucket.try_take()
+        return bucket
+
+    def throttle(self, subscription_id: str, kind: str, principal: str = "") -> ThrottleVerdict:
+        """ARM: a request spends a token of the (subscription, principal) bucket and of the subscription's
+        global bucket (15x, across principals); either empty → 429."""
+        sub = subscription_id.lower()
+        own = self._bucket((sub, principal.lower(), kind), kind, 1)
+        shared = self._bucket((sub, "*", kind), kind, GLOBAL_FACTOR)
+        own.refill()
+        shared.refill()
+        allowed = own.tokens >= 1 and shared.tokens >= 1
+        retry_after = 0
+        if allowed:
+            own.tokens -= 1
+            shared.tokens -= 1
+        else:
+            retry_after = max(own.wait(), shared.wait())
+            self.throttled["arm"] += 1
+        headers = {
+            f"x-ms-ratelimit-remaining-subscription-{kind}": str(int(own.tokens)),
+            f"x-ms-ratelimit-remaining-subscription-global-{kind}": str(int(shared.tokens)),
+        }
+        return ThrottleVerdict(allowed, retry_after, headers)
+
+    def vault_throttle(self, vault: str, secret_write: bool) -> tuple[bool, int]:
+        """Key Vault: secret writes and all other transactions each have their window per vault."""
+        kind = "secret_writes" if secret_write else "other"
+        key = (vault.lower(), kind)
+        window = self.windows.get(key)
+        if window is None:
+            limit = self.limits.vault_secret_writes if secret_write else self.limits.vault_other_transactions
+            window = SlidingWindow(limit, self.limits.vault_window_seconds)
+            self.windows[key] = window
+        allowed, retry_after = window.try_take()
+        if not allowed:
+            self.throttled["keyvault"] += 1
+        return allowed, retry_after

@@ -81,6 +81,11 @@ class Account:
     # one) and the key selects the account there. Defaults keep older --state-file snapshots loadable.
     custom_subdomain: bool = True
     network_default_action: str = "Allow"  # networkAcls.defaultAction; Deny: this caller is outside
+    # Resource tags (ARM ``tags``): what discovery selects accounts by. Azure stores up to 50 per resource.
+    tags: dict[str, str] = field(default_factory=dict)
+    # ``customSubDomainName``: globally unique in Azure (it is a DNS name), unlike the account name, which
+    # is unique only within its resource group. Empty: the account name (what the portal proposes).
+    subdomain: str = ""
 
     @staticmethod
     def parse_resource_id(resource_id: str) -> tuple[str, str, str]:
@@ -105,6 +110,8 @@ class Account:
         location: str = "eastus",
         custom_subdomain: bool | None = None,
         network_default_action: str = "Allow",
+        tags: dict[str, str] | None = None,
+        subdomain: str | None = None,
     ) -> Account:
         if kind not in ACCOUNT_KINDS:
             raise InvalidAccount(f"kind {kind!r} is not one of {sorted(ACCOUNT_KINDS)}")
@@ -135,7 +142,14 @@ class Account:
             now,
             custom_subdomain=custom_subdomain,
             network_default_action=network_default_action,
+            tags=validated_tags(tags or {}),
+            subdomain=_validated_subdomain(subdomain or name),
         )
+
+    @property
+    def host_name(self) -> str:
+        """The custom subdomain the account's own endpoint answers on."""
+        return self.subdomain or self.name
 
     @property
     def network_denied(self) -> bool:
@@ -143,6 +157,32 @@ class Account:
 
     def key(self, slot: str) -> str:
         return self.key1 if slot == "key1" else self.key2
+
+
+MAX_TAGS = 50  # per resource ("Each resource ... can have a maximum of 50 tag name-value pairs")
+MAX_TAG_NAME = 512
+MAX_TAG_VALUE = 256
+
+
+def validated_tags(tags: Any) -> dict[str, str]:
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise InvalidAccount("tags must be an object of string names to string values")
+    if len(tags) > MAX_TAGS:
+        raise InvalidAccount(f"an account can carry at most {MAX_TAGS} tags, got {len(tags)}")
+    for name, value in tags.items():
+        if not name or len(name) > MAX_TAG_NAME or any(c in name for c in "<>%&\\?/"):
+            raise InvalidAccount(f"tag name {name!r} must be 1-{MAX_TAG_NAME} characters without <>%&\\?/")
+        if len(value) > MAX_TAG_VALUE:
+            raise InvalidAccount(f"tag {name!r}: value longer than {MAX_TAG_VALUE} characters")
+    return dict(tags)
+
+
+def _validated_subdomain(text: str) -> str:
+    if not ACCOUNT_NAME_PATTERN.match(text):
+        raise InvalidAccount(f"customSubDomainName {text!r} must be 1-63 letters, digits or hyphens")
+    return text
 
 
 @dataclass
@@ -186,9 +226,20 @@ class EmulatorState:
         self.identity_header, self.signing_key = keep_header, keep_key
 
     def account_by_name(self, name: str) -> Account | None:
+        """The account of that name; with several (same name, other resource groups) the first created."""
         lowered = name.lower()
         for account in self.accounts.values():
             if account.name.lower() == lowered:
+                return account
+        return None
+
+    def accounts_named(self, name: str) -> list[Account]:
+        return [a for a in self.accounts.values() if a.name.lower() == name.lower()]
+
+    def account_by_subdomain(self, subdomain: str) -> Account | None:
+        lowered = subdomain.lower()
+        for account in self.accounts.values():
+            if account.host_name.lower() == lowered:
                 return account
         return None
 

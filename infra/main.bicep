@@ -22,12 +22,28 @@ param resourceGroupName string = ''
 
 // ---- What to rotate -------------------------------------------------------------------------------
 
-@minLength(1)
-@description('ARM resource ids of the Microsoft.CognitiveServices/accounts to rotate (any resource group, any subscription the deployer can assign roles in).')
-param targetResourceIds array
+@description('Explicit list (small setups): ARM resource ids of the Microsoft.CognitiveServices/accounts to rotate (any resource group, any subscription the deployer can assign roles in). One role assignment per account, so keep it short; a fleet uses discovery instead. Give this, discovery scopes, or both.')
+param targetResourceIds array = []
+
+@description('Discovery: subscriptions whose accounts tagged discoveryTag are rotated. The custom role is assigned once per subscription, whatever the number of accounts.')
+param discoverySubscriptionIds array = []
+
+@description('Discovery, narrower: resource groups as "subscriptionId/resourceGroupName". The custom role is assigned once per resource group.')
+param discoveryResourceGroups array = []
+
+@description('Discovery: the name=value tag that opts an account in (ROTATION_DISCOVERY_TAG).')
+param discoveryTag string = 'key-rotation=enabled'
 
 @description('Rotation period of every target (ISO 8601 duration).')
 param rotationPeriod string = 'P30D'
+
+@description('Key Vault secret writes per vault per 10 s, shared by every instance (Key Vault allows 300).')
+@minValue(1)
+@maxValue(272)
+param keyVaultSecretWritesPer10s int = 250
+
+@description('Table of the fleet-wide write budgets.')
+param budgetTableName string = 'rotationbudgets'
 
 @description('Drain time between the swap and regenerating the old key (ISO 8601 duration); at least the longest consumer cache TTL.')
 param drainTime string = 'PT24H'
@@ -180,10 +196,17 @@ var rotationTargets = map(targetResourceIds, id => {
 // A custom role needs every subscription it is assigned in among its assignable scopes.
 var targetSubscriptionScopes = map(targetResourceIds, id => '/subscriptions/${split(id, '/')[2]}')
 
+// Discovery: the subscriptions to list accounts in (those of the resource groups too: ARM lists only the
+// accounts the identity may read, so a resource-group assignment narrows the listing to that group).
+var discoveryBySubscription = !empty(discoverySubscriptionIds)
+var discoveryByGroup = !empty(discoveryResourceGroups)
+var discoveryEnabled = discoveryBySubscription || discoveryByGroup
+var discoverySubscriptions = union(discoverySubscriptionIds, map(discoveryResourceGroups, g => split(g, '/')[0]))
+var discoverySubscriptionScopes = map(discoverySubscriptions, sub => '/subscriptions/${sub}')
+
 // Every app setting the app validates (shared/settings.py); platform settings are added by the
 // function-app module. Disabled features leave their setting unset so the app sees them off.
 var rotationAppSettings = {
-  ROTATION_TARGETS: string(rotationTargets)
   KEY_VAULT_URL: keyVaultAccess.outputs.vaultUri
   ARM_ENDPOINT: armEndpoint
   AZURE_CLIENT_ID: identity.outputs.clientId
@@ -195,6 +218,9 @@ var rotationAppSettings = {
   SWEEP_CONCURRENCY: string(sweepConcurrency)
   ARM_WRITES_PER_SECOND: string(armWritesPerSecond)
   ARM_WRITE_BURST: string(armWriteBurst)
+  KEY_VAULT_SECRET_WRITES_PER_10S: string(keyVaultSecretWritesPer10s)
+  ROTATION_BUDGET_TABLE: budgetTableName
+  ROTATION_DISCOVERY: discoveryEnabled ? 'true' : 'false'
   VERIFY_TIMEOUT: verifyTimeout
   EMERGENCY_DRAIN_TIME: emergencyDrainTime
 }
@@ -204,7 +230,15 @@ var adminAuthAppSettings = enableAdminAuth ? {
 var lifecycleAppSettings = enableLifecycleTopic ? {
   ROTATION_EVENTS_TOPIC_ENDPOINT: lifecycleTopic.outputs.endpoint
 } : {}
-var appSettings = union(rotationAppSettings, adminAuthAppSettings, lifecycleAppSettings)
+var explicitTargets = !empty(targetResourceIds)
+var explicitTargetAppSettings = explicitTargets ? {
+  ROTATION_TARGETS: string(rotationTargets)
+} : {}
+var discoveryAppSettings = discoveryEnabled ? {
+  ROTATION_DISCOVERY_SCOPES: join(discoverySubscriptions, ',')
+  ROTATION_DISCOVERY_TAG: discoveryTag
+} : {}
+var appSettings = union(rotationAppSettings, explicitTargetAppSettings, discoveryAppSettings, adminAuthAppSettings, lifecycleAppSettings)
 
 // environment() ends the URL with '/'; the app appends '/.default' to build its token scope.
 var resourceManagerUrl = environment().resourceManager
@@ -221,7 +255,9 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 resource keyRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'ai-services-key-rotator')
   properties: {
-    roleName: 'AI Services Key Rotator (${environmentName})'
+    // Role names are unique in the tenant: the subscription keeps two deployments with the same azd
+    // environment name (in two subscriptions) from colliding (RoleDefinitionWithSameNameExists).
+    roleName: 'AI Services Key Rotator (${environmentName}, ${subscription().subscriptionId})'
     description: 'Read Azure AI services accounts, list and regenerate their API keys. Used by the ai-key-rotation service.'
     type: 'CustomRole'
     permissions: [
@@ -236,7 +272,7 @@ resource keyRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         notDataActions: []
       }
     ]
-    assignableScopes: union([subscription().id], targetSubscriptionScopes)
+    assignableScopes: union([subscription().id], targetSubscriptionScopes, discoverySubscriptionScopes)
   }
 }
 
@@ -382,6 +418,26 @@ module targetAccess 'app/target-access.bicep' = [for (targetId, index) in target
   scope: resourceGroup(split(targetId, '/')[2], split(targetId, '/')[4])
   params: {
     accountName: last(split(targetId, '/'))
+    principalId: identity.outputs.principalId
+    roleDefinitionGuid: keyRotatorRole.name
+  }
+}]
+
+// Discovery: one module per subscription or resource group in scope - never per account, so onboarding
+// any number of tagged accounts deploys the same resources (ARM allows 800 per deployment).
+module discoverySubscriptionAccess 'app/discovery-subscription-access.bicep' = [for sub in discoverySubscriptionIds: {
+  name: 'discovery-access-${sub}'
+  scope: subscription(sub)
+  params: {
+    principalId: identity.outputs.principalId
+    roleDefinitionGuid: keyRotatorRole.name
+  }
+}]
+
+module discoveryGroupAccess 'app/discovery-group-access.bicep' = [for group in discoveryResourceGroups: {
+  name: 'discovery-access-${uniqueString(group)}'
+  scope: resourceGroup(split(group, '/')[0], split(group, '/')[1])
+  params: {
     principalId: identity.outputs.principalId
     roleDefinitionGuid: keyRotatorRole.name
   }

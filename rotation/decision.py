@@ -38,6 +38,25 @@ WRITES_PER_REGENERATE = 2
 # Actions whose only ARM write is one listKeys; budgeted too, so adoption of a large fleet or its drift
 # checks cannot starve the same subscription's rotations.
 LIST_KEYS_ACTIONS = frozenset({Action.ADOPT, Action.CHECK_DRIFT})
+# Key Vault secret writes (CREATE secret: 300 per 10 s per vault) an action and the steps that follow it
+# in the same invocation make: taken from the vault's budget before the action, like the ARM tokens.
+# START_CYCLE runs regenerate (1: the new slot) and the swap (2: P-active, pointer); BEGIN_RETIRE the
+# retire (1: the old slot); adoption stores both slots, P-active and the pointer (4).
+KEY_VAULT_WRITES_AHEAD = {
+    Action.ADOPT: 4,
+    Action.START_CYCLE: 3,
+    Action.REGENERATE_NEW: 3,
+    Action.VERIFY_AND_SWAP: 2,
+    Action.BEGIN_RETIRE: 1,
+    Action.RETIRE_OLD: 1,
+}
+# What each action itself writes (the rest of what was taken stays held for the next step).
+KEY_VAULT_WRITES_SPENT = {
+    Action.ADOPT: 4,
+    Action.REGENERATE_NEW: 1,
+    Action.VERIFY_AND_SWAP: 2,
+    Action.RETIRE_OLD: 1,
+}
 
 
 @dataclass(frozen=True)

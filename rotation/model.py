@@ -6,6 +6,7 @@ Everything here is a frozen dataclass or an enum; nothing imports an Azure SDK. 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -138,6 +139,10 @@ class Target:
     drain_time: timedelta = timedelta(hours=24)
     verify: VerifyMode = VerifyMode.DATAPLANE
     probe: ProbeOverride | None = None
+    # The vault holding this target's secrets ("" = KEY_VAULT_URL): a fleet spreads Key Vault's
+    # per-vault write budget over several vaults (tag ``key-rotation-vault``).
+    vault_url: str = ""
+    source: str = "configured"  # "configured" (ROTATION_TARGETS) or "discovered" (tagged account)
 
     @property
     def subscription_id(self) -> str:
@@ -171,6 +176,19 @@ class Target:
             self.pointer_secret,
             self.active_secret,
         )
+
+
+def staggered_due(resource_id: str, period: timedelta, now: datetime) -> datetime:
+    """The first due date of a newly adopted target: the next instant after ``now`` at the target's own
+    phase within the period. The phase is a hash of the resource id, so a fleet adopted in one sweep is
+    spread evenly over the period, the same account always gets the same phase (re-adoption after a
+    state loss keeps its slot in the schedule), and no clock read or randomness is involved."""
+    seconds = max(1, int(period.total_seconds()))
+    digest = hashlib.sha256(resource_id.strip().rstrip("/").lower().encode()).digest()
+    phase = int.from_bytes(digest[:8], "big") % seconds
+    elapsed = int(now.timestamp()) % seconds
+    wait = (phase - elapsed) % seconds or seconds
+    return now.replace(microsecond=0) + timedelta(seconds=wait)
 
 
 @dataclass(frozen=True)

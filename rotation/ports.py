@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -116,6 +116,24 @@ class KeyService(ABC):
         """Regenerate one key. Take the new value from ``list_keys``: azure-core may retry the POST."""
 
 
+@dataclass(frozen=True)
+class DiscoveredAccount:
+    """An AI services account as an ARM list returns it: its id and its tags (names as Azure stores them)."""
+
+    resource_id: str
+    tags: Mapping[str, str]
+
+
+class AccountDirectory(ABC):
+    """ARM listing of ``Microsoft.CognitiveServices/accounts`` across the subscriptions in scope."""
+
+    @abstractmethod
+    def list_accounts(self) -> list[DiscoveredAccount]:
+        """Every account of every subscription in scope (paged). Raises ``TransientAzureError`` /
+        ``AzureAccessDenied`` when a subscription cannot be listed: a partial list would make accounts
+        look deleted, so the caller keeps the previous one instead."""
+
+
 class KeyProbe(ABC):
     """A cheap data-plane request that the service authenticates with the key."""
 
@@ -181,12 +199,18 @@ class NullLifecycleSink(LifecycleSink):
 
 
 class WriteRateLimiter(ABC):
-    """Per-subscription budget for ARM writes. ARM counts every POST against the write bucket —
-    ``regenerateKey`` and ``listKeys`` alike. Never blocks (I6): callers defer instead."""
+    """A write budget per scope: ARM writes per subscription (ARM counts every POST against the write
+    bucket — ``regenerateKey`` and ``listKeys`` alike), Key Vault secret writes per vault URL. Never
+    blocks (I6): callers defer instead."""
 
     @abstractmethod
     def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
         """Take ``writes`` tokens at once, or none (False: defer the work to a later invocation)."""
+
+    def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
+        """About how long until ``writes`` tokens are there (0 when unknown): when to schedule deferred
+        work so that it does not wait for the next timer tick."""
+        return 0.0
 
     @abstractmethod
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
@@ -198,6 +222,20 @@ class UnlimitedWrites(WriteRateLimiter):
         return True
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
+        return None
+
+
+class WorkScheduler(ABC):
+    """Runs ``advance`` for a target again later (a queue message with a visibility delay): deferred
+    work is stored state, never slept on (I6), and does not wait for the next timer tick."""
+
+    @abstractmethod
+    def schedule(self, resource_id: str, delay_seconds: float) -> None:
+        """Best effort: never raises (the next sweep picks the target up anyway)."""
+
+
+class NoScheduler(WorkScheduler):
+    def schedule(self, resource_id: str, delay_seconds: float) -> None:
         return None
 
 
@@ -218,4 +256,23 @@ class Ports:
     states: StateStore
     history: HistoryStore
     lifecycle: LifecycleSink
-    limiter: WriteRateLimiter
+    limiter: WriteRateLimiter  # ARM writes, per subscription (and identity)
+    vault_limiter: WriteRateLimiter = field(default_factory=UnlimitedWrites)  # secret writes, per vault
+    # Other vaults than ``secrets``' (a target's ``vault_url``); None: only the default vault exists.
+    vaults: Callable[[str], SecretStore] | None = None
+    directory: AccountDirectory | None = None  # discovery by tag; None: only ROTATION_TARGETS
+    scheduler: WorkScheduler = field(default_factory=NoScheduler)
+    default_vault_url: str = ""
+
+    def secrets_for(self, vault_url: str) -> SecretStore:
+        if not vault_url or self.vaults is None or _same_url(vault_url, self.default_vault_url):
+            return self.secrets
+        return self.vaults(vault_url)
+
+    def vault_key(self, vault_url: str) -> str:
+        """The budget scope of a vault: its URL, the default vault's when none is named."""
+        return (vault_url or self.default_vault_url or "default").rstrip("/").lower()
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/").lower() == b.rstrip("/").lower()

@@ -12,7 +12,7 @@ from rotation.decision import decide
 from rotation.model import Phase, Slot, Target, TargetState, is_overdue
 from rotation.outcomes import StepOutcome
 from rotation.vault_layout import slot_age
-from rotation.views import KeyAgeEntry, KeyAgeReport, PlanEntry, SlotAge, TargetStatus
+from rotation.views import KeyAgeEntry, KeyAgeReport, PlanEntry, SlotAge
 
 if TYPE_CHECKING:
     from rotation.service import RotationService
@@ -87,30 +87,4 @@ def _entry(
         rotation_period_seconds=target.rotation_period.total_seconds(),
         failures_in_window=failures,
         last_error=state.last_error if state else None,
-    )
-
-
-def target_status(target: Target, state: TargetState | None, now: datetime) -> TargetStatus:
-    """One target's state as the admin API, the CLI and ``status`` show it (never a key value)."""
-    held = bool(state and state.lease_expires_at and state.lease_expires_at > now)
-    return TargetStatus(
-        target=target.resource_id,
-        account_name=target.account_name,
-        secret_prefix=target.secret_prefix,
-        phase=state.phase.value if state else "unadopted",
-        active_slot=state.active_slot.value if state and state.active_slot else None,
-        cycle_id=state.cycle_id if state else None,
-        due_at=state.due_at if state else None,
-        drain_until=state.drain_until if state else None,
-        next_attempt_at=state.next_attempt_at if state else None,
-        last_rotated_at=state.last_rotated_at if state else None,
-        attempts=state.attempts if state else 0,
-        last_error=state.last_error if state else None,
-        verify=target.verify.value,
-        rotation_period_seconds=target.rotation_period.total_seconds(),
-        drain_time_seconds=target.drain_time.total_seconds(),
-        lease_held=held,
-        cycles_completed=state.cycles_completed if state else 0,
-        lease_owner=state.lease_owner if held and state else None,
-        lease_expires_at=state.lease_expires_at if held and state else None,
     )

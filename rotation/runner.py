@@ -27,6 +27,8 @@ from rotation.audit import (
 )
 from rotation.decision import (
     INTENT_ACTIONS,
+    KEY_VAULT_WRITES_AHEAD,
+    KEY_VAULT_WRITES_SPENT,
     LIST_KEYS_ACTIONS,
     SPENDS_REGENERATE_BUDGET,
     WRITES_PER_REGENERATE,
@@ -54,6 +56,7 @@ from rotation.views import TargetResult
 
 MAX_STEPS_PER_INVOCATION = 12
 BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
+VAULT_BUDGET_EXHAUSTED = "Key Vault secret-write budget exhausted for the vault"
 
 
 class StepRunner:
@@ -100,8 +103,12 @@ class StepRunner:
                 if not decision.actionable:
                     break
                 # Budget first, before any intent is written: a deferred target stays exactly as it was.
-                if not self._budget(ctx, decision.action):
-                    decision, ctx.deferred = Decision(Action.WAIT, BUDGET_EXHAUSTED, now), True
+                exhausted = self._budget(ctx, decision.action)
+                if exhausted:
+                    decision, ctx.deferred = Decision(Action.WAIT, exhausted, now), True
+                    # Deferred work is rescheduled for when the budget has the tokens (a queue message
+                    # with a visibility delay), not left for the next timer tick — and never slept on.
+                    self.ports.scheduler.schedule(target.resource_id, ctx.retry_in)
                     break
                 if state is None:
                     state, etag = self._create_adoption_intent(target, now, ctx.owner)
@@ -130,6 +137,8 @@ class StepRunner:
                     return self._result(ctx, state, TargetOutcome.FAILED, error=error_text(exc))
                 if decision.action in LIST_KEYS_ACTIONS:
                     ctx.list_keys_budget = False
+                spent = KEY_VAULT_WRITES_SPENT.get(decision.action, 0)
+                ctx.kv_writes_held = max(0, ctx.kv_writes_held - spent)
                 self._record(ctx, state, decision.action, result, started)
                 state = result.state
                 dirty = True
@@ -179,18 +188,28 @@ class StepRunner:
             started_cycle=ctx.started_cycle,
         )
 
-    def _budget(self, ctx: StepContext, action: Action) -> bool:
-        """Take the ARM write tokens ``action`` will spend, or say that the subscription has none left."""
+    def _budget(self, ctx: StepContext, action: Action) -> str | None:
+        """Take the Key Vault and ARM write tokens ``action`` will spend; or say which budget has none left
+        (and set ``ctx.retry_in``). The vault goes first: its budget (30 writes/s) is the scarcer one."""
+        vault = self.ports.vault_key(ctx.target.vault_url)
+        needed = KEY_VAULT_WRITES_AHEAD.get(action, 0) - ctx.kv_writes_held
+        if needed > 0:
+            if not self.ports.vault_limiter.try_acquire(vault, needed):
+                ctx.retry_in = self.ports.vault_limiter.wait_seconds(vault, needed)
+                return VAULT_BUDGET_EXHAUSTED
+            ctx.kv_writes_held += needed
         subscription = ctx.target.subscription_id
         if action in SPENDS_REGENERATE_BUDGET and not ctx.regenerate_budget:
             if not self.ports.limiter.try_acquire(subscription, WRITES_PER_REGENERATE):
-                return False
+                ctx.retry_in = self.ports.limiter.wait_seconds(subscription, WRITES_PER_REGENERATE)
+                return BUDGET_EXHAUSTED
             ctx.regenerate_budget = True
         if action in LIST_KEYS_ACTIONS and not ctx.list_keys_budget:
             if not self.ports.limiter.try_acquire(subscription):
-                return False
+                ctx.retry_in = self.ports.limiter.wait_seconds(subscription)
+                return BUDGET_EXHAUSTED
             ctx.list_keys_budget = True  # adoption: shared by its intent write and the ADOPT step
-        return True
+        return None
 
     def _run(self, action: Action, ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
         ctx.steps.append(action.value)

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
-from rotation import reports
-from rotation.audit import error_text, log_sweep, log_transition, logger
-from rotation.decision import Action, decide, judge_request
-from rotation.errors import RotationError, StateConflict, UnknownTarget
+from rotation import reports, requests
+from rotation.audit import log_sweep, logger
+from rotation.catalog import TargetCatalog
+from rotation.decision import Action, decide
+from rotation.errors import UnknownTarget
 from rotation.model import (
-    CycleRequest,
     HistoryRecord,
     Policy,
     Target,
@@ -25,9 +24,11 @@ from rotation.model import (
     is_overdue,
     table_key,
 )
-from rotation.outcomes import EventDecision, RequestStatus, StepOutcome, TargetOutcome
+from rotation.outcomes import TargetOutcome
+from rotation.pacing import Budget, pace
 from rotation.ports import Clock, Ports, utc_now
 from rotation.runner import StepRunner
+from rotation.status import gone_status, target_status
 from rotation.views import (
     KeyAgeReport,
     PlanEntry,
@@ -52,42 +53,52 @@ class RotationService:
         clock: Clock = utc_now,
         concurrency: int = 16,
         vault_url: str = "",
+        catalog: TargetCatalog | None = None,
     ) -> None:
-        self.targets: tuple[Target, ...] = tuple(targets)
+        self.catalog = catalog or TargetCatalog(tuple(targets), clock=clock)
         self.ports = ports
         self.policy = policy or Policy()
         self.clock = clock
         self.concurrency = max(1, concurrency)
         self.vault_url = vault_url
         self.runner = StepRunner(ports, self.policy, clock)
-        self._by_key = {t.state_key: t for t in self.targets}
-        self._by_name: dict[str, Target] = {}
-        for t in self.targets:
-            self._by_name.setdefault(t.account_name.lower(), t)
-        self._by_secret = {name.lower(): t for t in self.targets for name in t.secret_names}
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The targets known now: ROTATION_TARGETS plus, with discovery, the tagged accounts."""
+        return self.catalog.targets
 
     # ------------------------------------------------------------ lookup
 
     def resolve(self, target: str | Target) -> Target:
-        """A configured target from a Target, its resource id or its account name; raises UnknownTarget."""
+        """A known target from a Target, its resource id or its account name; raises UnknownTarget."""
         if isinstance(target, Target):
             target = target.resource_id
         text = target.strip()
-        found = self._by_key.get(table_key(text)) if text.startswith("/") else self._by_name.get(text.lower())
+        found = self.catalog.find(text)
+        if found is None and self.catalog.discovering:
+            self.catalog.refresh(force=False)  # tagged since this process last listed the accounts?
+            found = self.catalog.find(text)
         if found is None:
-            raise UnknownTarget(f"{text!r} is not a configured target (ROTATION_TARGETS)")
+            where = "ROTATION_TARGETS"
+            if self.catalog.discovering:
+                where += " or tagged for discovery"
+            raise UnknownTarget(f"{text!r} is not a configured target ({where})")
         return found
 
     def find_target_for_secret(self, vault_url: str, secret_name: str) -> Target | None:
-        """The target owning ``secret_name`` in our vault, or None (other vault / unmanaged secret)."""
-        if vault_url and self.vault_url and not _same_vault(vault_url, self.vault_url):
-            return None
-        return self._by_secret.get(secret_name.strip().lower())
+        """The target owning ``secret_name`` in that vault, or None (other vault / unmanaged secret)."""
+        for target in self.catalog.with_secret(secret_name):
+            vault = target.vault_url or self.vault_url
+            if not vault_url or not vault or _same_vault(vault_url, vault):
+                return target
+        return None
 
     # ------------------------------------------------------------ sweep
 
     def due_targets(self) -> list[Target]:
         """Targets with a step ready now (what a fan-out timer enqueues)."""
+        self.catalog.refresh()
         now = self.clock()
         loaded = self._load_all()
         return [
@@ -95,6 +106,19 @@ class RotationService:
             for t in self.targets
             if decide(_state(loaded.get(t.state_key)), t, now, self.policy, owner="").actionable
         ]
+
+    def paced_due_targets(self, arm: Budget, vault: Budget) -> list[tuple[Target, float]]:
+        """Due targets with the delay each should wait so the wave fits the write budgets (fan-out)."""
+        self.catalog.refresh()
+        now = self.clock()
+        loaded = self._load_all()
+        work = []
+        for target in self.targets:
+            decision = decide(_state(loaded.get(target.state_key)), target, now, self.policy, owner="")
+            if decision.actionable:
+                work.append((target, decision.action))
+        delays = pace(work, arm, vault, self.ports.vault_key)
+        return [(target, delay) for (target, _), delay in zip(work, delays, strict=True)]
 
     def sweep(
         self,
@@ -109,6 +133,7 @@ class RotationService:
         step is never cut in half), so the state stays resumable and the summary counts the rest as
         ``interrupted``."""
         started = time.monotonic()
+        self.catalog.refresh()
         now = self.clock()
         loaded = self._load_all()
         due: list[tuple[Target, VersionedState | None]] = []
@@ -162,6 +187,9 @@ class RotationService:
             ),
             not_due=not_due + sum(r.outcome in (TargetOutcome.IDLE, TargetOutcome.WAITING) for r in results),
             interrupted=interrupted,
+            gone=sum(self.catalog.by_key(key) is None for key in loaded),
+            rejected=len(self.catalog.rejected),
+            discovery_error=self.catalog.last_error,
             results=tuple(results),
         )
         log_sweep(to_json(summary))
@@ -191,73 +219,8 @@ class RotationService:
         force: bool = False,
         emergency: bool = False,
     ) -> RequestOutcome:
-        """Start a cycle now (see ``rotation.decision.judge_request`` for when it is refused).
-
-        Raises UnknownTarget. Never starts a second cycle while one is in progress.
-        """
-        resolved = self.resolve(target)
-        request = CycleRequest(
-            trigger=trigger,
-            requester=requester,
-            reason=reason or "manual request",
-            force=force or emergency,
-            emergency=emergency,
-        )
-        owner = uuid.uuid4().hex
-        for _ in range(3):
-            current = self.ports.states.get(resolved.state_key)
-            now = self.clock()
-            verdict = judge_request(_state(current), resolved, now, self.policy, owner, request)
-            if verdict.status is RequestStatus.STARTED:
-                result = self.runner.advance(resolved, trigger, loaded=current, request=request, owner=owner)
-                if result.outcome is TargetOutcome.BUSY:
-                    continue  # lost a race: judge again against the winner's state
-                if result.started_cycle is None:
-                    return self._outcome(
-                        resolved,
-                        RequestStatus.REFUSED,
-                        result.error or "the cycle could not be started",
-                        None,
-                    )
-                failed = result.outcome is TargetOutcome.FAILED
-                message = f"cycle started; {result.error}" if failed else "cycle started"
-                return self._outcome(resolved, RequestStatus.STARTED, message, result.started_cycle)
-            if verdict.status is RequestStatus.DRAIN_SHORTENED and current is not None:
-                assert verdict.new_drain_until is not None
-                shortened = current.state.with_changes(
-                    drain_until=verdict.new_drain_until,
-                    emergency=True,
-                    drain_seconds=self.policy.emergency_drain_time.total_seconds(),
-                )
-                try:
-                    written = self.ports.states.replace(resolved.state_key, shortened, current.etag)
-                except StateConflict:
-                    continue
-                self._request_history(resolved, written.state, request, verdict.status, verdict.message)
-                log_transition(
-                    target=resolved.resource_id,
-                    cycle=shortened.cycle_id,
-                    step="request",
-                    slot=None,
-                    trigger=trigger,
-                    outcome=StepOutcome.SUCCEEDED,
-                )
-                self.runner.advance(resolved, trigger, loaded=written, owner=owner)
-                return self._outcome(
-                    resolved, RequestStatus.DRAIN_SHORTENED, verdict.message, shortened.cycle_id
-                )
-            self._request_history(resolved, _state(current), request, verdict.status, verdict.message)
-            log_transition(
-                target=resolved.resource_id,
-                cycle=_cycle_of(current),
-                step="request",
-                slot=None,
-                trigger=trigger,
-                outcome=StepOutcome.SKIPPED,
-                error=None,
-            )
-            return self._outcome(resolved, verdict.status, verdict.message, _cycle_of(current), current)
-        return self._outcome(resolved, RequestStatus.IN_PROGRESS, "other invocations are working on it", None)
+        """Start a cycle now (see ``rotation.requests``). Raises UnknownTarget; never a second cycle."""
+        return requests.request_rotation(self, target, trigger, requester, reason, force, emergency)
 
     def handle_secret_near_expiry(
         self,
@@ -267,61 +230,41 @@ class RotationService:
         event_type: str = "Microsoft.KeyVault.SecretNearExpiry",
         requester: str = "eventgrid",
     ) -> SecretEventOutcome:
-        """Event Grid: request exactly one cycle for the current version of a managed ``P-active``;
-        anything else is ignored with a reason code. Never raises for stale or unknown events (Event Grid
-        delivers at least once, out of order); raises only what a retry could fix (transient Azure errors).
-        """
-        target = self.find_target_for_secret(vault_url, secret_name)
-        if target is None:
-            return SecretEventOutcome(
-                EventDecision.UNMANAGED_SECRET, "no target owns this secret in this vault"
-            )
-        if secret_name.strip().lower() != target.active_secret.lower():
-            # Only P-active carries an expiry (DESIGN §3); an expiry set by hand elsewhere is no reason.
-            return SecretEventOutcome(
-                EventDecision.NOT_ROTATED_BY_EVENTS,
-                f"only {target.active_secret} is rotated by expiry events",
-                target.resource_id,
-            )
-        # Reading the latest version is the only way to tell a replaced version from the current one.
-        current = self.ports.secrets.get_secret(target.active_secret)
-        if current is None:
-            return SecretEventOutcome(
-                EventDecision.UNMANAGED_SECRET, "the secret no longer exists", target.resource_id
-            )
-        if version and current.version != version:
-            return SecretEventOutcome(
-                EventDecision.STALE_VERSION,
-                "the secret has a newer version; this event is about a replaced one",
-                target.resource_id,
-                current.version,
-            )
-        outcome = self.request_rotation(
-            target,
-            trigger="event",
-            requester=requester,
-            reason=f"{event_type.rsplit('.', 1)[-1]} {secret_name}/{version or 'latest'}",
+        """Event Grid: one cycle for the current version of a managed P-active (``rotation.requests``)."""
+        return requests.handle_secret_near_expiry(
+            self, vault_url, secret_name, version, event_type, requester
         )
-        if outcome.accepted:
-            reason = EventDecision.REQUESTED
-        elif outcome.status is RequestStatus.IN_PROGRESS:
-            reason = EventDecision.CYCLE_IN_PROGRESS
-        else:
-            reason = EventDecision.REFUSED
-        return SecretEventOutcome(reason, outcome.message, target.resource_id, current.version, outcome)
 
     # ------------------------------------------------------------ reading
 
     def status(self, target: str | Target | None = None) -> list[TargetStatus]:
+        """Every known target, then every target that has state but is no longer known (``gone``:
+        deleted, untagged or removed from ROTATION_TARGETS — not rotated any more, history kept)."""
+        self.catalog.refresh(force=False)
         if target is not None:
-            one = self.resolve(target)
-            return [self._status(one, _state(self.ports.states.get(one.state_key)))]
+            try:
+                one = self.resolve(target)
+            except UnknownTarget:
+                left = self._gone_state(target)
+                if left is None:
+                    raise
+                return [self._gone_status(left)]
+            return [self.status_of(one, _state(self.ports.states.get(one.state_key)))]
         loaded = self._load_all()
-        return [self._status(t, _state(loaded.get(t.state_key))) for t in self.targets]
+        known = [self.status_of(t, _state(loaded.get(t.state_key))) for t in self.targets]
+        gone = [self._gone_status(v.state) for k, v in loaded.items() if self.catalog.by_key(k) is None]
+        return known + gone
 
     def history(self, target: str | Target, limit: int = 20) -> list[HistoryRecord]:
-        resolved = self.resolve(target)
-        return self.ports.history.list(resolved.state_key, limit)
+        """History of a known target, or of a gone one by its resource id (history is never deleted)."""
+        try:
+            key = self.resolve(target).state_key
+        except UnknownTarget:
+            gone = self._gone_state(target)
+            if gone is None:
+                raise
+            key = table_key(gone.target_id)
+        return self.ports.history.list(key, limit)
 
     def plan(self) -> list[PlanEntry]:
         """What the next sweep would do first for each target (``decide``); changes nothing."""
@@ -336,53 +279,23 @@ class RotationService:
     def _load_all(self) -> dict[str, VersionedState]:
         return dict(self.ports.states.list_all())
 
-    def _status(self, target: Target, state: TargetState | None) -> TargetStatus:
-        return reports.target_status(target, state, self.clock())
+    def _gone_state(self, target: str | Target) -> TargetState | None:
+        text = target.resource_id if isinstance(target, Target) else target.strip()
+        if not text.startswith("/"):
+            return None
+        return _state(self.ports.states.get(table_key(text)))
 
-    def _outcome(
-        self,
-        target: Target,
-        status: RequestStatus,
-        message: str,
-        cycle: str | None,
-        current: VersionedState | None = None,
-    ) -> RequestOutcome:
-        state = _state(current) if current is not None else _state(self.ports.states.get(target.state_key))
-        return RequestOutcome(target.resource_id, status, message, cycle, self._status(target, state))
+    def _gone_status(self, state: TargetState) -> TargetStatus:
+        return gone_status(state, self.clock())
 
-    def _request_history(
-        self,
-        target: Target,
-        state: TargetState | None,
-        request: CycleRequest,
-        outcome: RequestStatus,
-        message: str,
-    ) -> None:
-        """A request's row (step ``request``): its outcome is the request's status."""
-        record = HistoryRecord(
-            target=target.resource_id,
-            at=self.clock(),
-            step="request",
-            outcome=outcome.value,
-            trigger=request.trigger,
-            requester=request.requester,
-            reason=request.reason,
-            cycle=state.cycle_id if state else None,
-            error=message if outcome is not RequestStatus.DRAIN_SHORTENED else None,
-            emergency=request.emergency,
-        )
-        try:
-            self.ports.history.append(target.state_key, record)
-        except RotationError as exc:
-            logger.warning("rotation.history_write_failed %s", error_text(exc))
+    def status_of(self, target: Target, state: TargetState | None) -> TargetStatus:
+        """The status view of one known target in ``state`` (used by requests too)."""
+        return target_status(target, state, self.clock(), self.vault_url)
+
 
 
 def _state(current: VersionedState | None) -> TargetState | None:
     return current.state if current is not None else None
-
-
-def _cycle_of(current: VersionedState | None) -> str | None:
-    return current.state.cycle_id if current is not None else None
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

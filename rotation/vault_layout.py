@@ -41,9 +41,9 @@ def store(
     """Write a managed secret. One that was deleted by hand (soft delete holds its name) is recovered —
     its versions come back, so nothing about what consumers read is lost — and the step retried."""
     try:
-        return ctx.ports.secrets.set_secret(name, value, tags, expires_on=expires_on)
+        return ctx.secrets.set_secret(name, value, tags, expires_on=expires_on)
     except SecretDeleted:
-        ctx.ports.secrets.recover_secret(name)
+        ctx.secrets.recover_secret(name)
         raise TransientAzureError(
             f"secret {name} had been deleted; its recovery has started, the step is retried", 15
         ) from None
@@ -58,7 +58,7 @@ def store_slot(ctx: StepContext, slot: Slot, value: SecretValue, generation: str
 
 
 def store_slot_if_changed(ctx: StepContext, slot: Slot, value: SecretValue, generation: str) -> bool:
-    stored = ctx.ports.secrets.get_secret(ctx.target.slot_secret(slot))
+    stored = ctx.secrets.get_secret(ctx.target.slot_secret(slot))
     if stored is not None and stored.value == value:
         return False
     store_slot(ctx, slot, value, generation)
@@ -67,7 +67,7 @@ def store_slot_if_changed(ctx: StepContext, slot: Slot, value: SecretValue, gene
 
 def slot_value(ctx: StepContext, slot: Slot) -> SecretValue:
     if slot not in ctx.values:
-        stored = ctx.ports.secrets.get_secret(ctx.target.slot_secret(slot))
+        stored = ctx.secrets.get_secret(ctx.target.slot_secret(slot))
         if stored is None:
             raise UnsafeToProceed(
                 f"{ctx.target.account_name}: secret {ctx.target.slot_secret(slot)} is missing"
@@ -78,7 +78,7 @@ def slot_value(ctx: StepContext, slot: Slot) -> SecretValue:
 
 def stored_generation(ctx: StepContext, slot: Slot) -> StoredSecret | None:
     """The slot secret as Key Vault has it (its ``generation`` tag says which cycle stored it)."""
-    return ctx.ports.secrets.get_secret(ctx.target.slot_secret(slot))
+    return ctx.secrets.get_secret(ctx.target.slot_secret(slot))
 
 
 def slot_age(secrets: SecretStore, target: Target, slot: Slot, active: Slot | None, now: datetime) -> SlotAge:
@@ -107,7 +107,7 @@ def slot_age(secrets: SecretStore, target: Target, slot: Slot, active: Slot | No
 
 def read_pointer(ctx: StepContext, fresh: bool = False) -> Slot | None:
     if fresh or not ctx.pointer_known:
-        secret = ctx.ports.secrets.get_secret(ctx.target.pointer_secret)
+        secret = ctx.secrets.get_secret(ctx.target.pointer_secret)
         ctx.pointer_secret = secret
         ctx.pointer = Slot.parse(secret.value.reveal()) if secret else None
         ctx.pointer_known = True
@@ -127,7 +127,7 @@ def write_pointer(ctx: StepContext, slot: Slot, cycle: str) -> None:
 
 def read_active(ctx: StepContext, fresh: bool = False) -> StoredSecret | None:
     if fresh or not ctx.active_known:
-        ctx.active = ctx.ports.secrets.get_secret(ctx.target.active_secret)
+        ctx.active = ctx.secrets.get_secret(ctx.target.active_secret)
         ctx.active_known = True
     return ctx.active
 
@@ -184,7 +184,7 @@ def named_outside_service(ctx: StepContext, state: TargetState, slot: Slot) -> d
     for secret, recorded in ((ctx.pointer_secret, state.pointer_version), (ctx.active, state.active_version)):
         if secret is None or recorded is None or secret.version == recorded:
             continue  # nothing recorded yet (adoption, older state) or nobody wrote it since we did
-        until = named_until(ctx.ports.secrets.list_versions(secret.name), recorded, slot)
+        until = named_until(ctx.secrets.list_versions(secret.name), recorded, slot)
         if until is not None and (latest is None or until > latest):
             latest = until
     return latest

@@ -37,6 +37,10 @@ class TargetStatus:
     drain_time_seconds: float
     lease_held: bool
     cycles_completed: int
+    # configured (ROTATION_TARGETS) | discovered (tagged account) | gone (state left by a target that is
+    # no longer configured or tagged, or whose account was deleted: not rotated, history kept)
+    presence: str = "configured"
+    vault_url: str = ""
     lease_owner: str | None = None  # which invocation holds the lease (while ``lease_held``)
     lease_expires_at: datetime | None = None
 
@@ -94,6 +98,9 @@ class SweepSummary:
     duration_ms: int = 0
     deferred: int = 0  # due, but held back by the subscription's ARM write budget (a later sweep takes them)
     overdue: int = 0  # targets past due + Policy.overdue_grace (the infra "overdue" alert reads it)
+    gone: int = 0  # states of targets no longer configured or discovered (not rotated; history kept)
+    rejected: int = 0  # tagged accounts not rotated because a tag is invalid (logged with the reason)
+    discovery_error: str | None = None  # the account listing failed: the previous target set was used
     not_due: int = 0  # nothing to do now: no cycle due, or waiting for a stored time (drain, retry)
     interrupted: int = 0  # due, but not started because the sweep was asked to stop (CLI Ctrl-C)
     results: tuple[TargetResult, ...] = field(default=(), repr=False, metadata={"wire": False})

@@ -7,6 +7,7 @@ TLS verification is never disabled: the emulator's CA is trusted through REQUEST
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -18,17 +19,29 @@ from azure.data.tables import TableServiceClient
 from azure.eventgrid import EventGridPublisherClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from urllib3.util.retry import Retry
 
+from rotation.catalog import DiscoverySettings, TargetCatalog
 from rotation.model import Policy
-from rotation.ports import LifecycleSink, NullLifecycleSink, Ports, utc_now
+from rotation.ports import (
+    LifecycleSink,
+    NoScheduler,
+    NullLifecycleSink,
+    Ports,
+    SecretStore,
+    WorkScheduler,
+    utc_now,
+)
 from rotation.service import RotationService
+from shared.azure.budget_table import TableTokenBucket
 from shared.azure.cognitive_services import CognitiveServicesKeys
 from shared.azure.data_plane_probe import DataPlaneProbe
 from shared.azure.event_grid import EventGridLifecyclePublisher
 from shared.azure.key_vault import KeyVaultSecretStore
+from shared.azure.queues import QueueWorkScheduler
+from shared.azure.resource_manager import ArmAccountDirectory
 from shared.azure.tables import TableHistoryStore, TableStateStore
-from shared.budgets import TokenBucketLimiter
 from shared.settings import Settings
 
 # azure-core already retries 429/5xx/timeouts with backoff (honouring Retry-After); keep it short so one
@@ -78,16 +91,74 @@ def build_table_service(settings: Settings, credential: TokenCredential) -> Tabl
     return TableServiceClient(endpoint=settings.table_service_uri, credential=storage_credential, **options)
 
 
+class VaultStores:
+    """One SecretClient per vault a target names (``vault`` / tag ``key-rotation-vault``), built on first
+    use and kept for the life of the process."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential) -> None:
+        self.settings = settings
+        self.credential = credential
+        self._stores: dict[str, SecretStore] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, vault_url: str) -> SecretStore:
+        key = vault_url.rstrip("/").lower()
+        with self._lock:
+            store = self._stores.get(key)
+            if store is None:
+                store = self._stores[key] = KeyVaultSecretStore(self.build_client(vault_url))
+            return store
+
+    def build_client(self, vault_url: str) -> SecretClient:
+        return SecretClient(
+            vault_url,
+            self.credential,
+            verify_challenge_resource=self.settings.verify_challenge_resource,
+            transport=sized_transport(self.settings.sweep_concurrency),
+            **CLIENT_OPTIONS,
+        )
+
+
+def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkScheduler:
+    """Deferred work goes back on the fan-out queue with a visibility delay (QueueWorkScheduler)."""
+    encoding = TextBase64EncodePolicy()
+    if settings.storage_connection_string:
+        client = QueueClient.from_connection_string(
+            settings.storage_connection_string,
+            settings.queue_name,
+            message_encode_policy=encoding,
+            **CLIENT_OPTIONS,
+        )
+        return QueueWorkScheduler(client)
+    if settings.queue_service_uri:
+        client = QueueClient(
+            settings.queue_service_uri,
+            settings.queue_name,
+            credential,
+            message_encode_policy=encoding,
+            **CLIENT_OPTIONS,
+        )
+        return QueueWorkScheduler(client)
+    return NoScheduler()
+
+
 def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
-    limiter = TokenBucketLimiter(settings.arm_writes_per_second, settings.arm_write_burst)
-    secrets = SecretClient(
-        settings.key_vault_url,
-        credential,
-        verify_challenge_resource=settings.verify_challenge_resource,
-        transport=sized_transport(settings.sweep_concurrency),
-        **CLIENT_OPTIONS,
-    )
     tables = build_table_service(settings, credential)
+    budgets = tables.get_table_client(settings.budget_table)
+    # ARM counts writes per subscription *and principal*: every instance shares the identity, so they
+    # share the bucket (its row key names the identity).
+    limiter = TableTokenBucket(
+        budgets,
+        f"arm|{settings.azure_client_id or 'system'}",
+        settings.arm_writes_per_second,
+        settings.arm_write_burst,
+    )
+    # Key Vault's limit is a window (300 secret writes in any 10 s); a bucket of rate r and burst r*1 s
+    # lets at most 11*r through in 10 s, so r = writes/10 keeps the window under 1.1x the setting.
+    per_second = settings.vault_secret_writes_per_10s / 10
+    vault_limiter = TableTokenBucket(budgets, "kv", per_second, max(1.0, per_second))
+    vaults = VaultStores(settings, credential)
+    secrets = vaults.build_client(settings.key_vault_url)
     lifecycle: LifecycleSink = NullLifecycleSink()
     if settings.events_topic_endpoint:
         lifecycle = EventGridLifecyclePublisher(
@@ -95,21 +166,31 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         )
     session = requests.Session()
     session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.sweep_concurrency)))
+    keys = CognitiveServicesKeys(
+        credential,
+        settings.arm_endpoint,
+        settings.arm_scope,
+        limiter,
+        # one transport for every subscription's client: one pool per ARM host, sized to the sweep
+        {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency)},
+    )
     return Ports(
         secrets=KeyVaultSecretStore(secrets),
-        keys=CognitiveServicesKeys(
-            credential,
-            settings.arm_endpoint,
-            settings.arm_scope,
-            limiter,
-            # one transport for every subscription's client: one pool per ARM host, sized to the sweep
-            {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency)},
-        ),
+        keys=keys,
         probe=DataPlaneProbe(session),
         states=TableStateStore(tables.get_table_client(settings.state_table)),
         history=TableHistoryStore(tables.get_table_client(settings.history_table)),
         lifecycle=lifecycle,
         limiter=limiter,
+        vault_limiter=vault_limiter,
+        vaults=vaults,
+        directory=(
+            ArmAccountDirectory(credential, keys, settings.discovery_scopes, dict(CLIENT_OPTIONS))
+            if settings.discovery
+            else None
+        ),
+        scheduler=build_scheduler(settings, credential),
+        default_vault_url=settings.key_vault_url,
     )
 
 
@@ -126,11 +207,17 @@ def build_service(
 ) -> RotationService:
     """The service the triggers and the CLI use. ``credential``/``clock``/``policy`` are for tests."""
     credential = credential or build_credential(settings)
+    ports = build_ports(settings, credential)
+    discovery = DiscoverySettings(settings.discovery_tag, settings.vault_suffix, settings.key_vault_url)
+    catalog = TargetCatalog(
+        settings.targets, ports.directory, discovery if settings.discovery else None, clock=clock
+    )
     return RotationService(
         settings.targets,
-        build_ports(settings, credential),
+        ports,
         policy or build_policy(settings),
         clock=clock,
         concurrency=settings.sweep_concurrency,
         vault_url=settings.key_vault_url,
+        catalog=catalog,
     )

@@ -43,3 +43,24 @@ class TokenBucketLimiter(WriteRateLimiter):
             until = self.clock() + max(0.0, retry_after_seconds)
             self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
             self._buckets[key] = (0.0, self.clock())
+
+    def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
+        key = subscription_id.lower()
+        with self._lock:
+            now = self.clock()
+            blocked = self._blocked_until.get(key, 0.0) - now
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            return max(0.0, blocked, (writes - tokens) / self.rate if self.rate > 0 else 60.0)
+
+
+def gcra(tat: float, now: float, writes: int, rate: float, burst: float) -> tuple[bool, float, float]:
+    """One step of the generic cell rate algorithm — a token bucket kept as a single number, the
+    "theoretical arrival time" (``tat``) at which the bucket is full again, so instances can share it
+    through one compare-and-swap entity. Returns (allowed, new tat, seconds to wait when refused)."""
+    interval = 1.0 / rate
+    new_tat = max(tat, now) + writes * interval
+    allowed_at = new_tat - burst * interval
+    if allowed_at <= now + 1e-9:  # float sums of the interval must not cost a token
+        return True, new_tat, 0.0
+    return False, tat, allowed_at - now

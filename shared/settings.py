@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 import isodate
 
+from rotation.discovery import DiscoveryTag, vault_url_from_tag
 from rotation.errors import SettingsError
 from rotation.model import ProbeOverride, Target, VerifyMode, parse_resource_id, table_key
 
@@ -27,9 +29,28 @@ class SettingSpec:
 APP_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "ROTATION_TARGETS",
-        True,
+        False,
         None,
-        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify, probe",
+        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify, probe, vault "
+        "(this or ROTATION_DISCOVERY=true)",
+    ),
+    SettingSpec(
+        "ROTATION_DISCOVERY",
+        False,
+        "false",
+        "true: also rotate every account carrying ROTATION_DISCOVERY_TAG (listed each sweep)",
+    ),
+    SettingSpec(
+        "ROTATION_DISCOVERY_SCOPES",
+        False,
+        None,
+        "comma-separated subscription ids to discover in; empty: every subscription the identity can see",
+    ),
+    SettingSpec(
+        "ROTATION_DISCOVERY_TAG",
+        False,
+        "key-rotation=enabled",
+        "name=value of the tag that opts an account in",
     ),
     SettingSpec("KEY_VAULT_URL", True, None, "vault URL, e.g. https://kv-rot.vault.azure.net/"),
     SettingSpec(
@@ -80,6 +101,15 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("ARM_WRITE_BURST", False, "100", "per-subscription ARM write burst (token bucket size)"),
     SettingSpec(
+        "KEY_VAULT_SECRET_WRITES_PER_10S",
+        False,
+        "250",
+        "secret writes per vault per 10 s, shared by every instance (Key Vault allows 300)",
+    ),
+    SettingSpec(
+        "ROTATION_BUDGET_TABLE", False, "rotationbudgets", "table of the fleet-wide write budgets"
+    ),
+    SettingSpec(
         "VERIFY_TIMEOUT", False, "PT10M", "how long a new key may take to be accepted before the cycle fails"
     ),
     SettingSpec("EMERGENCY_DRAIN_TIME", False, "PT0S", "drain used by an emergency rotation"),
@@ -94,12 +124,19 @@ _DEFAULTS = {spec.name: spec.default for spec in APP_SETTINGS}
 _SECRET_PREFIX = re.compile(r"^[0-9a-zA-Z-]{1,116}$")  # + "-active-key" stays within Key Vault's 127
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
-_TARGET_FIELDS = {"resourceId", "secretPrefix", "rotationPeriod", "drainTime", "verify", "probe"}
+_TARGET_FIELDS = {"resourceId", "secretPrefix", "rotationPeriod", "drainTime", "verify", "probe", "vault"}
+# Linux refuses one environment string over 128 KiB (MAX_ARG_STRLEN) and the Functions host passes app
+# settings as environment variables: refuse well before that, with the way out.
+MAX_TARGETS_BYTES = 96 * 1024
+_SUBSCRIPTION_ID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 _PROBE_FIELDS = {"method", "path", "header"}
 # A probe must not change anything: reads, plus POST for the token exchange and Translator's translate.
 _PROBE_METHODS = ("GET", "HEAD", "POST")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PROBE_PATH = re.compile(r"^[^\s#]{1,512}$")
+
+
+DEFAULT_DISCOVERY_TAG = DiscoveryTag("key-rotation", "enabled")
 
 
 @dataclass(frozen=True)
@@ -125,10 +162,23 @@ class Settings:
     emergency_drain_time: timedelta
     verify_challenge_resource: bool
     use_managed_identity: bool  # IDENTITY_ENDPOINT is set (Azure Functions, the emulator)
+    queue_service_uri: str | None = None
+    discovery: bool = False
+    discovery_scopes: tuple[str, ...] = ()  # subscription ids; empty: every subscription visible
+    discovery_tag: DiscoveryTag = DEFAULT_DISCOVERY_TAG
+    vault_secret_writes_per_10s: int = 250
+    budget_table: str = "rotationbudgets"
 
     @property
     def arm_scope(self) -> str:
         return f"{self.arm_endpoint.rstrip('/')}/.default"
+
+    @property
+    def vault_suffix(self) -> str:
+        """The DNS suffix of vaults in this cloud (``vault.azure.net``), for a vault named by tag."""
+        host = (urlparse(self.key_vault_url).hostname or "").lower()
+        _, _, suffix = host.partition(".")
+        return suffix or "vault.azure.net"
 
 
 def parse_duration(text: str, setting: str) -> timedelta:
@@ -161,7 +211,25 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             raise SettingsError(f"{name} is required but not set")
         return value
 
-    targets = parse_targets(required("ROTATION_TARGETS"))
+    discovery = _boolean("ROTATION_DISCOVERY", get("ROTATION_DISCOVERY"))
+    targets_text = get("ROTATION_TARGETS")
+    if targets_text is None and not discovery:
+        raise SettingsError(
+            "ROTATION_TARGETS is required unless ROTATION_DISCOVERY=true (rotate the accounts tagged "
+            "ROTATION_DISCOVERY_TAG, default key-rotation=enabled)"
+        )
+    targets = parse_targets(targets_text) if targets_text is not None else ()
+    try:
+        tag = DiscoveryTag.parse(get("ROTATION_DISCOVERY_TAG") or "")
+    except ValueError as exc:
+        raise SettingsError(f"ROTATION_DISCOVERY_TAG: {exc}") from exc
+    scopes = tuple(s.strip() for s in (get("ROTATION_DISCOVERY_SCOPES") or "").split(",") if s.strip())
+    for scope in scopes:
+        if not _SUBSCRIPTION_ID.match(scope):
+            raise SettingsError(
+                f"ROTATION_DISCOVERY_SCOPES: {scope!r} is not a subscription id "
+                "(comma-separated GUIDs; leave empty for every subscription the identity can see)"
+            )
     vault = required("KEY_VAULT_URL")
     if not vault.startswith("https://"):
         raise SettingsError(f"KEY_VAULT_URL: {vault!r} must be an https:// URL")
@@ -174,7 +242,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise SettingsError(
             "AzureWebJobsStorage (connection string) or AzureWebJobsStorage__tableServiceUri must be set"
         )
-    for name in ("ROTATION_STATE_TABLE", "ROTATION_HISTORY_TABLE"):
+    for name in ("ROTATION_STATE_TABLE", "ROTATION_HISTORY_TABLE", "ROTATION_BUDGET_TABLE"):
         if not _TABLE_NAME.match(get(name) or ""):
             raise SettingsError(f"{name}: {get(name)!r} is not a valid table name (3-63 letters/digits)")
     queue = get("ROTATION_QUEUE") or ""
@@ -204,10 +272,25 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", get("KEY_VAULT_VERIFY_CHALLENGE_RESOURCE")
         ),
         use_managed_identity=bool(env.get("IDENTITY_ENDPOINT")),
+        queue_service_uri=get("AzureWebJobsStorage__queueServiceUri"),
+        discovery=discovery,
+        discovery_scopes=scopes,
+        discovery_tag=tag,
+        vault_secret_writes_per_10s=_integer(
+            "KEY_VAULT_SECRET_WRITES_PER_10S", get("KEY_VAULT_SECRET_WRITES_PER_10S"), 1, 272
+        ),
+        budget_table=get("ROTATION_BUDGET_TABLE") or "",
     )
 
 
 def parse_targets(text: str) -> tuple[Target, ...]:
+    size = len(text.encode("utf-8"))
+    if size > MAX_TARGETS_BYTES:
+        raise SettingsError(
+            f"ROTATION_TARGETS is {size // 1024} KiB; Linux refuses an app setting over 128 KiB "
+            f"(MAX_ARG_STRLEN) and this service stops at {MAX_TARGETS_BYTES // 1024} KiB: tag the accounts "
+            "key-rotation=enabled and set ROTATION_DISCOVERY=true instead (docs/DEPLOY.md)"
+        )
     try:
         entries = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -264,6 +347,14 @@ def _parse_target(index: int, entry: Any) -> Target:
     except ValueError as exc:
         raise SettingsError(f"{where}: verify must be 'dataplane' or 'none', not {verify!r}") from exc
     probe = _parse_probe(where, entry["probe"]) if "probe" in entry else None
+    vault_url = ""
+    if "vault" in entry:
+        if not isinstance(entry["vault"], str):
+            raise SettingsError(f"{where}: vault must be a vault URL such as https://kv-rot-2.vault.azure.net/")
+        try:
+            vault_url = vault_url_from_tag(entry["vault"], "vault.azure.net")
+        except ValueError as exc:
+            raise SettingsError(f"{where}: vault {exc}") from exc
     if probe is not None and verify_mode is VerifyMode.NONE:
         raise SettingsError(f"{where}: probe is only used with verify 'dataplane'; remove it or the verify")
     return Target(
@@ -273,6 +364,7 @@ def _parse_target(index: int, entry: Any) -> Target:
         drain_time=drain,
         verify=verify_mode,
         probe=probe,
+        vault_url=vault_url,
     )
 
 

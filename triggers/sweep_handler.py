@@ -8,11 +8,11 @@ output binding; `rotate_from_queue` advances them, spread over instances by the 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Protocol
 
 from rotation.views import to_json
+from shared.fanout import fanout_message
 from triggers import records
 from triggers.runtime import Runtime
 
@@ -24,7 +24,7 @@ class Outbox(Protocol):
 
 
 def queue_message_for(resource_id: str) -> str:
-    return json.dumps({"target": resource_id})
+    return fanout_message(resource_id)
 
 
 def run_sweep(timer: Any, runtime: Runtime, outbox: Outbox) -> None:
@@ -46,8 +46,22 @@ def run_sweep(timer: Any, runtime: Runtime, outbox: Outbox) -> None:
 
 
 def _fan_out(runtime: Runtime, outbox: Outbox, past_due: bool) -> None:
-    due = runtime.service.due_targets()
-    if due:
-        outbox.set([queue_message_for(target.resource_id) for target in due])
-    records.emit("rotation.sweep", fanout=True, pastDue=past_due, seen=len(runtime.settings.targets),
-                 enqueued=len(due), targets=to_json([target.resource_id for target in due]))
+    """Due targets, paced by the write budgets: those that may start now go out through the output binding,
+    the rest as queue messages that become visible when their subscription's ARM budget and their vault's
+    Key Vault budget have room (docs/ENGINE.md "Budgets across instances")."""
+    from rotation.pacing import Budget
+
+    settings = runtime.settings
+    per_second = settings.vault_secret_writes_per_10s / 10
+    paced = runtime.service.paced_due_targets(
+        Budget(settings.arm_writes_per_second, settings.arm_write_burst), Budget(per_second, per_second)
+    )
+    now = [target for target, delay in paced if delay < 1]
+    later = [(target, delay) for target, delay in paced if delay >= 1]
+    if now:
+        outbox.set([queue_message_for(target.resource_id) for target in now])
+    for target, delay in later:
+        runtime.service.ports.scheduler.schedule(target.resource_id, delay)
+    records.emit("rotation.sweep", fanout=True, pastDue=past_due, seen=len(runtime.service.targets),
+                 enqueued=len(paced), delayed=len(later),
+                 targets=to_json([target.resource_id for target, _ in paced]))

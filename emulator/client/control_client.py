@@ -8,6 +8,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -57,14 +58,19 @@ class ControlClient:
         location: str | None = None,
         custom_subdomain: bool | None = None,
         network_default_action: str | None = None,
+        tags: dict[str, str] | None = None,
+        subdomain: str | None = None,
     ) -> dict:
-        """``custom_subdomain`` defaults to the kind's usual shape (TextTranslation: the global endpoint)."""
+        """``custom_subdomain`` defaults to the kind's usual shape (TextTranslation: the global endpoint);
+        ``subdomain`` (customSubDomainName, globally unique) defaults to the account name."""
         body: dict[str, Any] = {"resourceId": resource_id, "kind": kind}
         body["disableLocalAuth"] = disable_local_auth
         optional = {
             "location": location,
             "customSubDomain": custom_subdomain,
             "networkDefaultAction": network_default_action,
+            "tags": tags,
+            "customSubDomainName": subdomain,
         }
         body.update({name: value for name, value in optional.items() if value is not None})
         return dict(self._call("POST", "/accounts", body))
@@ -95,6 +101,15 @@ class ControlClient:
         }
         body = {name: value for name, value in fields.items() if value is not None}
         return dict(self._call("PATCH", f"/accounts/{account_name}", body))
+
+    def set_tags(self, resource_id: str, tags: dict[str, str]) -> dict[str, Any]:
+        """Replace an account's tags (as ``az resource tag`` does)."""
+        name = resource_id.rstrip("/").rsplit("/", 1)[-1]
+        return dict(self._call("PATCH", f"/accounts/{name}", {"resourceId": resource_id, "tags": tags}))
+
+    def delete_account(self, resource_id: str) -> None:
+        name = resource_id.rstrip("/").rsplit("/", 1)[-1]
+        self._call("DELETE", f"/accounts/{name}?resourceId={quote(resource_id, safe='')}")
 
     def set_disable_local_auth(self, account_name: str, disabled: bool) -> dict[str, Any]:
         return self.set_account(account_name, disable_local_auth=disabled)
@@ -154,6 +169,10 @@ class ControlClient:
 
     def calls(self) -> dict[str, int]:
         return dict(self._call("GET", "/calls")["counts"])
+
+    def calls_and_throttles(self) -> dict[str, dict[str, int]]:
+        """``{"counts": {operation: n}, "throttled": {"arm"|"keyvault": 429s the limits answered}}``."""
+        return dict(self._call("GET", "/calls"))
 
     def reset_calls(self) -> None:
         self._call("DELETE", "/calls")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from rotation.errors import KeylessAccount
-from rotation.model import Phase, Slot, TargetState
+from rotation.model import Phase, Slot, Target, TargetState, staggered_due
 from rotation.outcomes import StepOutcome
 from rotation.steps.context import StepContext, StepResult
 from rotation.steps.keyless import keyless_state
@@ -16,6 +16,15 @@ from rotation.vault_layout import (
     sync_active,
     write_pointer,
 )
+
+
+def first_due(target: Target, now: datetime) -> datetime:
+    """A discovered account's first rotation is staggered over its period (a fleet tagged at once must not
+    come due on one day); an explicitly configured one is due a period after adoption, as it always was.
+    """
+    if target.source == "discovered":
+        return staggered_due(target.resource_id, target.rotation_period, now)
+    return now + target.rotation_period
 
 
 def adopt(ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
@@ -37,7 +46,7 @@ def adopt(ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
     adopted = state.with_changes(
         phase=Phase.IDLE,
         active_slot=active,
-        due_at=now + target.rotation_period,
+        due_at=first_due(target, now),
         drift_checked_at=now,
         attempts=0,
         last_error=None,

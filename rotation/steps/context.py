@@ -8,7 +8,7 @@ from datetime import datetime
 
 from rotation.model import Policy, SecretValue, Slot, Target, TargetState
 from rotation.outcomes import StepOutcome
-from rotation.ports import AccountInfo, Clock, Ports, StoredSecret
+from rotation.ports import AccountInfo, Clock, Ports, SecretStore, StoredSecret
 
 
 @dataclass
@@ -35,12 +35,19 @@ class StepContext:
     # True once this invocation itself wrote a START_CYCLE/BEGIN_RETIRE intent: nobody can have done that
     # phase's regenerate yet (its generation tag is new), so the "already done?" read can be skipped.
     wrote_intent: bool = False
-    deferred: bool = False  # stopped because the subscription's ARM write budget is exhausted
+    kv_writes_held: int = 0  # Key Vault secret writes taken from the vault's budget and not yet spent
+    deferred: bool = False  # stopped because an ARM or Key Vault write budget is exhausted
+    retry_in: float = 0.0  # when deferred: seconds until the budget that stopped it has the tokens
     steps: list[str] = field(default_factory=list)
     started_cycle: str | None = None
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def secrets(self) -> SecretStore:
+        """The vault of this target (its ``vault_url``, else the default one)."""
+        return self.ports.secrets_for(self.target.vault_url)
 
 
 @dataclass(frozen=True)

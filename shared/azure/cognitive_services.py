@@ -16,7 +16,7 @@ from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 
 from rotation.errors import KeylessAccount
 from rotation.model import SecretValue, Slot, parse_resource_id
-from rotation.ports import AccountInfo, AccountKeys, KeyService, WriteRateLimiter
+from rotation.ports import AccountInfo, AccountKeys, DiscoveredAccount, KeyService, WriteRateLimiter
 from shared.azure.errors import retry_after_seconds, translate
 
 
@@ -102,6 +102,18 @@ class CognitiveServicesKeys(KeyService):
             raise self._fail(error, "arm.regenerate_key", sub) from None
         except (AzureError, OSError) as error:
             raise self._fail(error, "arm.regenerate_key", sub) from None
+
+    def list_accounts(self, subscription_id: str) -> list[DiscoveredAccount]:
+        """GET Accounts_List (paged by nextLink). Permission: Microsoft.CognitiveServices/accounts/read at
+        the subscription (or on the accounts: ARM lists only what the caller can read)."""
+        try:
+            return [
+                DiscoveredAccount(account.id or "", dict(account.tags or {}))
+                for account in self._client(subscription_id).accounts.list()
+                if account.id
+            ]
+        except AzureError as error:
+            raise translate(error, "arm.list_accounts") from None
 
     def _local_auth_disabled(self, resource_id: str) -> bool:
         # A 400 alone says nothing (the error code is a generic BadRequest): ask the account's properties.

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from bench import call_counts, consumer_get, cycle_scale, import_time, sweep_memory
+from bench import call_counts, consumer_get, cycle_scale, fleet_scale, import_time, sweep_memory
 
 
 def assert_printed_ratios(output: str, report_ratios: list[tuple[str, float]]) -> None:
@@ -78,4 +78,18 @@ def test_sweep_memory_measures_an_idle_and_an_adoption_sweep(capsys: pytest.Capt
     assert (idle["seen"], idle["advanced"], idle["failed"]) == (20, 0, 0)
     assert (adoption["seen"], adoption["advanced"], adoption["failed"]) == (3, 3, 0)
     assert idle["traced_peak_bytes"] > 0 and adoption["traced_peak_bytes"] > 0
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_fleet_scale_discovers_adopts_and_rotates_every_tagged_account(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = fleet_scale.main(
+        ["--accounts", "12", "--untagged", "3", "--subscriptions", "3", "--workers", "2"]
+    )
+    data = report.data
+    assert (data["targets"], data["states"], data["completed"]) == (12, 12, 12)  # untagged never adopted
+    assert data["throttled"] == {}, "the budgets kept ARM and Key Vault from answering 429"
+    assert set(data["waves"]) == {"discovery + adoption", "cycle: regenerate, verify, swap", "cycle: retire"}
+    assert data["counts"]["keyvault.set_secret"] >= 12 * 8  # adoption 4 + cycle 4 per account
     assert_printed_ratios(capsys.readouterr().out, report.ratios)

@@ -84,6 +84,11 @@ class Evaluator:
                 for item in items
             }
         values = [self.eval(arg, scope) for arg in args if arg is not None]
+        if kind == "union" and values and all(isinstance(v, list) for v in values):
+            # ARM's union of arrays: ordered, without duplicates
+            return list(dict.fromkeys(item for value in values for item in value))
+        if kind == "join":
+            return values[1].join(values[0])
         if kind == "union":
             merged: dict[str, Any] = {}
             for value in values:

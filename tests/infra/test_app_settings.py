@@ -39,6 +39,10 @@ LEFT_UNSET = {
 CONDITIONAL = {
     "ADMIN_ROLE": "enableAdminAuth",
     "ROTATION_EVENTS_TOPIC_ENDPOINT": "enableLifecycleTopic",
+    # issue 13: an explicit list, discovery scopes, or both; the app refuses to start with neither
+    "ROTATION_TARGETS": "explicitTargets",
+    "ROTATION_DISCOVERY_SCOPES": "discoveryEnabled",
+    "ROTATION_DISCOVERY_TAG": "discoveryEnabled",
 }
 # Flex Consumption takes these from functionAppConfig and rejects them as app settings; the storage
 # connection string would need shared keys.
@@ -203,6 +207,21 @@ def test_parameter_defaults_equal_the_app_defaults():
         (
             {"rotationFanout": True, "sweepConcurrency": 4},
             {"ROTATION_FANOUT": "true", "SWEEP_CONCURRENCY": "4"},
+        ),
+        (
+            {
+                "discoverySubscriptionIds": ["11111111-1111-1111-1111-111111111111"],
+                "discoveryResourceGroups": ["22222222-2222-2222-2222-222222222222/rg-ai"],
+                "keyVaultSecretWritesPer10s": 200,
+            },
+            {
+                "ROTATION_DISCOVERY": "true",
+                "ROTATION_DISCOVERY_SCOPES": (
+                    "11111111-1111-1111-1111-111111111111,22222222-2222-2222-2222-222222222222"
+                ),
+                "ROTATION_DISCOVERY_TAG": "key-rotation=enabled",
+                "KEY_VAULT_SECRET_WRITES_PER_10S": "200",
+            },
         ),
     ],
 )

@@ -33,6 +33,9 @@ TOPIC = "keyVaultEventsTopicPrincipalId"
 EXPECTED_GRANTS = {
     ("Key Vault Secrets Officer", "Microsoft.KeyVault/vaults", APP),
     (CUSTOM_ROLE, "Microsoft.CognitiveServices/accounts", APP),
+    # discovery (issue 13): once per subscription or resource group in scope, never per account
+    (CUSTOM_ROLE, "subscription", APP),
+    (CUSTOM_ROLE, "resourceGroup", APP),
     ("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", APP),
     ("Storage Queue Data Contributor", "Microsoft.Storage/storageAccounts", APP),
     ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", APP),
@@ -52,11 +55,25 @@ def _role_of(assignment: bicep.Declaration) -> str:
     return ROLE_NAMES[role_id]
 
 
+def _scope_type(assignment: bicep.Declaration) -> str:
+    """The type of the resource an assignment is scoped to; without ``scope``, the module's own target
+    scope (a subscription- or resource-group-wide assignment)."""
+    if "scope" in assignment.body:
+        return bicep.resource(assignment.path, assignment.body["scope"]).type
+    match = re.search(r"^targetScope = '(\w+)'", assignment.path.read_text(), re.MULTILINE)
+    return match.group(1) if match else "resourceGroup"
+
+
+def _scope_id(assignment: bicep.Declaration) -> str:
+    if "scope" in assignment.body:
+        return f"{assignment.body['scope']}.id"
+    return f"{_scope_type(assignment)}().id"
+
+
 def _grants() -> dict[tuple[str, str, str], bicep.Declaration]:
     grants = {}
     for assignment in bicep.all_resources("Microsoft.Authorization/roleAssignments"):
-        scope = bicep.resource(assignment.path, assignment.body["scope"])
-        key = (_role_of(assignment), scope.type, assignment.properties["principalId"])
+        key = (_role_of(assignment), _scope_type(assignment), assignment.properties["principalId"])
         assert key not in grants, f"{key} granted twice"
         grants[key] = assignment
     return grants
@@ -69,7 +86,7 @@ def test_exactly_the_expected_roles_on_the_expected_scopes():
 def test_role_assignment_names_are_guid_of_scope_principal_and_role():
     for assignment in bicep.all_resources("Microsoft.Authorization/roleAssignments"):
         role_ref = assignment.properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
-        expected = f"guid({assignment.body['scope']}.id, {assignment.properties['principalId']}, {role_ref})"
+        expected = f"guid({_scope_id(assignment)}, {assignment.properties['principalId']}, {role_ref})"
         assert bicep.render(assignment.body["name"]) == expected, assignment.symbol
         assert assignment.properties["principalType"] == "ServicePrincipal", assignment.symbol
 
@@ -94,6 +111,8 @@ def test_custom_role_allows_exactly_read_list_and_regenerate_keys():
     properties = role.properties
     assert properties["type"] == "CustomRole"
     assert CUSTOM_ROLE in properties["roleName"] and "${environmentName}" in properties["roleName"]
+    # unique per tenant: the same azd environment name in another subscription must not collide
+    assert "${subscription().subscriptionId}" in properties["roleName"]
     [permission] = properties["permissions"]
     assert sorted(permission["actions"]) == sorted(
         [
@@ -108,7 +127,8 @@ def test_custom_role_allows_exactly_read_list_and_regenerate_keys():
         and permission["notDataActions"] == []
     )
     assert (
-        bicep.render(properties["assignableScopes"]) == "union([subscription().id], targetSubscriptionScopes)"
+        bicep.render(properties["assignableScopes"])
+        == "union([subscription().id], targetSubscriptionScopes, discoverySubscriptionScopes)"
     )
     assert bicep.render(bicep.variable(MAIN, "targetSubscriptionScopes")) == (
         "map(targetResourceIds, id => /subscriptions/${split(id, '/')[2]})"

@@ -1,0 +1,140 @@
+"""Write budgets shared by every instance of the Function App: one Table entity per scope (ARM writes per
+subscription and identity, Key Vault secret writes per vault), updated by ETag compare-and-swap, holding
+the token bucket as one number (``shared.budgets.gcra``). Permission: "Storage Table Data Contributor".
+
+Why a table and not only paced queue messages: a timer can pace the messages it writes, but requests,
+events, retries and several timers' worth of queued work still meet in the same ARM and Key Vault
+buckets; only state every instance reads before spending counts them all.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, UpdateMode
+
+from rotation.audit import logger
+from rotation.ports import WriteRateLimiter
+from shared.budgets import gcra
+
+PARTITION = "budget"
+CAS_ATTEMPTS = 8
+UNREACHABLE_WAIT = 5.0  # the table cannot be read: spend nothing, try again in a few seconds
+
+
+class TableTokenBucket(WriteRateLimiter):
+    """``scope`` names the bucket family (``arm|<client id>``, ``kv``); the key passed to ``try_acquire``
+    (a subscription id, a vault URL) completes the row key."""
+
+    def __init__(
+        self,
+        client: TableClient,
+        scope: str,
+        rate_per_second: float,
+        burst: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.scope = scope
+        self.rate = rate_per_second
+        self.burst = float(burst)
+        self.clock = clock  # wall clock: instances compare their times through the shared entity
+        self._created = False
+        self._lock = threading.Lock()
+        self._waits: dict[str, float] = {}
+
+    def _row(self, key: str) -> str:
+        # Table keys may not contain / \ # ? (vault URLs and ids are flattened).
+        text = f"{self.scope}|{key.lower()}"
+        return "".join("|" if c in "/\\#?" else c for c in text)
+
+    def _ensure_table(self) -> None:
+        if self._created:
+            return
+        with self._lock:
+            try:
+                self.client.create_table()
+            except ResourceExistsError:
+                pass
+            self._created = True
+
+    def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
+        row = self._row(subscription_id)
+        try:
+            self._ensure_table()
+            for _ in range(CAS_ATTEMPTS):
+                if self._attempt(row, writes):
+                    self._waits.pop(row, None)
+                    return True
+                if row in self._waits:
+                    return False
+            self._waits[row] = 0.5  # lost every race: others are spending it now
+            return False
+        except AzureError as error:
+            logger.warning("rotation.budget_unavailable %s: %s", self.scope, type(error).__name__)
+            self._waits[row] = UNREACHABLE_WAIT
+            return False
+
+    def _attempt(self, row: str, writes: int) -> bool:
+        """One compare-and-swap round: True when taken; False with ``_waits[row]`` set when refused;
+        False without it when another instance changed the entity first (retry)."""
+        now = self.clock()
+        try:
+            entity = self.client.get_entity(PARTITION, row)
+        except ResourceNotFoundError:
+            allowed, tat, wait = gcra(0.0, now, writes, self.rate, self.burst)
+            if not allowed:
+                self._waits[row] = wait
+                return False
+            try:
+                self.client.create_entity({"PartitionKey": PARTITION, "RowKey": row, "tat": tat})
+            except ResourceExistsError:
+                return False
+            return True
+        allowed, tat, wait = gcra(float(entity.get("tat", 0.0)), now, writes, self.rate, self.burst)
+        if not allowed:
+            self._waits[row] = wait
+            return False
+        try:
+            self.client.update_entity(
+                {"PartitionKey": PARTITION, "RowKey": row, "tat": tat},
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
+
+    def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
+        return self._waits.get(self._row(subscription_id), writes / self.rate)
+
+    def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
+        """Azure answered 429 anyway (another client of the same bucket): push the shared bucket back so
+        no instance writes before Retry-After."""
+        row = self._row(subscription_id)
+        for _ in range(CAS_ATTEMPTS):
+            now = self.clock()
+            try:
+                entity = self.client.get_entity(PARTITION, row)
+                tat = max(float(entity.get("tat", 0.0)), now + retry_after_seconds + self.burst / self.rate)
+                self.client.update_entity(
+                    {"PartitionKey": PARTITION, "RowKey": row, "tat": tat},
+                    mode=UpdateMode.REPLACE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return
+            except ResourceModifiedError:
+                continue
+            except AzureError:
+                return
