@@ -127,6 +127,7 @@ def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkSche
             settings.storage_connection_string,
             settings.queue_name,
             message_encode_policy=encoding,
+            transport=sized_transport(settings.sweep_concurrency),
             **CLIENT_OPTIONS,
         )
         return QueueWorkScheduler(client)
@@ -136,6 +137,7 @@ def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkSche
             settings.queue_name,
             credential,
             message_encode_policy=encoding,
+            transport=sized_transport(settings.sweep_concurrency),
             **CLIENT_OPTIONS,
         )
         return QueueWorkScheduler(client)
@@ -162,7 +164,12 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     lifecycle: LifecycleSink = NullLifecycleSink()
     if settings.events_topic_endpoint:
         lifecycle = EventGridLifecyclePublisher(
-            EventGridPublisherClient(settings.events_topic_endpoint, credential, **CLIENT_OPTIONS)
+            EventGridPublisherClient(
+                settings.events_topic_endpoint,
+                credential,
+                transport=sized_transport(settings.sweep_concurrency),
+                **CLIENT_OPTIONS,
+            )
         )
     session = requests.Session()
     session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.sweep_concurrency)))
