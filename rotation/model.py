@@ -256,6 +256,11 @@ class VersionedState:
     etag: str
 
 
+def state_of(current: VersionedState | None) -> TargetState | None:
+    """The state of an entity as read (None when the target has none yet)."""
+    return current.state if current is not None else None
+
+
 @dataclass(frozen=True)
 class CycleRequest:
     """A command: start a cycle now (admin, event, CLI)."""

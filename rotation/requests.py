@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rotation.audit import error_text, log_transition, logger
 from rotation.decision import judge_request
 from rotation.errors import RotationError, StateConflict
-from rotation.model import CycleRequest, HistoryRecord, Target, TargetState, VersionedState
+from rotation.model import CycleRequest, HistoryRecord, Target, TargetState, VersionedState, state_of
 from rotation.outcomes import EventDecision, RequestStatus, StepOutcome, TargetOutcome
 from rotation.views import RequestOutcome, SecretEventOutcome
 
@@ -42,7 +42,7 @@ service: RotationService,
     for _ in range(3):
         current = service.ports.states.get(resolved.state_key)
         now = service.clock()
-        verdict = judge_request(_state(current), resolved, now, service.policy, owner, request)
+        verdict = judge_request(state_of(current), resolved, now, service.policy, owner, request)
         if verdict.status is RequestStatus.STARTED:
             result = service.runner.advance(resolved, trigger, loaded=current, request=request, owner=owner)
             if result.outcome is TargetOutcome.BUSY:
@@ -81,7 +81,7 @@ service: RotationService,
             return _outcome(service,
                 resolved, RequestStatus.DRAIN_SHORTENED, verdict.message, shortened.cycle_id
             )
-        _request_history(service, resolved, _state(current), request, verdict.status, verdict.message)
+        _request_history(service, resolved, state_of(current), request, verdict.status, verdict.message)
         log_transition(
             target=resolved.resource_id,
             cycle=_cycle_of(current),
@@ -154,7 +154,7 @@ service: RotationService,
     cycle: str | None,
     current: VersionedState | None = None,
 ) -> RequestOutcome:
-    state = _state(current) if current is not None else _state(service.ports.states.get(target.state_key))
+    state = state_of(current) if current is not None else state_of(service.ports.states.get(target.state_key))
     return RequestOutcome(target.resource_id, status, message, cycle, service.status_of(target, state))
 
 def _request_history(
@@ -182,10 +182,6 @@ service: RotationService,
         service.ports.history.append(target.state_key, record)
     except RotationError as exc:
         logger.warning("rotation.history_write_failed %s", error_text(exc))
-
-
-def _state(current: VersionedState | None) -> TargetState | None:
-    return current.state if current is not None else None
 
 
 def _cycle_of(current: VersionedState | None) -> str | None:

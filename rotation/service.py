@@ -22,6 +22,7 @@ from rotation.model import (
     TargetState,
     VersionedState,
     is_overdue,
+    state_of,
     table_key,
 )
 from rotation.outcomes import TargetOutcome
@@ -102,7 +103,7 @@ class RotationService:
         return [
             t
             for t in self.targets
-            if decide(_state(loaded.get(t.state_key)), t, now, self.policy, owner="").actionable
+            if decide(state_of(loaded.get(t.state_key)), t, now, self.policy, owner="").actionable
         ]
 
     def paced_due_targets(self, arm: Budget, vault: Budget) -> list[tuple[Target, float]]:
@@ -112,7 +113,7 @@ class RotationService:
         loaded = self._load_all()
         work = []
         for target in self.targets:
-            decision = decide(_state(loaded.get(target.state_key)), target, now, self.policy, owner="")
+            decision = decide(state_of(loaded.get(target.state_key)), target, now, self.policy, owner="")
             if decision.actionable:
                 work.append((target, decision.action))
         delays = pace(work, arm, vault, self.ports.vault_key)
@@ -139,7 +140,7 @@ class RotationService:
         busy = not_due = 0
         for target in self.targets:
             current = loaded.get(target.state_key)
-            decision = decide(_state(current), target, now, self.policy, owner="")
+            decision = decide(state_of(current), target, now, self.policy, owner="")
             if decision.actionable:
                 due.append((target, current))
             else:
@@ -180,7 +181,7 @@ class RotationService:
             deferred=sum(r.outcome is TargetOutcome.DEFERRED for r in results),
             duration_ms=int((time.monotonic() - started) * 1000),
             overdue=sum(
-                is_overdue(_state(loaded.get(t.state_key)), now, self.policy.overdue_grace)
+                is_overdue(state_of(loaded.get(t.state_key)), now, self.policy.overdue_grace)
                 for t in self.targets
             ),
             not_due=not_due + sum(r.outcome in (TargetOutcome.IDLE, TargetOutcome.WAITING) for r in results),
@@ -227,9 +228,9 @@ class RotationService:
                 if left is None:
                     raise
                 return [self._gone_status(left)]
-            return [self.status_of(one, _state(self.ports.states.get(one.state_key)))]
+            return [self.status_of(one, state_of(self.ports.states.get(one.state_key)))]
         loaded = self._load_all()
-        known = [self.status_of(t, _state(loaded.get(t.state_key))) for t in self.targets]
+        known = [self.status_of(t, state_of(loaded.get(t.state_key))) for t in self.targets]
         gone = [self._gone_status(v.state) for k, v in loaded.items() if self.catalog.by_key(k) is None]
         return known + gone
 
@@ -261,7 +262,7 @@ class RotationService:
         text = target.resource_id if isinstance(target, Target) else target.strip()
         if not text.startswith("/"):
             return None
-        return _state(self.ports.states.get(table_key(text)))
+        return state_of(self.ports.states.get(table_key(text)))
 
     def _gone_status(self, state: TargetState) -> TargetStatus:
         return gone_status(state, self.clock())
@@ -270,10 +271,6 @@ class RotationService:
         """The status view of one known target in ``state`` (used by requests too)."""
         return target_status(target, state, self.clock(), self.vault_url)
 
-
-
-def _state(current: VersionedState | None) -> TargetState | None:
-    return current.state if current is not None else None
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

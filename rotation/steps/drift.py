@@ -39,6 +39,8 @@ def check_drift(ctx: StepContext, state: TargetState, now: datetime) -> StepResu
         repaired.append(f"pointer moved to {pointer.value} outside the service: adopted")
         active = pointer
         changes.update(active_slot=pointer, swapped_at=now, drain_seconds=target.drain_time.total_seconds())
+    # Both consumer-readable secrets must be known before their version history is read.
+    read_active(ctx, fresh=True)
     named_until = named_outside_service(ctx, state, active.other)
     protect_until = named_until + target.drain_time if named_until is not None else None
     if named_until is not None:
@@ -50,7 +52,6 @@ def check_drift(ctx: StepContext, state: TargetState, now: datetime) -> StepResu
             repaired.append(f"{slot.value} differed from listKeys: stored the service's value")
             if slot is active:
                 loud_active_drift(ctx, state, slot)
-    read_active(ctx, fresh=True)
     protection = sync_active(ctx, state, active, keys.of(active), state.cycle_id or "drift", now)
     if protection:
         repaired.append(f"P-active did not hold {active.value}, which the pointer names: restored")
