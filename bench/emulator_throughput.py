@@ -9,6 +9,10 @@ Scenarios, all in the same run against the same process:
   and the OpenAI/AIServices probe hit);
 - keyvault: ``GET /secrets/{name}/`` with a bearer token (token validation + secret lookup).
 
+Key Vault's service limit (4,000 transactions per 10 s per vault, which the emulator enforces) is lifted for the
+run: at thousands of requests a second the keyvault scenario would otherwise measure that limit's 429s, not
+the server.
+
 Prints requests/s per scenario and each one's ratio to the baseline; fails (exit 1) if any request did not
 answer 200 or the data plane is below ``--min-rps`` (default 500, the issue's target).
 """
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     with EmulatorProcess(accounts=[DEMO_ACCOUNT_ID]) as emu:
         key = emu.arm_client().accounts.list_keys("rg-demo", "ai-services").key1
         emu.secret_client().set_secret("bench-secret", "not-a-real-key")
+        # The bench measures serving cost, not Azure's vault limit (see the module docstring).
+        emu.control.set_throttling(vaultOtherTransactions=10**9)
         with emu.credential() as credential:
             vault_token = credential.get_token("https://vault.azure.net/.default").token
         scenarios = [
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seconds:.0f} s per scenario, same emulator process"
     )
     print(f"baseline = GET /_emulator/health on the same server ({baseline:.0f} req/s)")
+    print("Key Vault's 4,000 transactions per 10 s limit lifted for this run")
     print(f"{'scenario':<10} {'path':<28} {'req/s':>8} {'vs baseline':>12} {'failed':>7}")
     for result in results:
         result["ratio_to_baseline"] = result["requests_per_second"] / baseline if baseline else 0.0

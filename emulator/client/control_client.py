@@ -124,7 +124,9 @@ class ControlClient:
         self._call("PUT", "/propagation", {"seconds": seconds})
 
     def set_throttling(self, **limits: float) -> dict[str, Any]:
-        """ARM token buckets: readCapacity, readRefillPerSecond, writeCapacity, writeRefillPerSecond."""
+        """Service limits (any subset): ARM's token buckets (readCapacity, readRefillPerSecond, writeCapacity,
+        writeRefillPerSecond, armListPageSize) and Key Vault's windows (vaultSecretWrites,
+        vaultOtherTransactions, vaultWindowSeconds)."""
         return dict(self._call("PUT", "/throttling", limits))
 
     def add_fault(
