@@ -36,6 +36,8 @@ def target_status(
         lease_expires_at=state.lease_expires_at if held and state else None,
         presence=target.source,
         vault_url=target.vault_url or default_vault,
+        drain_reason=target.drain_reason,
+        consumers=tuple(c.label for c in target.consumers),
     )
 
 

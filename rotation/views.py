@@ -41,6 +41,8 @@ class TargetStatus:
     # no longer configured or tagged, or whose account was deleted: not rotated, history kept)
     presence: str = "configured"
     vault_url: str = ""
+    drain_reason: str = ""  # "drain 4h10m: API Management named value apim-x/openai-key, 4h bound + margin"
+    consumers: tuple[str, ...] = ()  # the declared consumers, as labels
     lease_owner: str | None = None  # which invocation holds the lease (while ``lease_held``)
     lease_expires_at: datetime | None = None
 
