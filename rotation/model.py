@@ -234,6 +234,17 @@ class TargetState:
     inactive_protected_until: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    # The acknowledged drain (docs/ENGINE.md "Consumers"): when the consumers are next looked at, when the
+    # forced refreshes went out, which consumers were last seen still off the new key (labels), since when
+    # the cycle is held at the end of its bound, who released it and why, and how the drain ended
+    # (acknowledged | bound | released | emergency).
+    consumers_check_at: datetime | None = None
+    consumers_refreshed_at: datetime | None = None
+    consumers_waiting: str | None = None
+    drain_held_since: datetime | None = None
+    drain_released_by: str | None = None
+    drain_release_reason: str | None = None
+    drain_ended_by: str | None = None
 
     def with_changes(self, **changes: Any) -> TargetState:
         return replace(self, **changes)

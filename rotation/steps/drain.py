@@ -33,6 +33,14 @@ def begin_drain(ctx: StepContext, state: TargetState) -> StepResult:
         verify_deadline=None,
         next_attempt_at=None,
         attempts=0,
+        # a new drain: consumers are refreshed and looked at afresh (rotation/steps/consumers.py)
+        consumers_check_at=None,
+        consumers_refreshed_at=None,
+        consumers_waiting=None,
+        drain_held_since=None,
+        drain_released_by=None,
+        drain_release_reason=None,
+        drain_ended_by=None,
         **observed_versions(ctx),
     )
     publish(ctx, draining, LifecycleEventType.KEY_SWAPPED, new)
