@@ -198,8 +198,10 @@ class ConsumerBook:
         entry["resolved"] = resolved
 
     def _fetch(self, vault: str, name: str, version: str | None, at: float) -> dict[str, Any]:
-        base = {"vaultName": vault.split(".")[0], "secretName": name, "secretVersion": version}
         own = {urlparse(self.emulator.vault_url).netloc.lower(), self.emulator.config.vault_name.lower()}
+        # ``vaultName`` is the vault's name (the first label of its host in Azure; here the emulator's name)
+        vault_name = self.emulator.config.vault_name if vault in own else vault.split(".")[0]
+        base = {"vaultName": vault_name, "secretName": name, "secretVersion": version}
         if vault not in own:
             return {**base, "status": "VaultNotFound", "details": f"vault {vault} is not this emulator's"}
         found = self._version_at(name, version, at)

@@ -104,10 +104,14 @@ def off_new_version(
     vault = ctx.ports.vault_key(ctx.target.vault_url).lower()
     vault_host = vault.split("//", 1)[-1].strip("/")
     secret = ctx.target.active_secret.lower()
+    # App Service reports the vault by name, which a vault URL does not always tell (a private or local
+    # host); its version ids are unique across vaults, so a same-named secret elsewhere never matches the
+    # version compared below. API Management reports the secret's URI: its host must be this vault's.
     mine = [
         r
         for r in observation.references
-        if r.secret_name.lower() == secret and r.vault in (vault_host, vault_host.split(".")[0])
+        if r.secret_name.lower() == secret
+        and (consumer.kind is ConsumerKind.APP_SERVICE or r.vault == vault_host)
     ]
     if not mine:
         return f"has no Key Vault reference to {ctx.target.active_secret} in this vault"
