@@ -204,7 +204,9 @@ def judge_request(
     if state.phase.in_cycle:
         if request.emergency and state.phase is Phase.DRAINING and state.swapped_at is not None:
             shortened = max(state.swapped_at + policy.emergency_drain_time, now)
-            if state.drain_until is None or shortened < state.drain_until:
+            # A drain held by consumers past its bound is shortened too: emergency keeps its meaning.
+            held = has_signal_consumers(state, target.consumers)
+            if state.drain_until is None or shortened < state.drain_until or held:
                 return RequestVerdict(
                     RequestStatus.DRAIN_SHORTENED,
                     "emergency: drain of the running cycle shortened",
