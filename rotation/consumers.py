@@ -106,13 +106,20 @@ class Consumer:
 
 def margin(bound: timedelta) -> timedelta:
     """Slack after a consumer's bound: a refetch may land a little late (sweeps run every 15 min, platform
-    timers drift). 10 min, or 1/24 of the bound for long bounds (1 h on a 24 h reference)."""
-    return max(MIN_MARGIN, bound / 24)
+    timers drift). 10 min, or 1/24 of the bound for long bounds (1 h on a 24 h reference); a bound under
+    20 min (a library TTL of seconds) gets half of itself."""
+    return max(min(MIN_MARGIN, bound / 2), bound / 24)
 
 
 def deadline_after_swap(consumer: Consumer) -> timedelta:
     """How long after the swap this consumer is certain to have refetched."""
     return consumer.bound + margin(consumer.bound)
+
+
+def quiet_drain(consumers: Iterable[Consumer]) -> timedelta:
+    """The drain the consumers without a signal need whatever the others report: an acknowledged drain never
+    ends before it (zero when every consumer has a signal)."""
+    return max((deadline_after_swap(c) for c in consumers if not c.has_signal), default=timedelta(0))
 
 
 def parse_consumer(kind_text: object, resource_id: object, bound: timedelta | None) -> Consumer:

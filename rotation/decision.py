@@ -232,12 +232,14 @@ def judge_request(
             f"the inactive slot may still be in use until {until.isoformat()} (a drain time after the "
             "pointer or P-active last named it); rotate after that",
         )
-    if not forced and state.last_rotated_at is not None and now - state.last_rotated_at < target.drain_time:
+    # The last cycle's own drain: shorter than the target's when its consumers acknowledged the new key.
+    recent = timedelta(seconds=state.drain_seconds) if state.drain_seconds is not None else target.drain_time
+    if not forced and state.last_rotated_at is not None and now - state.last_rotated_at < recent:
         ago = _short(now - state.last_rotated_at)
         return RequestVerdict(
             RequestStatus.REFUSED,
             f"a cycle completed {ago} ago, less than the drain time "
-            f"({_short(target.drain_time)}); use force to rotate again",
+            f"({_short(recent)}); use force to rotate again",
         )
     return RequestVerdict(RequestStatus.STARTED, "cycle started")
 

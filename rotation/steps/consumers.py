@@ -4,9 +4,9 @@ one resolved. The drain ends early once every such consumer shows the new ``P-ac
 consumer without a signal has passed its bound; a consumer still off the new version when the drain's bound
 is over holds the cycle in DRAINING, loudly, until it moves or an admin releases the drain.
 
-Waiting is stored state (``consumers_check_at``), never a sleep (I6). Each check is one ARM read per
-consumer; the refresh is one ARM write per consumer, taken from the same per-subscription budget as
-``regenerateKey`` (a refresh the budget cannot pay now is sent by a later check).
+Waiting is stored state (``consumers_check_at``), advanced by later invocations (I6). Each check is one
+ARM read per consumer; the refresh is one ARM write per consumer, taken from the same per-subscription
+budget as ``regenerateKey`` (a refresh the budget cannot pay now is sent by a later check).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timedelta
 
 from rotation.audit import append_history, error_text, logger
-from rotation.consumers import Consumer, ConsumerKind, deadline_after_swap, short
+from rotation.consumers import Consumer, ConsumerKind, quiet_drain, short
 from rotation.errors import RotationError
 from rotation.model import TargetState
 from rotation.outcomes import StepOutcome
@@ -42,17 +42,15 @@ def check_consumers(ctx: StepContext, state: TargetState, now: datetime) -> Step
         if why:
             waiting.append((consumer, why))
     if not waiting:
-        quiet_end = max(
-            (swapped_at + deadline_after_swap(c) for c in target.consumers if not c.has_signal),
-            default=swapped_at,
-        )
-        end = max(now, quiet_end)
+        end = max(now, swapped_at + quiet_drain(target.consumers))
+        # Honest accounting (the report counts both): acknowledged only when it ended the drain early.
+        ended_by = "acknowledged" if state.drain_until is None or end < state.drain_until else "bound"
         moved = ", ".join(c.label for c in signal)
         after = "now" if end <= now else f"at {end.isoformat()} (consumers without a signal: their bound)"
         done = state.with_changes(
             drain_until=end,
             drain_seconds=(end - swapped_at).total_seconds(),
-            drain_ended_by="acknowledged",
+            drain_ended_by=ended_by,
             consumers_waiting=None,
             consumers_check_at=None,
             consumers_refreshed_at=refreshed_at,
