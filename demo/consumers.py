@@ -172,43 +172,35 @@ class ConsumerFleet:
     def _p_active_sender(
         self, group: ConsumerGroup
     ) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
-        import requests
-
-        session = requests.Session()
-        session.verify = self.ca_bundle
-        url = self.endpoint_of(group.account) + MODELS_PATH
-        cache: dict[str, Any] = {"value": None, "read_at": 0.0}
-
-        def send_with_p_active() -> tuple[int, int]:
-            if cache["value"] is None or time.monotonic() - cache["read_at"] >= group.ttl:
-                cache["value"] = self.secret_client.get_secret(f"{group.prefix}-active").value
-                cache["read_at"] = time.monotonic()
-                self.remember_key(cache["value"])
-            response = session.get(url, headers={"api-key": cache["value"]}, timeout=10)
-            return response.status_code, int(response.status_code == 401)
-
-        return send_with_p_active, session.close
+        name = f"{group.prefix}-active"
+        return self._plain_sender(group, lambda: self.secret_client.get_secret(name).value)
 
     def _site_sender(self, group: ConsumerGroup) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
         """The app reads its environment (what App Service resolved) every TTL: it never touches Key Vault."""
+        assert self.site_setting is not None, "an app-service-reference consumer needs the site's setting"
+        return self._plain_sender(group, self.site_setting)
+
+    def _plain_sender(
+        self, group: ConsumerGroup, read_key: Callable[[], str]
+    ) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
+        """A plain application: reads its key every TTL and sends it, with no 401 fallback to hide a
+        revoked key (a 401 is a failed request)."""
         import requests
 
-        assert self.site_setting is not None, "an app-service-reference consumer needs the site's setting"
-        read_setting = self.site_setting
         session = requests.Session()
         session.verify = self.ca_bundle
         url = self.endpoint_of(group.account) + MODELS_PATH
         cache: dict[str, Any] = {"value": None, "read_at": 0.0}
 
-        def send_with_site_setting() -> tuple[int, int]:
+        def send_with_cached_key() -> tuple[int, int]:
             if cache["value"] is None or time.monotonic() - cache["read_at"] >= group.ttl:
-                cache["value"] = read_setting()
+                cache["value"] = read_key()
                 cache["read_at"] = time.monotonic()
                 self.remember_key(cache["value"])
             response = session.get(url, headers={"api-key": cache["value"]}, timeout=10)
             return response.status_code, int(response.status_code == 401)
 
-        return send_with_site_setting, session.close
+        return send_with_cached_key, session.close
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -69,24 +69,14 @@ class ArmConsumers:
             operation = "web.get_kv_reference" if key else "web.list_kv_references"
 
         async def handler(req: Request) -> Response:
-            refused = self.arm._guarded(
-                req, match["subscription"], "writes" if req.method == "POST" else "reads"
-            )
-            if refused is not None:
-                return refused
-            site_id = (
-                f"/subscriptions/{match['subscription']}/resourceGroups/{match['group']}"
-                f"/providers/Microsoft.Web/sites/{match['name']}"
-            )
-            entry = self.book.find(site_id)
-            if entry is None or entry["kind"] != "appService":
-                return arm_error(
-                    404,
-                    "ResourceNotFound",
-                    f"The Resource 'Microsoft.Web/sites/{match['name']}' under resource group "
-                    f"'{match['group']}' was not found. For more details please go to "
-                    "https://aka.ms/ARMResourceNotFoundFix",
-                )
+            entry = self._lookup(
+                req, match, "appService", f"Microsoft.Web/sites/{match['name']}",
+                f"The Resource 'Microsoft.Web/sites/{match['name']}' under resource group "
+                f"'{match['group']}' was not found. For more details please go to "
+                "https://aka.ms/ARMResourceNotFoundFix",
+            )  # fmt: skip
+            if isinstance(entry, Response):
+                return entry
             headers = {**req.state.limit_headers, "x-ms-request-id": str(uuid.uuid4())}
             if req.method == "POST":
                 # Learn documents the POST only; its body is not: the engine must read the references after.
@@ -115,22 +105,38 @@ class ArmConsumers:
         operation = "apim.refresh_secret" if action else "apim.get_named_value"
 
         async def handler(req: Request) -> Response:
-            refused = self.arm._guarded(req, match["subscription"], "writes" if action else "reads")
-            if refused is not None:
-                return refused
-            named_value_id = (
-                f"/subscriptions/{match['subscription']}/resourceGroups/{match['group']}/providers/"
-                f"Microsoft.ApiManagement/service/{match['service']}/namedValues/{match['name']}"
-            )
-            entry = self.book.find(named_value_id)
-            if entry is None or entry["kind"] != "apiManagement":
-                return arm_error(404, "ResourceNotFound", "Named value not found.")
+            entry = self._lookup(
+                req, match, "apiManagement",
+                f"Microsoft.ApiManagement/service/{match['service']}/namedValues/{match['name']}",
+                "Named value not found.",
+            )  # fmt: skip
+            if isinstance(entry, Response):
+                return entry
             if action:
                 self.book.refresh(entry)
             headers = {**req.state.limit_headers, "ETag": f'"{uuid.uuid4().hex}"'}
             return json_response(named_value_view(entry), headers=headers)
 
         return await run_operation(self.emulator, request, operation, ARM, handler)
+
+
+    def _lookup(
+        self, request: Request, match: re.Match[str], kind: str, provider_path: str, not_found: str
+    ) -> dict[str, Any] | Response:
+        """Authentication, api-version and throttling (reads; writes for a POST), then the consumer of that
+        kind at ``/subscriptions/{sub}/resourceGroups/{rg}/providers/{provider_path}``, or ARM's 404."""
+        refused = self.arm._guarded(
+            request, match["subscription"], "writes" if request.method == "POST" else "reads"
+        )
+        if refused is not None:
+            return refused
+        resource_id = (
+            f"/subscriptions/{match['subscription']}/resourceGroups/{match['group']}/providers/{provider_path}"
+        )
+        entry = self.book.find(resource_id)
+        if entry is None or entry["kind"] != kind:
+            return arm_error(404, "ResourceNotFound", not_found)
+        return entry
 
 
 class ConsumerControl:

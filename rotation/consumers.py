@@ -122,8 +122,11 @@ def quiet_drain(consumers: Iterable[Consumer]) -> timedelta:
     return max((deadline_after_swap(c) for c in consumers if not c.has_signal), default=timedelta(0))
 
 
-def parse_consumer(kind_text: object, resource_id: object, bound: timedelta | None) -> Consumer:
-    """One declared consumer; raises ValueError naming the field and what to put there."""
+def parse_consumer(
+    kind_text: object, resource_id: object, bound: timedelta | None, declared: Iterable[Consumer] = ()
+) -> Consumer:
+    """One declared consumer (after ``declared``); raises ValueError naming the field and what to put
+    there, or that the consumer is declared twice."""
     kinds = ", ".join(k.value for k in ConsumerKind)
     try:
         kind = ConsumerKind(str(kind_text))
@@ -147,7 +150,10 @@ def parse_consumer(kind_text: object, resource_id: object, bound: timedelta | No
             f"a {kind.value} consumer needs refreshBound (ISO 8601, e.g. PT1H): the longest time it may keep "
             "a key before reading it again (CSI driver poll interval, ESO refreshInterval, library TTL)"
         )
-    return Consumer(kind, rid, bound)
+    consumer = Consumer(kind, rid, bound)
+    if any(c.key == consumer.key for c in declared):
+        raise ValueError(f"{consumer.label} is declared twice")
+    return consumer
 
 
 @dataclass(frozen=True)

@@ -160,12 +160,9 @@ def consumers_from_tags(tags: Mapping[str, str]) -> tuple[Consumer, ...]:
         bounds = [w for w in words[1:] if not w.startswith("/")]
         try:
             bound = parse_duration(bounds[0]) if bounds else None
-            consumer = parse_consumer(words[0], resource_id, bound)
+            consumers.append(parse_consumer(words[0], resource_id, bound, consumers))
         except ValueError as error:
             raise ValueError(f"tag {name}: {error}") from None
-        if any(c.key == consumer.key for c in consumers):
-            raise ValueError(f"tag {name}: {consumer.label} is declared twice")
-        consumers.append(consumer)
     return tuple(consumers)
 
 

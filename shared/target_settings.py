@@ -160,12 +160,9 @@ def _parse_consumers(where: str, value: Any) -> tuple[Consumer, ...]:
         )
         bound = parse_duration(item["refreshBound"], f"{at}.refreshBound") if "refreshBound" in item else None
         try:
-            consumer = parse_consumer(item.get("kind"), item.get("resourceId"), bound)
+            consumers.append(parse_consumer(item.get("kind"), item.get("resourceId"), bound, consumers))
         except ValueError as exc:
             raise SettingsError(f"{at}: {exc}") from exc
-        if any(c.key == consumer.key for c in consumers):
-            raise SettingsError(f"{at}: declared twice ({consumer.label})")
-        consumers.append(consumer)
     return tuple(consumers)
 
 

@@ -43,8 +43,10 @@ def check_consumers(ctx: StepContext, state: TargetState, now: datetime) -> Step
             waiting.append((consumer, why))
     if not waiting:
         end = max(now, swapped_at + quiet_drain(target.consumers))
-        # Honest accounting (the report counts both): acknowledged only when it ended the drain early.
-        ended_by = "acknowledged" if state.drain_until is None or end < state.drain_until else "bound"
+        # Honest accounting (the report counts both): acknowledged when the consumers' move ended the drain —
+        # before its bound, or after holding it — not when the bound of the others ends it anyway.
+        early = state.drain_until is None or end < state.drain_until
+        ended_by = "acknowledged" if early or state.drain_held_since is not None else "bound"
         moved = ", ".join(c.label for c in signal)
         after = "now" if end <= now else f"at {end.isoformat()} (consumers without a signal: their bound)"
         done = state.with_changes(

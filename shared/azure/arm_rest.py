@@ -38,7 +38,10 @@ class ArmRest:
 
     def call(self, method: str, path: str, api_version: str, operation: str) -> Any:
         """``method`` ``path`` (a resource id plus what follows) → the JSON body; raises domain errors."""
-        url = f"{self.arm_endpoint}{path}?api-version={api_version}"
+        return self.send(method, f"{self.arm_endpoint}{path}?api-version={api_version}", operation)
+
+    def send(self, method: str, url: str, operation: str) -> Any:
+        """``method`` an absolute ``url`` (a ``nextLink``) → the JSON body; raises domain errors."""
         try:
             response = self._pipeline.send_request(HttpRequest(method, url), **self._timeouts)
             if response.status_code not in (200, 202, 204):
