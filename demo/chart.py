@@ -96,8 +96,8 @@ def draw(result: ScenarioResult, path: Path) -> Path:
         f"{name}: {counts.get('acknowledged', 0)} ended by acknowledgement, {counts.get('bound', 0)} by bound"
         for name, counts in drain_endings(result).items()
     )
-    bottom.set_title("● timer-started cycle   | verified: the data plane accepted the new key, then the swap"
-                     f"   drains — {endings}", fontsize=8, loc="left")
+    legend_line = "● timer-started cycle   | verified: the data plane accepted the new key, then the swap"
+    bottom.set_title(f"{legend_line}\ndrains — {endings}", fontsize=8, loc="left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
