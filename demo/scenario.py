@@ -84,8 +84,9 @@ class ScenarioConfig:
     primary_drain: str = "PT2S"
     secondary_period: str = "P7D"  # rotated by admin requests and near-expiry events, not by the timer
     # The secondary declares its consumers instead of a drain (issue 14): the App Service site (24 h bound,
-    # acknowledged after the refresh) and the library/P-active readers (bound: TTL + max_stale).
-    secondary_library_bound: str = "PT1.5S"
+    # acknowledged after the refresh) and the library/P-active readers: bound 1 s (twice their 0.5 s TTL),
+    # which with its margin (half the bound) covers TTL + max_stale (1.5 s).
+    secondary_library_bound: str = "PT1S"
     secondary_action_every: float = 3.0  # alternate admin request / near-expiry event for the secondary
     consumers_per_kind: int = 4  # per target and integration kind (x 2 targets x 3 kinds)
     consumer_ttl: float = 0.5
