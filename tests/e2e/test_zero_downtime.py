@@ -121,7 +121,7 @@ def test_negative_control_cache_outliving_the_drain_sees_rejected_keys(run) -> N
 
 def test_drains_of_the_target_with_an_app_service_consumer_end_by_acknowledgement(run) -> None:
     """Issue 14: the secondary's declared consumers are an App Service site (24 h reference bound) and the
-    library readers (1 s bound): every drain ends by acknowledgement, seconds after the swap, not after
+    library readers (1.4 s bound): every drain ends by acknowledgement, seconds after the swap, not after
     25 h; the primary (no consumer with a signal) drains by its bound. The site never failed a request."""
     result, report = run
     drains = report["drains"]
