@@ -50,6 +50,12 @@ def admin_rotate(req: func.HttpRequest) -> func.HttpResponse:
     return admin_api.rotate(req, runtime.current)
 
 
+@app.function_name("admin_release_drain")
+@app.route(route="targets/{name}/release", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION)
+def admin_release_drain(req: func.HttpRequest) -> func.HttpResponse:
+    return admin_api.release_drain(req, runtime.current)
+
+
 @app.function_name("admin_list_targets")
 @app.route(route="targets", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def admin_list_targets(req: func.HttpRequest) -> func.HttpResponse:

@@ -11,10 +11,12 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from demo.scenario import ScenarioResult
+from rotation.consumers import quiet_drain
 from rotation.model import HistoryRecord, Target
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +89,7 @@ def check_i2(result: ScenarioResult) -> dict[str, Any]:
     """Never regenerate the slot the pointer names (read independently right before and right after the
     call: the effect lands somewhere in between), nor the slot it named less than the drain time ago
     (measured from when the pointer write had completed)."""
-    drains = {t.resource_id.lower(): t.drain_time.total_seconds() for t in result.targets}
+    drains = {t.resource_id.lower(): required_drain(t).total_seconds() for t in result.targets}
     violations: list[str] = []
     margins: list[float] = []
     writes = sorted(result.observations.pointer_writes, key=lambda w: w.started)
@@ -116,6 +118,27 @@ def check_i2(result: ScenarioResult) -> dict[str, Any]:
         "minDrainMarginSeconds": round(min(margins), 3) if margins else None,
         "violations": violations,
     }
+
+
+def required_drain(target: Target) -> timedelta:
+    """The drain a target's consumers need before its old key may go: with a consumer that acknowledges
+    (issue 14), what the consumers without a signal need — the acknowledgement stands for the others."""
+    if any(c.has_signal for c in target.consumers):
+        return quiet_drain(target.consumers)
+    return target.drain_time
+
+
+def drain_endings(result: ScenarioResult) -> dict[str, dict[str, int]]:
+    """Per target, how its drains ended (the retire's history note): acknowledged by every consumer with a
+    signal, by the bound, released by an admin, or an emergency."""
+    endings: dict[str, dict[str, int]] = {}
+    for target, rows in result.history.items():
+        counts = endings.setdefault(target, {"acknowledged": 0, "bound": 0, "released": 0, "emergency": 0})
+        for row in rows:
+            if row.step == "retire_old" and row.outcome == "succeeded" and "drain ended by " in row.reason:
+                ending = row.reason.rsplit("drain ended by ", 1)[1]
+                counts[ending] = counts.get(ending, 0) + 1
+    return endings
 
 
 def check_i4(cycles: list[Cycle]) -> dict[str, Any]:
@@ -219,6 +242,9 @@ def build_report(result: ScenarioResult, extra_texts: list[str] | None = None) -
             "byTarget": dict(Counter(c.target for c in completed)),
             "byTrigger": dict(Counter(c.trigger for c in completed)),
         },
+        # issue 14: drains ended by acknowledgement (every consumer with a signal seen on the new key)
+        # vs by their bound, per target
+        "drains": drain_endings(result),
         "consumers": {
             "threads": sum(g.threads for g in fleet.groups if g.label == "live") if fleet else 0,
             "ttlSeconds": result.config.consumer_ttl,
@@ -278,4 +304,6 @@ def _target_view(target: Target) -> dict[str, Any]:
         "secrets": list(target.secret_names),
         "rotationPeriodSeconds": target.rotation_period.total_seconds(),
         "drainSeconds": target.drain_time.total_seconds(),
+        "drainReason": target.drain_reason,
+        "consumers": [c.label for c in target.consumers],
     }

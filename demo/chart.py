@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
+from demo.analysis import drain_endings
 from demo.scenario import ScenarioResult
 
 PHASE_COLOURS = {
@@ -91,8 +92,12 @@ def draw(result: ScenarioResult, path: Path) -> Path:
     marker_handles, marker_labels = bottom.get_legend_handles_labels()
     bottom.legend(handles + marker_handles, [h.get_label() for h in handles] + marker_labels,
                   loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=8, fontsize=8)
-    bottom.set_title("● timer-started cycle   | verified: the data plane accepted the new key, then the swap",
-                     fontsize=8, loc="left")
+    endings = "; ".join(
+        f"{name}: {counts.get('acknowledged', 0)} ended by acknowledgement, {counts.get('bound', 0)} by bound"
+        for name, counts in drain_endings(result).items()
+    )
+    legend_line = "● timer-started cycle   | verified: the data plane accepted the new key, then the swap"
+    bottom.set_title(f"{legend_line}\ndrains — {endings}", fontsize=8, loc="left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

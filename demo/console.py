@@ -116,6 +116,9 @@ def summary(console: Console, report: dict[str, Any], report_path: str, picture_
     table.add_row("consumer requests", f"{consumers['requests']} by {consumers['threads']} threads "
                                        f"({consumers['requestsPerSecond']}/s), "
                                        f"failed: {consumers['failures']}")
+    table.add_row("drains ended", "; ".join(
+        f"{target}: {counts['acknowledged']} by acknowledgement, {counts['bound']} by bound"
+        for target, counts in sorted(report["drains"].items())) or "none")
     phases = report["phases"]
     names = ("regenerating", "verifying", "draining", "retiring")
     table.add_row("phase medians", ", ".join(f"{n} {phases[n].get('medianMs', '-')} ms" for n in names))

@@ -21,7 +21,10 @@ from keyrotation_consumer import RotatingKey
 # "p-active-only": a plain application that reads the P-active secret (what App Service Key Vault
 # references read) every TTL and sends it, with no 401 fallback — the library's fallback would hide a
 # P-active that held a revoked key.
-KINDS = ("requests", "httpx", "azure-key-credential", "p-active-only")
+# "app-service-reference": an App Service app that reads its key only from its app setting, a Key Vault
+# reference the platform resolves (the emulated site's environment), and sends it with no 401 fallback.
+SITE_KIND = "app-service-reference"
+KINDS = ("requests", "httpx", "azure-key-credential", "p-active-only", SITE_KIND)
 MODELS_PATH = "openai/models?api-version=2024-10-21"
 
 
@@ -58,6 +61,7 @@ class ConsumerFleet:
     ca_bundle: str
     remember_key: Callable[[str], None]
     pace: float = 0.05  # pause between two requests of one consumer
+    site_setting: Callable[[], str] | None = None  # the App Service app's resolved setting (SITE_KIND)
     outcomes: list[Outcome] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -89,6 +93,9 @@ class ConsumerFleet:
     def _run(self, group: ConsumerGroup) -> None:
         if group.kind == "p-active-only":
             self._loop(group, *self._p_active_sender(group))
+            return
+        if group.kind == SITE_KIND:
+            self._loop(group, *self._site_sender(group))
             return
         key = RotatingKey.from_secret_client(
             self.secret_client, group.prefix, ttl=group.ttl, max_stale=group.max_stale,
@@ -165,6 +172,19 @@ class ConsumerFleet:
     def _p_active_sender(
         self, group: ConsumerGroup
     ) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
+        name = f"{group.prefix}-active"
+        return self._plain_sender(group, lambda: self.secret_client.get_secret(name).value)
+
+    def _site_sender(self, group: ConsumerGroup) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
+        """The app reads its environment (what App Service resolved) every TTL: it never touches Key Vault."""
+        assert self.site_setting is not None, "an app-service-reference consumer needs the site's setting"
+        return self._plain_sender(group, self.site_setting)
+
+    def _plain_sender(
+        self, group: ConsumerGroup, read_key: Callable[[], str]
+    ) -> tuple[Callable[[], tuple[int, int]], Callable[[], None]]:
+        """A plain application: reads its key every TTL and sends it, with no 401 fallback to hide a
+        revoked key (a 401 is a failed request)."""
         import requests
 
         session = requests.Session()
@@ -172,15 +192,15 @@ class ConsumerFleet:
         url = self.endpoint_of(group.account) + MODELS_PATH
         cache: dict[str, Any] = {"value": None, "read_at": 0.0}
 
-        def send_with_p_active() -> tuple[int, int]:
+        def send_with_cached_key() -> tuple[int, int]:
             if cache["value"] is None or time.monotonic() - cache["read_at"] >= group.ttl:
-                cache["value"] = self.secret_client.get_secret(f"{group.prefix}-active").value
+                cache["value"] = read_key()
                 cache["read_at"] = time.monotonic()
                 self.remember_key(cache["value"])
             response = session.get(url, headers={"api-key": cache["value"]}, timeout=10)
             return response.status_code, int(response.status_code == 401)
 
-        return send_with_p_active, session.close
+        return send_with_cached_key, session.close
 
     # -- reading ------------------------------------------------------------------------------------
 

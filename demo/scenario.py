@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from demo.consumers import KINDS, ConsumerFleet, ConsumerGroup
+from demo.consumers import KINDS, SITE_KIND, ConsumerFleet, ConsumerGroup
 from demo.event_receiver import EventReceiver
 from demo.function_host import FunctionHost
 from demo.observed_ports import Observations, PointerReader, observe
 from demo.watchers import InvariantLog, PhaseChange, PhaseWatcher, PointerSampler
+from rotation.consumers import quiet_drain
 from rotation.model import HistoryRecord, Policy, Target
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -40,6 +41,17 @@ RESOURCE_GROUP = "rg-demo"
 PRIMARY = "ai-services"  # the seed material's names: ai-services-key1, -key2, -active-key
 SECONDARY = "contoso-openai"
 NEAR_EXPIRY_WINDOW = timedelta(days=30)  # Key Vault emits SecretNearExpiry 30 days before exp
+EVENT_DELIVERY_SECONDS = 2.5  # the emulator evaluates events every second; the webhook then delivers them
+# Issue 14: an App Service app reads the secondary's key only through a Key Vault reference to P-active
+# (emulated: emulator/consumers.py); the engine refreshes it after each swap and retires the old key once
+# the site shows the new version — its drain ends by acknowledgement, not after the 24 h reference bound.
+SITE = "contoso-web"
+SITE_SETTING = "OPENAI_API_KEY"
+
+
+def site_id(name: str) -> str:
+    return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+            f"/providers/Microsoft.Web/sites/{name}")
 
 
 def account_id(name: str) -> str:
@@ -71,8 +83,11 @@ class ScenarioConfig:
     tick_interval: float = 0.5  # the sweep timer's period
     primary_period: str = "PT3S"
     primary_drain: str = "PT2S"
-    secondary_period: str = "P1D"  # rotated by admin requests and near-expiry events, not by the timer
-    secondary_drain: str = "PT2S"
+    secondary_period: str = "P7D"  # rotated by admin requests and near-expiry events, not by the timer
+    # The secondary declares its consumers instead of a drain (issue 14): the App Service site (24 h bound,
+    # acknowledged after the refresh) and the library/P-active readers: bound 1.4 s, which with its margin
+    # (half the bound) is 2.1 s, covering TTL + max_stale (1.5 s).
+    secondary_library_bound: str = "PT1.4S"
     secondary_action_every: float = 3.0  # alternate admin request / near-expiry event for the secondary
     consumers_per_kind: int = 4  # per target and integration kind (x 2 targets x 3 kinds)
     consumer_ttl: float = 0.5
@@ -213,7 +228,8 @@ class Scenario:
             {"resourceId": account_id(PRIMARY), "rotationPeriod": c.primary_period,
              "drainTime": c.primary_drain},
             {"resourceId": account_id(SECONDARY), "rotationPeriod": c.secondary_period,
-             "drainTime": c.secondary_drain},
+             "consumers": [{"kind": "appService", "resourceId": site_id(SITE)},
+                           {"kind": "library", "refreshBound": c.secondary_library_bound}]},
         ])
 
     def _run_with(self, emulator: Any, azurite: Any, receiver: EventReceiver, result: ScenarioResult) -> None:
@@ -260,6 +276,11 @@ class Scenario:
                 receiver.callback = self._event_handler(host, result)
                 self._emit("adopting", targets=[t.account_name for t in targets])
                 host.timer_tick()  # the first sweep adopts both targets
+                secondary_target = targets[1]
+                reference = (f"@Microsoft.KeyVault(SecretUri={emulator.vault_url}secrets/"
+                             f"{secondary_target.active_secret})")
+                emulator.control.add_site(site_id(SITE), {SITE_SETTING: reference})  # the app starts
+                site_settings = emulator.control.site_app_settings
                 remember = result.observations.remember
                 table = TableStateStore(_table_client(azurite.connection_string, settings.state_table))
                 watcher = PhaseWatcher(table, targets, observer_secrets, observer_arm, result.invariants,
@@ -271,7 +292,8 @@ class Scenario:
                     w.start()
                 fleet = ConsumerFleet(self._consumer_groups(targets), observer_secrets,
                                       emulator.dataplane_url, emulator.ca_bundle, remember,
-                                      pace=c.consumer_pace)
+                                      pace=c.consumer_pace,
+                                      site_setting=lambda: site_settings(SITE)[SITE_SETTING])
                 result.fleet = fleet
                 fleet.start()
                 self._emit("consumers", threads=sum(g.threads for g in fleet.groups), fleet=fleet)
@@ -305,8 +327,11 @@ class Scenario:
         groups = [
             ConsumerGroup(t.account_name, t.secret_prefix, kind, c.consumers_per_kind, c.consumer_ttl,
                           c.consumer_max_stale)
-            for t in targets for kind in KINDS
+            for t in targets for kind in KINDS if kind != SITE_KIND
         ]
+        secondary = targets[1]
+        groups.append(ConsumerGroup(secondary.account_name, secondary.secret_prefix, SITE_KIND,
+                                    c.consumers_per_kind, c.consumer_ttl, c.consumer_max_stale))
         if c.control_consumers:
             primary = targets[0]
             groups.append(ConsumerGroup(primary.account_name, primary.secret_prefix, "requests",
@@ -355,7 +380,8 @@ class Scenario:
                     self._record(result, "fault", None, f"{fault.label} on {fault.operation}")
                     next_fault = now + c.fault_every
                 rest = phases.get(secondary.account_name)
-                rested = rest is not None and now - rest.at > secondary.drain_time.total_seconds()
+                # Requests within a drain of the last cycle are refused: wait out the drain it needs at least.
+                rested = rest is not None and now - rest.at > quiet_drain(secondary.consumers).total_seconds()
                 if now >= next_secondary and _at_rest(rest) and rested:
                     if secondary_turn % 2 == 1 and self._near_expiry(emulator, secrets, secondary, result):
                         pass
@@ -369,7 +395,10 @@ class Scenario:
                     settle_deadline = now + c.settle_timeout
                     emulator.control.clear_faults()
                     self._emit("settling")
-                if all(_at_rest(phases.get(t.account_name)) for t in targets):
+                # A near-expiry event the driver caused just before stopping is emitted on the emulator's
+                # next second and then delivered: at rest counts only once it can no longer arrive.
+                quiet = now - result.rotation_ended >= EVENT_DELIVERY_SECONDS
+                if quiet and all(_at_rest(phases.get(t.account_name)) for t in targets):
                     result.settled = True
                     return
                 if settle_deadline is not None and now > settle_deadline:

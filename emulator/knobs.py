@@ -26,6 +26,12 @@ OPERATIONS = (
     "arm.regenerate_key",
     "dataplane.request",
     "eventgrid.publish",
+    # emulated consumers (emulator/consumers.py)
+    "web.list_kv_references",
+    "web.get_kv_reference",
+    "web.refresh_kv_references",
+    "apim.get_named_value",
+    "apim.refresh_secret",
 )
 FAULT_ACTIONS = ("status", "drop", "timeout")
 

@@ -19,6 +19,7 @@ from starlette.routing import Router
 
 from emulator.arm import ArmCognitiveServices
 from emulator.certs import CertificateFiles, ensure_certificates
+from emulator.consumer_routes import ArmConsumers, ConsumerControl
 from emulator.control_api import ControlApi
 from emulator.core import Emulator, EmulatorConfig, EventCallback
 from emulator.dataplane import DataPlane
@@ -52,6 +53,8 @@ def build_app(emulator: Emulator) -> Any:
     control = ControlApi(emulator)
     routes = [
         *control.routes(),
+        *ConsumerControl(emulator).routes(),
+        *ArmConsumers(emulator).routes(),  # before Cognitive Services: it answers every other ARM path
         *ManagedIdentity(emulator).routes(),
         *KeyVaultSecrets(emulator).routes(),
         *ArmCognitiveServices(emulator).routes(),

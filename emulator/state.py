@@ -218,6 +218,8 @@ class EmulatorState:
     kv_events: list[dict[str, Any]] = field(default_factory=list)
     emitted_events: list[str] = field(default_factory=list)  # "{eventType}|{version}"
     eventgrid_events: list[dict[str, Any]] = field(default_factory=list)
+    # Emulated App Service sites and API Management named values (emulator/consumers.py), plain JSON.
+    consumers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget everything except what clients hold on to (identity header, token signing key)."""
@@ -256,6 +258,7 @@ class EmulatorState:
         state.clock_offset = float(data.get("clock_offset", 0.0))
         state.propagation_seconds = float(data.get("propagation_seconds", 0.0))
         state.accounts = {k: Account(**v) for k, v in data.get("accounts", {}).items()}
+        state.consumers = data.get("consumers", {})
         KEYS_ISSUED_HERE.update(
             key for account in state.accounts.values() for key in (account.key1, account.key2)
         )

@@ -31,6 +31,9 @@ param discoverySubscriptionIds array = []
 @description('Discovery, narrower: resource groups as "subscriptionId/resourceGroupName". The custom role is assigned once per resource group.')
 param discoveryResourceGroups array = []
 
+@description('Consumers the service refreshes after a swap and reads before retiring the old key (docs/ENGINE.md "Consumers"): ARM ids of App Service sites and API Management named values, as declared in the targets\' consumers or key-rotation-consumer tags. The Consumer Refresher role is assigned on each site / API Management service, nothing wider.')
+param consumerResourceIds array = []
+
 @description('Discovery: the name=value tag that opts an account in (ROTATION_DISCOVERY_TAG).')
 param discoveryTag string = 'key-rotation=enabled'
 
@@ -45,8 +48,8 @@ param keyVaultSecretWritesPer10s int = 250
 @description('Table of the fleet-wide write budgets.')
 param budgetTableName string = 'rotationbudgets'
 
-@description('Drain time between the swap and regenerating the old key (ISO 8601 duration); at least the longest consumer cache TTL.')
-param drainTime string = 'PT24H'
+@description('Drain time between the swap and regenerating the old key (ISO 8601 duration); at least the longest consumer cache TTL. Default PT30H: App Service Key Vault references refetch every 24 h, plus a margin (docs/ENGINE.md "Consumers").')
+param drainTime string = 'PT30H'
 
 @description('How a new key is verified before the swap.')
 @allowed([
@@ -276,6 +279,35 @@ resource keyRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   }
 }
 
+// A custom role needs every subscription it is assigned in among its assignable scopes.
+var consumerSubscriptionScopes = map(consumerResourceIds, id => '/subscriptions/${split(id, '/')[2]}')
+
+// Second least-privilege role, assigned only on the declared consumers (never at a subscription): refresh
+// an App Service site's Key Vault references or an API Management named value, and read what they
+// resolved - nothing else (issue 14; docs/DEPLOY.md "Consumers" says which call needs which action).
+resource consumerRefresherRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'ai-services-key-rotation-consumer-refresher')
+  properties: {
+    roleName: 'AI Services Key Rotation Consumer Refresher (${environmentName}, ${subscription().subscriptionId})'
+    description: 'Refresh the Key Vault references of App Service sites and API Management named values, and read what they resolved. Used by the ai-key-rotation service.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.Web/sites/config/Read'
+          'Microsoft.Web/sites/config/Write'
+          'Microsoft.ApiManagement/service/namedValues/read'
+          'Microsoft.ApiManagement/service/namedValues/refreshSecret/action'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: union([subscription().id], consumerSubscriptionScopes)
+  }
+}
+
 module identity 'app/identity.bicep' = {
   name: 'identity'
   scope: rg
@@ -420,6 +452,17 @@ module targetAccess 'app/target-access.bicep' = [for (targetId, index) in target
     accountName: last(split(targetId, '/'))
     principalId: identity.outputs.principalId
     roleDefinitionGuid: keyRotatorRole.name
+  }
+}]
+
+// One module per declared consumer, deployed into the consumer's own resource group.
+module consumerAccess 'app/consumer-access.bicep' = [for (consumerId, index) in consumerResourceIds: {
+  name: 'consumer-access-${index}'
+  scope: resourceGroup(split(consumerId, '/')[2], split(consumerId, '/')[4])
+  params: {
+    consumerId: consumerId
+    principalId: identity.outputs.principalId
+    consumerRoleGuid: consumerRefresherRole.name
   }
 }]
 

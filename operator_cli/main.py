@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--emergency", action="store_true", help="compromised key: use EMERGENCY_DRAIN_TIME (implies --force)"
     )
     rotate.add_argument("--json", action="store_true")
+    release = commands.add_parser("release", parents=[common],
+                                  help="retire the old key of TARGET although a consumer was not seen on "
+                                       "the new one (a drain held by consumers); needs --reason")
+    release.add_argument("target")
+    release.add_argument("--reason", required=True, help="why it is safe: recorded in history")
+    release.add_argument("--requester", default="", help="who releases (default: $USER)")
+    release.add_argument("--json", action="store_true")
     status = commands.add_parser("status", parents=[common],
                                  help="state of every target, or of TARGET (reads only, creates nothing)")
     status.add_argument("target", nargs="?")
@@ -127,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_sweep(service, out, err, args.all, as_json)
         if args.command == "rotate":
             return _rotate(service, args, out, as_json)
+        if args.command == "release":
+            return _release(service, args, out, as_json)
         if args.command == "status":
             return _show(service.status(args.target), out, as_json, render.statuses)
         if args.command == "plan":
@@ -143,6 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside a sweep nothing is half done: reads, or one request's steps
         err.print("interrupted")
         return EXIT_INTERRUPTED
+
+
+def _release(service: RotationService, args: argparse.Namespace, out: Console, as_json: bool) -> int:
+    requester = args.requester or os.environ.get("USER", "cli")
+    outcome = service.release_drain(args.target, requester=requester, reason=args.reason, trigger="cli")
+    if as_json:
+        render.print_json(outcome)
+    else:
+        colour = "green" if outcome.status is RequestStatus.RELEASED else "yellow"
+        out.print(f"[{colour}]{outcome.status.value}[/{colour}]: {outcome.message}", highlight=False)
+    return EXIT_OK if outcome.status is RequestStatus.RELEASED else EXIT_FAILED
 
 
 def _service() -> RotationService:

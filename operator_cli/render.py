@@ -93,7 +93,8 @@ def statuses(items: Iterable[TargetStatus]) -> Table:
             lease = f"{s.lease_owner[:8]}… until {when(s.lease_expires_at)}"
         table.add_row(
             s.account_name,
-            s.phase,
+            # a drain held by a consumer still off the new key: the operator must act (release or fix it)
+            f"{s.phase} (held: {s.consumers_waiting})" if s.drain_held_since else s.phase,
             s.active_slot or "",
             when(s.due_at),
             when(s.drain_until),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from rotation.consumers import Consumer
 from rotation.model import CycleRequest, Phase, Policy, Target, TargetState
 from rotation.outcomes import RequestStatus
 
@@ -22,6 +23,9 @@ class Action(StrEnum):
     RETIRE_OLD = "retire_old"  # regenerate the previously active slot, store it; cycle ends
     CHECK_DRIFT = "check_drift"  # compare Key Vault with listKeys, repair
     RECHECK_KEYLESS = "recheck_keyless"  # is local auth still disabled?
+    CHECK_CONSUMERS = (
+        "check_consumers"  # DRAINING: refresh consumers, see whether they moved (acknowledged drain)
+    )
     WAIT = "wait"  # nothing to do before ``not_before``
     BUSY = "busy"  # another invocation holds the lease until ``not_before``
 
@@ -109,12 +113,28 @@ def decide(
     if state.phase is Phase.VERIFYING:
         return Decision(Action.VERIFY_AND_SWAP, "new key stored")
     if state.phase is Phase.DRAINING:
+        if has_signal_consumers(state, target.consumers):
+            check_at = state.consumers_check_at or now
+            if check_at <= now:
+                return Decision(Action.CHECK_CONSUMERS, "looking at what the consumers resolved")
+            why = "drain held: " if state.drain_held_since else "draining, waiting for consumers: "
+            return Decision(Action.WAIT, why + (state.consumers_waiting or "?"), check_at)
         if state.drain_until is None or state.drain_until <= now:
             return Decision(Action.BEGIN_RETIRE, "drain over")
         return Decision(Action.WAIT, "draining", state.drain_until)
     if state.phase is Phase.RETIRING:
         return Decision(Action.RETIRE_OLD, "retiring the old slot")
     raise AssertionError(f"unhandled phase {state.phase}")  # pragma: no cover - enum is exhaustive
+
+
+def has_signal_consumers(state: TargetState, consumers: tuple[Consumer, ...]) -> bool:
+    """Whether this drain is gated on what consumers report (not after an emergency or a release)."""
+    return (
+        any(c.has_signal for c in consumers)
+        and not state.emergency
+        and state.drain_released_by is None
+        and state.drain_ended_by is None
+    )
 
 
 def _before_cycle(state: TargetState, now: datetime) -> Decision | None:
@@ -125,8 +145,9 @@ def _before_cycle(state: TargetState, now: datetime) -> Decision | None:
         return Decision(Action.CHECK_DRIFT, "Key Vault must be reconciled before the next cycle")
     until = protected_until(state)
     if until is not None and until > now:
-        return Decision(Action.WAIT, "the inactive slot may still be in use (drain after a pointer change)",
-                        until)
+        return Decision(
+            Action.WAIT, "the inactive slot may still be in use (drain after a pointer change)", until
+        )
     return None
 
 
@@ -183,7 +204,9 @@ def judge_request(
     if state.phase.in_cycle:
         if request.emergency and state.phase is Phase.DRAINING and state.swapped_at is not None:
             shortened = max(state.swapped_at + policy.emergency_drain_time, now)
-            if state.drain_until is None or shortened < state.drain_until:
+            # A drain held by consumers past its bound is shortened too: emergency keeps its meaning.
+            held = has_signal_consumers(state, target.consumers)
+            if state.drain_until is None or shortened < state.drain_until or held:
                 return RequestVerdict(
                     RequestStatus.DRAIN_SHORTENED,
                     "emergency: drain of the running cycle shortened",
@@ -209,12 +232,14 @@ def judge_request(
             f"the inactive slot may still be in use until {until.isoformat()} (a drain time after the "
             "pointer or P-active last named it); rotate after that",
         )
-    if not forced and state.last_rotated_at is not None and now - state.last_rotated_at < target.drain_time:
+    # The last cycle's own drain: shorter than the target's when its consumers acknowledged the new key.
+    recent = timedelta(seconds=state.drain_seconds) if state.drain_seconds is not None else target.drain_time
+    if not forced and state.last_rotated_at is not None and now - state.last_rotated_at < recent:
         ago = _short(now - state.last_rotated_at)
         return RequestVerdict(
             RequestStatus.REFUSED,
             f"a cycle completed {ago} ago, less than the drain time "
-            f"({_short(target.drain_time)}); use force to rotate again",
+            f"({_short(recent)}); use force to rotate again",
         )
     return RequestVerdict(RequestStatus.STARTED, "cycle started")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlparse
 
+from rotation.consumers import Consumer, parse_consumer, plan_drain
 from rotation.model import Target, VerifyMode, parse_resource_id, table_key
 
 TAG_PERIOD = "key-rotation-period"
@@ -21,7 +22,10 @@ TAG_DRAIN = "key-rotation-drain"
 TAG_PREFIX = "key-rotation-prefix"
 TAG_VERIFY = "key-rotation-verify"
 TAG_VAULT = "key-rotation-vault"
-OVERRIDE_TAGS = (TAG_PERIOD, TAG_DRAIN, TAG_PREFIX, TAG_VERIFY, TAG_VAULT)
+# One tag per consumer (a tag value holds 256 characters: one resource id each): ``key-rotation-consumer``,
+# ``key-rotation-consumer-2``, ``key-rotation-consumer-apim``… valued ``<kind> [<resource id>] [<bound>]``.
+TAG_CONSUMER = "key-rotation-consumer"
+OVERRIDE_TAGS = (TAG_PERIOD, TAG_DRAIN, TAG_PREFIX, TAG_VERIFY, TAG_VAULT, TAG_CONSUMER)
 
 SECRET_PREFIX = re.compile(r"^[0-9a-zA-Z-]{1,116}$")  # + "-active-key" stays within Key Vault's 127
 _DURATION = re.compile(
@@ -106,11 +110,17 @@ def target_from_tags(
 ) -> Target:
     """A discovered target from its account's tags; raises ValueError naming the bad tag."""
     period = _duration_tag(tags, TAG_PERIOD, timedelta(days=30))
-    drain = _duration_tag(tags, TAG_DRAIN, timedelta(hours=24))
+    explicit = _duration_tag(tags, TAG_DRAIN, timedelta(0)) if _tag(tags, TAG_DRAIN) else None
+    consumers = consumers_from_tags(tags)
+    plan = plan_drain(consumers, explicit)
+    drain = plan.time
     if period <= timedelta(0):
         raise ValueError(f"tag {TAG_PERIOD} must be positive")
     if drain >= period:
-        raise ValueError(f"tag {TAG_DRAIN} ({drain}) must be shorter than the rotation period ({period})")
+        raise ValueError(
+            f"the drain ({plan.reason}) must be shorter than the rotation period ({period}): shorten tag "
+            f"{TAG_DRAIN} or the {TAG_CONSUMER} bounds, or lengthen {TAG_PERIOD}"
+        )
     prefix = _tag(tags, TAG_PREFIX) or default_prefix(resource_id)
     if not SECRET_PREFIX.match(prefix):
         raise ValueError(f"tag {TAG_PREFIX} {prefix!r} must be 1-116 letters, digits or '-'")
@@ -132,7 +142,28 @@ def target_from_tags(
         verify=verify,
         vault_url=vault_url,
         source="discovered",
+        consumers=consumers,
+        drain_reason=plan.reason,
     )
+
+
+def consumers_from_tags(tags: Mapping[str, str]) -> tuple[Consumer, ...]:
+    """Every ``key-rotation-consumer*`` tag, in tag-name order: ``apiManagement /subscriptions/…/namedValues/
+    openai-key``, ``appService /subscriptions/…/sites/app-x PT12H``, ``library PT5M``."""
+    consumers: list[Consumer] = []
+    named = sorted((k, v) for k, v in tags.items() if k.lower().startswith(TAG_CONSUMER))
+    for name, value in named:
+        words = str(value).split()
+        if not words or len(words) > 3:
+            raise ValueError(f"tag {name} must be '<kind> [<resource id>] [<refresh bound>]', not {value!r}")
+        resource_id = next((w for w in words[1:] if w.startswith("/")), "")
+        bounds = [w for w in words[1:] if not w.startswith("/")]
+        try:
+            bound = parse_duration(bounds[0]) if bounds else None
+            consumers.append(parse_consumer(words[0], resource_id, bound, consumers))
+        except ValueError as error:
+            raise ValueError(f"tag {name}: {error}") from None
+    return tuple(consumers)
 
 
 def build_fleet(

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from rotation.consumers import DEFAULT_DRAIN, Consumer
+
 MANAGED_BY = "ai-key-rotation"
 
 
@@ -136,13 +138,15 @@ class Target:
     resource_id: str
     secret_prefix: str
     rotation_period: timedelta = timedelta(days=30)
-    drain_time: timedelta = timedelta(hours=24)
+    drain_time: timedelta = DEFAULT_DRAIN  # computed from the consumers (rotation.consumers.plan_drain)
     verify: VerifyMode = VerifyMode.DATAPLANE
     probe: ProbeOverride | None = None
     # The vault holding this target's secrets ("" = KEY_VAULT_URL): a fleet spreads Key Vault's
     # per-vault write budget over several vaults (tag ``key-rotation-vault``).
     vault_url: str = ""
     source: str = "configured"  # "configured" (ROTATION_TARGETS) or "discovered" (tagged account)
+    consumers: tuple[Consumer, ...] = ()  # who reads P-active (ROTATION_TARGETS ``consumers``, tags)
+    drain_reason: str = ""  # why ``drain_time`` is what it is, shown in status and history
 
     @property
     def subscription_id(self) -> str:
@@ -230,6 +234,17 @@ class TargetState:
     inactive_protected_until: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    # The acknowledged drain (docs/ENGINE.md "Consumers"): when the consumers are next looked at, when the
+    # forced refreshes went out, which consumers were last seen still off the new key (labels), since when
+    # the cycle is held at the end of its bound, who released it and why, and how the drain ended
+    # (acknowledged | bound | released | emergency).
+    consumers_check_at: datetime | None = None
+    consumers_refreshed_at: datetime | None = None
+    consumers_waiting: str | None = None
+    drain_held_since: datetime | None = None
+    drain_released_by: str | None = None
+    drain_release_reason: str | None = None
+    drain_ended_by: str | None = None
 
     def with_changes(self, **changes: Any) -> TargetState:
         return replace(self, **changes)

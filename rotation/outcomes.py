@@ -15,6 +15,7 @@ class StepOutcome(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     REPAIRED = "repaired"  # step ``drift``: a dead active key replaced with the service's value
+    HELD = "held"  # ``check_consumers``: the drain's bound is over, a consumer is still off the new key
 
 
 class TargetOutcome(StrEnum):
@@ -33,6 +34,7 @@ class RequestStatus(StrEnum):
     IN_PROGRESS = "in_progress"  # a cycle was already running: no second cycle; current state returned
     DRAIN_SHORTENED = "drain_shortened"  # emergency on a draining cycle: its drain now ends sooner
     REFUSED = "refused"  # not started; ``message`` says why (recent cycle, backoff, keyless, protection)
+    RELEASED = "released"  # an admin released a drain held by consumers (``release_drain``)
 
 
 class EventDecision(StrEnum):

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from rotation.consumers import Consumer
+from rotation.errors import AzureAccessDenied
 from rotation.model import HistoryRecord, ProbeOverride, SecretValue, Slot, TargetState, VersionedState
 
 
@@ -242,6 +244,48 @@ class NoScheduler(WorkScheduler):
 Clock = Callable[[], datetime]
 
 
+@dataclass(frozen=True)
+class ObservedReference:
+    """One Key Vault reference of a consumer as its platform reports it (never the value): the vault host
+    and secret it names, whether it resolved, and the secret version it resolved to when the platform says
+    (App Service ``activeVersion``; API Management reports no version, only when it last fetched)."""
+
+    vault: str  # host (``kv-rot.vault.azure.net``) or vault name, lower-case
+    secret_name: str
+    resolved: bool
+    version: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ConsumerObservation:
+    references: tuple[ObservedReference, ...]
+    fetched_at: datetime | None = None  # API Management ``keyVault.lastStatus.timeStampUtc``
+
+
+class ConsumerRefresher(ABC):
+    """The platforms hosting a target's consumers: force a refetch of their Key Vault references, and read
+    what they resolved (docs/ENGINE.md "Consumers"). Only consumers with ``has_signal`` are passed."""
+
+    @abstractmethod
+    def refresh(self, consumer: Consumer) -> None:
+        """Ask the platform to refetch now (App Service references refresh, API Management refreshSecret)."""
+
+    @abstractmethod
+    def observe(self, consumer: Consumer) -> ConsumerObservation:
+        """What the consumer's references resolved, as the platform reports it."""
+
+
+class NoConsumerPlatforms(ConsumerRefresher):
+    """For a deployment without consumer access: every call says so (the drain then waits out bounds)."""
+
+    def refresh(self, consumer: Consumer) -> None:
+        raise AzureAccessDenied(f"{consumer.label}: no consumer platform adapter is configured")
+
+    def observe(self, consumer: Consumer) -> ConsumerObservation:
+        raise AzureAccessDenied(f"{consumer.label}: no consumer platform adapter is configured")
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -263,6 +307,7 @@ class Ports:
     directory: AccountDirectory | None = None  # discovery by tag; None: only ROTATION_TARGETS
     scheduler: WorkScheduler = field(default_factory=NoScheduler)
     default_vault_url: str = ""
+    consumers: ConsumerRefresher = field(default_factory=NoConsumerPlatforms)  # App Service, API Management
 
     def secrets_for(self, vault_url: str) -> SecretStore:
         if not vault_url or self.vaults is None or _same_url(vault_url, self.default_vault_url):

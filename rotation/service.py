@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
-from rotation import reports, requests
+from rotation import release, reports, requests
 from rotation.audit import log_sweep, logger
 from rotation.catalog import TargetCatalog
 from rotation.decision import Action, decide
@@ -213,6 +213,7 @@ class RotationService:
     # callers keep one object: ``service.request_rotation(...)``, ``service.handle_secret_near_expiry(...)``.
     request_rotation = requests.request_rotation
     handle_secret_near_expiry = requests.handle_secret_near_expiry
+    release_drain = release.release_drain
 
     # ------------------------------------------------------------ reading
 

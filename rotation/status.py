@@ -36,6 +36,12 @@ def target_status(
         lease_expires_at=state.lease_expires_at if held and state else None,
         presence=target.source,
         vault_url=target.vault_url or default_vault,
+        drain_reason=target.drain_reason,
+        consumers=tuple(c.label for c in target.consumers),
+        consumers_waiting=state.consumers_waiting if state else None,
+        drain_held_since=state.drain_held_since if state else None,
+        drain_released_by=state.drain_released_by if state else None,
+        drain_ended_by=state.drain_ended_by if state else None,
     )
 
 

@@ -41,6 +41,14 @@ class TargetStatus:
     # no longer configured or tagged, or whose account was deleted: not rotated, history kept)
     presence: str = "configured"
     vault_url: str = ""
+    drain_reason: str = ""  # "drain 4h10m: API Management named value apim-x/openai-key, 4h bound + margin"
+    consumers: tuple[str, ...] = ()  # the declared consumers, as labels
+    # the acknowledged drain: consumers last seen off the new key, since when the cycle is held at the end
+    # of its bound, who released a held drain, how the last drain ended (acknowledged|bound|released|…)
+    consumers_waiting: str | None = None
+    drain_held_since: datetime | None = None
+    drain_released_by: str | None = None
+    drain_ended_by: str | None = None
     lease_owner: str | None = None  # which invocation holds the lease (while ``lease_held``)
     lease_expires_at: datetime | None = None
 

@@ -34,8 +34,10 @@ from rotation.ports import (
     utc_now,
 )
 from rotation.service import RotationService
+from shared.azure.arm_rest import ArmRest
 from shared.azure.budget_table import TableTokenBucket
 from shared.azure.cognitive_services import CognitiveServicesKeys
+from shared.azure.consumer_platforms import ArmConsumerPlatforms
 from shared.azure.data_plane_probe import DataPlaneProbe
 from shared.azure.event_grid import EventGridLifecyclePublisher
 from shared.azure.key_vault import KeyVaultSecretStore
@@ -198,6 +200,9 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         ),
         scheduler=build_scheduler(settings, credential),
         default_vault_url=settings.key_vault_url,
+        consumers=ArmConsumerPlatforms(
+            ArmRest(credential, settings.arm_endpoint, settings.arm_scope, dict(CLIENT_OPTIONS))
+        ),
     )
 
 

@@ -28,8 +28,8 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
         "ROTATION_TARGETS",
         False,
         None,
-        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify, probe, vault "
-        "(this or ROTATION_DISCOVERY=true)",
+        "JSON list of targets: resourceId, secretPrefix, rotationPeriod, drainTime, verify, probe, vault, "
+        "consumers (this or ROTATION_DISCOVERY=true)",
     ),
     SettingSpec(
         "ROTATION_DISCOVERY",

@@ -10,12 +10,23 @@ from typing import Any
 
 import isodate
 
+from rotation.consumers import Consumer, parse_consumer, plan_drain
 from rotation.discovery import vault_url_from_tag
 from rotation.errors import SettingsError
 from rotation.model import ProbeOverride, Target, VerifyMode, parse_resource_id, table_key
 
 _SECRET_PREFIX = re.compile(r"^[0-9a-zA-Z-]{1,116}$")  # + "-active-key" stays within Key Vault's 127
-_TARGET_FIELDS = {"resourceId", "secretPrefix", "rotationPeriod", "drainTime", "verify", "probe", "vault"}
+_TARGET_FIELDS = {
+    "resourceId",
+    "secretPrefix",
+    "rotationPeriod",
+    "drainTime",
+    "verify",
+    "probe",
+    "vault",
+    "consumers",
+}
+_CONSUMER_FIELDS = {"kind", "resourceId", "refreshBound"}
 # Linux refuses one environment string over 128 KiB (MAX_ARG_STRLEN) and the Functions host passes app
 # settings as environment variables: refuse well before that, with the way out.
 MAX_TARGETS_BYTES = 96 * 1024
@@ -92,12 +103,16 @@ def _parse_target(index: int, entry: Any) -> Target:
     if not isinstance(prefix, str) or not _SECRET_PREFIX.match(prefix):
         raise SettingsError(f"{where}: secretPrefix {prefix!r} must be 1-116 letters, digits or '-'")
     period = parse_duration(entry.get("rotationPeriod", "P30D"), f"{where}: rotationPeriod")
-    drain = parse_duration(entry.get("drainTime", "PT24H"), f"{where}: drainTime")
+    explicit = parse_duration(entry["drainTime"], f"{where}: drainTime") if "drainTime" in entry else None
+    consumers = _parse_consumers(where, entry.get("consumers", []))
+    plan = plan_drain(consumers, explicit)
+    drain = plan.time
     if period <= timedelta(0):
         raise SettingsError(f"{where}: rotationPeriod must be positive")
     if drain >= period:
         raise SettingsError(
-            f"{where}: drainTime ({entry.get('drainTime')}) must be shorter than rotationPeriod"
+            f"{where}: the drain ({plan.reason}) must be shorter than rotationPeriod; lengthen "
+            "rotationPeriod or shorten drainTime / the consumers' refreshBound"
         )
     verify = entry.get("verify", "dataplane")
     try:
@@ -108,7 +123,9 @@ def _parse_target(index: int, entry: Any) -> Target:
     vault_url = ""
     if "vault" in entry:
         if not isinstance(entry["vault"], str):
-            raise SettingsError(f"{where}: vault must be a vault URL such as https://kv-rot-2.vault.azure.net/")
+            raise SettingsError(
+                f"{where}: vault must be a vault URL such as https://kv-rot-2.vault.azure.net/"
+            )
         try:
             vault_url = vault_url_from_tag(entry["vault"], "vault.azure.net")
         except ValueError as exc:
@@ -123,7 +140,30 @@ def _parse_target(index: int, entry: Any) -> Target:
         verify=verify_mode,
         probe=probe,
         vault_url=vault_url,
+        consumers=consumers,
+        drain_reason=plan.reason,
     )
+
+
+def _parse_consumers(where: str, value: Any) -> tuple[Consumer, ...]:
+    """``consumers: [{"kind": "apiManagement", "resourceId": "…/namedValues/openai-key"},
+    {"kind": "library", "refreshBound": "PT5M"}]`` (docs/ENGINE.md "Consumers")."""
+    if not isinstance(value, list):
+        raise SettingsError(
+            f"{where}: consumers must be a list of objects with kind and resourceId or refreshBound"
+        )
+    consumers: list[Consumer] = []
+    for index, item in enumerate(value):
+        at = f"{where}: consumers[{index}]"
+        _check_object(
+            at, item, _CONSUMER_FIELDS, f"{at} must be an object with kind and resourceId or refreshBound"
+        )
+        bound = parse_duration(item["refreshBound"], f"{at}.refreshBound") if "refreshBound" in item else None
+        try:
+            consumers.append(parse_consumer(item.get("kind"), item.get("resourceId"), bound, consumers))
+        except ValueError as exc:
+            raise SettingsError(f"{at}: {exc}") from exc
+    return tuple(consumers)
 
 
 def _check_object(where: str, value: Any, allowed: frozenset[str] | set[str], not_an_object: str) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from rotation.consumers import Consumer, ConsumerKind
 from rotation.errors import AzureRequestRejected, KeylessAccount, SecretDeleted, StateConflict
 from rotation.model import (
     HistoryRecord,
@@ -27,12 +28,15 @@ from rotation.model import (
 from rotation.ports import (
     AccountInfo,
     AccountKeys,
+    ConsumerObservation,
+    ConsumerRefresher,
     DataPlane,
     HistoryStore,
     KeyProbe,
     KeyService,
     LifecycleEvent,
     LifecycleSink,
+    ObservedReference,
     ProbeResult,
     SecretStore,
     SecretVersion,
@@ -248,9 +252,7 @@ class FakeProbe(KeyProbe):
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def probe(
-        self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None
-    ) -> ProbeResult:
+    def probe(self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None) -> ProbeResult:
         with self.world.lock:
             self.world.fault("dataplane.request")
             name = plane.endpoint.split("//", 1)[1].split(".", 1)[0]
@@ -323,3 +325,46 @@ class FakeLifecycle(LifecycleSink):
 
     def publish(self, events: Iterable[LifecycleEvent]) -> None:
         self.events.extend(events)
+
+
+class FakeConsumerPlatforms(ConsumerRefresher):
+    """App Service sites and API Management named values reading one secret of the fake vault, as the
+    emulator's (emulator/consumers.py): each holds the version that was current when it last fetched; a
+    stuck one never moves. Passes tests/contract/test_consumer_platforms.py like the ARM adapters."""
+
+    def __init__(self, world: World, vault_host: str = "default") -> None:
+        self.world = world
+        self.vault_host = vault_host
+        self.held: dict[str, tuple[str, str | None, datetime]] = {}  # id -> (secret, version, fetched at)
+        self.stuck: set[str] = set()
+        self.refreshes: list[str] = []
+
+    def add(self, resource_id: str, secret_name: str) -> None:
+        self.held[resource_id.lower()] = self._fetch(secret_name)
+
+    def _fetch(self, secret_name: str) -> tuple[str, str | None, datetime]:
+        versions = self.world.vault.get(secret_name.lower())
+        return secret_name, versions[-1].version if versions else None, self.world.clock()
+
+    def _entry(self, consumer: Consumer, operation: str) -> tuple[str, str | None, datetime]:
+        self.world.fault(operation)
+        entry = self.held.get(consumer.resource_id.lower())
+        if entry is None:
+            raise AzureRequestRejected(f"{operation}: HTTP 404 ResourceNotFound — no such consumer")
+        return entry
+
+    def refresh(self, consumer: Consumer) -> None:
+        secret_name, _, _ = self._entry(consumer, "consumers.refresh")
+        self.refreshes.append(consumer.resource_id)
+        if consumer.resource_id.lower() not in self.stuck:
+            self.held[consumer.resource_id.lower()] = self._fetch(secret_name)
+
+    def observe(self, consumer: Consumer) -> ConsumerObservation:
+        secret_name, version, fetched_at = self._entry(consumer, "consumers.observe")
+        if consumer.kind is ConsumerKind.API_MANAGEMENT:
+            return ConsumerObservation(
+                (ObservedReference(self.vault_host, secret_name, version is not None),), fetched_at
+            )
+        return ConsumerObservation(
+            (ObservedReference(self.vault_host, secret_name, version is not None, version),)
+        )

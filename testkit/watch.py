@@ -289,4 +289,5 @@ def watch(ports: Ports, *watchers: Watcher) -> Ports:
         history=WatchedHistory(ports.history, watchers),
         lifecycle=ports.lifecycle,
         limiter=ports.limiter,
+        consumers=ports.consumers,  # App Service / API Management consumers (issue 14), not watched
     )

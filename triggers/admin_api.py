@@ -13,7 +13,14 @@ import azure.functions as func
 
 from rotation.views import to_json
 from triggers import records
-from triggers.admin_requests import BadRequest, history_limit, report_window, rotate_request, target_name
+from triggers.admin_requests import (
+    BadRequest,
+    history_limit,
+    release_reason,
+    report_window,
+    rotate_request,
+    target_name,
+)
 from triggers.http_responses import error_response, json_response
 from triggers.principal import authorize
 from triggers.runtime import Runtime
@@ -23,6 +30,10 @@ RuntimeProvider = Callable[[], Runtime]
 
 def rotate(req: func.HttpRequest, runtime_provider: RuntimeProvider) -> func.HttpResponse:
     return _guarded("admin_rotate", req, runtime_provider, _rotate)
+
+
+def release_drain(req: func.HttpRequest, runtime_provider: RuntimeProvider) -> func.HttpResponse:
+    return _guarded("admin_release_drain", req, runtime_provider, _release_drain)
 
 
 def list_targets(req: func.HttpRequest, runtime_provider: RuntimeProvider) -> func.HttpResponse:
@@ -91,6 +102,18 @@ def _rotate(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.Htt
     # keyless account) — the message says which and whether `force` would help.
     code = "cycle_in_progress" if result.get("status") == "in_progress" else "refused"
     return error_response(409, code, outcome.message, outcome=result)
+
+
+def _release_drain(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.HttpResponse:
+    """Retire the old key although a consumer was not seen on the new one (docs/ENGINE.md "Consumers")."""
+    from rotation.outcomes import RequestStatus
+
+    name = target_name(req.route_params)
+    reason = release_reason(req.get_body())
+    outcome = runtime.service.release_drain(name, requester=requester, reason=reason, trigger="admin")
+    if outcome.status is RequestStatus.RELEASED:
+        return json_response(200, to_json(outcome))
+    return error_response(409, "nothing_to_release", outcome.message, outcome=to_json(outcome))
 
 
 def _list_targets(req: func.HttpRequest, runtime: Runtime, requester: str) -> func.HttpResponse:

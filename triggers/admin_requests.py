@@ -29,6 +29,7 @@ _RESOURCE_ID = re.compile(
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 ROTATE_FIELDS = frozenset({"reason", "force", "emergency"})
+RELEASE_FIELDS = frozenset({"reason"})
 
 
 class BadRequest(ValueError):
@@ -68,8 +69,21 @@ def target_name(route_params: Any) -> str:
     return name
 
 
+def release_reason(body: bytes) -> str:
+    """`{"reason": str}` (releasing a drain held by consumers) — strict like the rotate body."""
+    return _reason_only(body)
+
+
 def rotate_request(body: bytes) -> RotateRequest:
     """`{"reason": str, "force"?: bool, "emergency"?: bool}` — strict: unknown fields are refused."""
+    return _parsed_rotate(body, ROTATE_FIELDS)
+
+
+def _reason_only(body: bytes) -> str:
+    return _parsed_rotate(body, RELEASE_FIELDS).reason
+
+
+def _parsed_rotate(body: bytes, allowed: frozenset[str]) -> RotateRequest:
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest("request body too large", status=413)
     if not body.strip():
@@ -80,7 +94,7 @@ def rotate_request(body: bytes) -> RotateRequest:
         raise BadRequest("request body is not valid JSON") from error
     if not isinstance(document, dict):
         raise BadRequest("request body must be a JSON object")
-    unknown = sorted(set(document) - ROTATE_FIELDS)
+    unknown = sorted(set(document) - allowed)
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(_clip(field) for field in unknown[:5])}")
     reason = document.get("reason")

@@ -187,3 +187,31 @@ class ControlClient:
 
     def reset(self) -> None:
         self._call("POST", "/reset")
+
+    # -- consumers (emulator/consumers.py): App Service sites, API Management named values -------------
+
+    def add_site(self, resource_id: str, app_settings: dict[str, str]) -> dict[str, Any]:
+        """A ``Microsoft.Web/sites`` whose app settings may hold ``@Microsoft.KeyVault(…)`` references."""
+        return dict(self._call("POST", "/sites", {"resourceId": resource_id, "appSettings": app_settings}))
+
+    def add_named_value(self, resource_id: str, secret_identifier: str) -> dict[str, Any]:
+        body = {"resourceId": resource_id, "secretIdentifier": secret_identifier}
+        return dict(self._call("POST", "/namedvalues", body))
+
+    def site_app_settings(self, site_name: str) -> dict[str, str]:
+        """The site's app settings as its process sees them (references resolved)."""
+        return dict(self._call("GET", f"/sites/{quote(site_name, safe='')}/appsettings")["appSettings"])
+
+    def consumers(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/consumers")["consumers"])
+
+    def shape_consumer(
+        self, resource_id: str, refresh_delay_seconds: float | None = None, stuck: bool | None = None
+    ) -> dict[str, Any]:
+        """Make a consumer slow (a refresh takes effect later) or stuck (never picks up a new version)."""
+        body: dict[str, Any] = {"resourceId": resource_id}
+        if refresh_delay_seconds is not None:
+            body["refreshDelaySeconds"] = refresh_delay_seconds
+        if stuck is not None:
+            body["stuck"] = stuck
+        return dict(self._call("PATCH", "/consumers", body))

@@ -9,6 +9,7 @@ is already done, so re-running it after a crash is harmless:
 | ``retire_old`` | ``retire.retire_old_slot`` |
 | ``check_drift`` | ``drift.check_drift`` |
 | ``recheck_keyless`` | ``keyless.recheck_keyless`` |
+| ``check_consumers`` | ``consumers.check_consumers`` (the acknowledged drain) |
 
 ``start_cycle`` and ``begin_retire`` only record intent in the state; the runner writes them.
 """
@@ -21,6 +22,7 @@ from datetime import datetime
 from rotation.decision import Action
 from rotation.model import TargetState
 from rotation.steps.adopt import adopt
+from rotation.steps.consumers import check_consumers
 from rotation.steps.context import StepContext, StepResult
 from rotation.steps.drain import begin_drain
 from rotation.steps.drift import check_drift
@@ -49,4 +51,5 @@ STEPS: dict[Action, Step] = {
     Action.RETIRE_OLD: retire_old_slot,
     Action.CHECK_DRIFT: check_drift,
     Action.RECHECK_KEYLESS: recheck_keyless,
+    Action.CHECK_CONSUMERS: check_consumers,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rotation.audit import publish
+from rotation.consumers import short
 from rotation.model import Phase, TargetState
 from rotation.outcomes import LifecycleEventType, StepOutcome
 from rotation.steps.context import StepContext, StepResult
@@ -32,7 +33,20 @@ def begin_drain(ctx: StepContext, state: TargetState) -> StepResult:
         verify_deadline=None,
         next_attempt_at=None,
         attempts=0,
+        # a new drain: consumers are refreshed and looked at afresh (rotation/steps/consumers.py)
+        consumers_check_at=None,
+        consumers_refreshed_at=None,
+        consumers_waiting=None,
+        drain_held_since=None,
+        drain_released_by=None,
+        drain_release_reason=None,
+        drain_ended_by=None,
         **observed_versions(ctx),
     )
     publish(ctx, draining, LifecycleEventType.KEY_SWAPPED, new)
-    return StepResult(draining, StepOutcome.SUCCEEDED, new, note="verified and swapped")
+    reason = (
+        ctx.target.drain_reason
+        if drain_seconds == ctx.target.drain_time.total_seconds() and ctx.target.drain_reason
+        else f"drain {short(timedelta(seconds=drain_seconds))}"
+    )
+    return StepResult(draining, StepOutcome.SUCCEEDED, new, note=f"verified and swapped; {reason}")

@@ -33,7 +33,12 @@ def retire_old_slot(ctx: StepContext, state: TargetState, now: datetime) -> Step
         store_slot(ctx, active, keys.of(active), f"drift-{now.strftime('%Y%m%dT%H%M%SZ')}")
         write_active(ctx, active, keys.of(active), state.cycle_id, now)
         loud_active_drift(ctx, state, active, "during the drain")
+    ended_by = state.drain_ended_by or ("emergency" if state.emergency else "bound")
     done = state.with_changes(
+        drain_ended_by=ended_by,
+        consumers_waiting=None,
+        consumers_check_at=None,
+        drain_held_since=None,
         phase=Phase.IDLE,
         cycle_id=None,
         last_rotated_at=now,
@@ -48,4 +53,4 @@ def retire_old_slot(ctx: StepContext, state: TargetState, now: datetime) -> Step
         **observed_versions(ctx),
     )
     publish(ctx, state, LifecycleEventType.CYCLE_COMPLETED, old)
-    return StepResult(done, StepOutcome.SUCCEEDED, old, note="cycle completed")
+    return StepResult(done, StepOutcome.SUCCEEDED, old, note=f"cycle completed; drain ended by {ended_by}")

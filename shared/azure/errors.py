@@ -48,6 +48,16 @@ SERVICES = {
     "table": Service("Table Storage", "'Storage Table Data Contributor' on the storage account", "Azurite"),
     "queue": Service("Queue Storage", "'Storage Queue Data Contributor' on the storage account", "Azurite"),
     "eventgrid": Service("Event Grid", "'EventGrid Data Sender' on the topic", "the emulator (make local)"),
+    "web": Service(
+        "App Service (Key Vault references)",
+        "the 'AI Services Key Rotation Consumer Refresher' role on the site (docs/DEPLOY.md \"Consumers\")",
+        "the emulator (make local)",
+    ),
+    "apim": Service(
+        "API Management (named values)",
+        "the 'AI Services Key Rotation Consumer Refresher' role on the API Management service",
+        "the emulator (make local)",
+    ),
 }
 _UNKNOWN = Service("Azure", "the role this call needs", "the emulator")
 

@@ -28,6 +28,7 @@ STATE_ROW = "state"
 _DATETIME_FIELDS = (
     "due_at", "cycle_started_at", "swapped_at", "drain_until", "verify_deadline", "next_attempt_at",
     "last_error_at", "last_rotated_at", "drift_checked_at", "lease_expires_at", "inactive_protected_until",
+    "consumers_check_at", "consumers_refreshed_at", "drain_held_since",
 )  # fmt: skip
 _OTHER_FIELDS = (
     "cycle_id", "cycle_trigger", "cycle_requester", "cycle_reason", "emergency", "cycle_drain_seconds",
@@ -35,6 +36,7 @@ _OTHER_FIELDS = (
     "pointer_version", "active_version",
     # added later: entities written before them read back as None (the engine then asks ARM)
     "location", "custom_subdomain",
+    "consumers_waiting", "drain_released_by", "drain_release_reason", "drain_ended_by",
 )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ CONFIG = ScenarioConfig(duration=42.0, control_consumers=2, control_ttl=8.0)
 def run() -> tuple[ScenarioResult, dict[str, Any]]:
     result = Scenario(CONFIG).run()
     report = build_report(result)
-    print("E2E_REPORT", json.dumps({k: report[k] for k in ("cycles", "consumers", "chaos", "events",
+    print("E2E_REPORT", json.dumps({k: report[k] for k in ("cycles", "drains", "consumers", "chaos", "events",
                                                           "invariants", "negativeControl")}))
     return result, report
 
@@ -35,10 +35,14 @@ def test_live_consumers_never_fail(run) -> None:
     consumers = report["consumers"]
     assert consumers["threads"] >= 20
     assert consumers["requests"] > 3000, consumers  # continuous traffic, not a trickle
-    assert set(consumers["byKind"]) == {"requests", "httpx", "azure-key-credential", "p-active-only"}
+    assert set(consumers["byKind"]) == {
+        "requests", "httpx", "azure-key-credential", "p-active-only", "app-service-reference"
+    }
     assert all(kind["requests"] > 500 for kind in consumers["byKind"].values()), consumers
     # Issue 10: a consumer that reads only P-active, with no 401 fallback to hide a revoked key.
     assert consumers["byKind"]["p-active-only"]["failures"] == 0, consumers
+    # Issue 14: an app that reads its key only through an App Service Key Vault reference.
+    assert consumers["byKind"]["app-service-reference"]["failures"] == 0, consumers
     assert consumers["errors"] == 0, result.fleet.errors if result.fleet else None
     assert consumers["rejectedOnWire"] == 0
     assert consumers["failures"] == 0
@@ -113,3 +117,20 @@ def test_negative_control_cache_outliving_the_drain_sees_rejected_keys(run) -> N
     assert control["rejectedOnWire"] > 0, control
     assert control["failures"] > 0
     assert report["consumers"]["failures"] == 0
+
+
+def test_drains_of_the_target_with_an_app_service_consumer_end_by_acknowledgement(run) -> None:
+    """Issue 14: the secondary's declared consumers are an App Service site (24 h reference bound) and the
+    library readers (1.4 s bound): every drain ends by acknowledgement, seconds after the swap, not after
+    25 h; the primary (no consumer with a signal) drains by its bound. The site never failed a request."""
+    result, report = run
+    drains = report["drains"]
+    secondary, primary = result.targets[1], result.targets[0]
+    completed = report["cycles"]["byTarget"]
+    assert drains[secondary.account_name]["acknowledged"] == completed[secondary.account_name] >= 2, drains
+    assert drains[secondary.account_name]["bound"] == 0
+    assert drains[primary.account_name]["bound"] == completed[primary.account_name], drains
+    assert secondary.drain_time.total_seconds() == 25 * 3600
+    refreshes = [r for r in result.history[secondary.account_name] if r.step == "refresh_consumer"]
+    assert refreshes and all(r.outcome == "succeeded" for r in refreshes)
+    assert result.emulator_calls.get("web.refresh_kv_references", 0) >= len(refreshes)

@@ -187,3 +187,40 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_the_next_one_resumes(fresh_emulator, a
             break
         time.sleep(2)  # test driver: the vault's write budget refills in real time
     assert advanced == summary["interrupted"]
+
+
+def test_cli_release_of_a_drain_held_by_a_stuck_site(emulator, azurite, tmp_path) -> None:
+    name = "cli" + uuid.uuid4().hex[:8]
+    emulator.control.add_account(resource_id(name))
+    site = resource_id(name).split("/providers/")[0] + f"/providers/Microsoft.Web/sites/app-{name}"
+    suffix = uuid.uuid4().hex[:8]
+    settings = {
+        **emulator.app_env,
+        "ROTATION_TARGETS": json.dumps(
+            [{"resourceId": resource_id(name), "consumers": [{"kind": "appService", "resourceId": site}]}]
+        ),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ROTATION_STATE_TABLE": f"clistate{suffix}",
+        "ROTATION_HISTORY_TABLE": f"clihistory{suffix}",
+    }
+    env_file = tmp_path / "rotation.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    assert run_cli(env_file, "sweep").returncode == 0
+    emulator.control.add_site(
+        site, {"KEY": f"@Microsoft.KeyVault(SecretUri={emulator.vault_url}secrets/{name}-active)"}
+    )
+    emulator.control.shape_consumer(site, stuck=True)
+    assert run_cli(env_file, "rotate", name, "--reason", "quarterly").returncode == 0
+    [one] = json.loads(run_cli(env_file, "status", name, "--json").stdout)
+    assert one["phase"] == "draining" and "still resolves version" in one["consumersWaiting"]
+    assert one["drainReason"] == f"drain 25h: App Service app app-{name}, 24h bound + margin"
+
+    no_reason = run_cli(env_file, "release", name)
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    released = run_cli(env_file, "release", name, "--reason", "site retired", "--requester", "ops")
+    assert released.returncode == 0, released.stderr
+    assert json.loads(released.stdout)["status"] == "released"
+    [after] = json.loads(run_cli(env_file, "status", name, "--json").stdout)
+    assert after["drainEndedBy"] == "released" and after["drainReleasedBy"] == "ops"
+    again = run_cli(env_file, "release", name, "--reason", "twice")
+    assert again.returncode == 1 and json.loads(again.stdout)["status"] == "refused"

@@ -33,7 +33,8 @@ def _trigger(name: str) -> dict[str, Any]:
 
 def test_function_names_are_the_fixed_ones() -> None:
     assert set(indexed()) == {"sweep_timer", "key_vault_events", "rotate_from_queue", "admin_rotate",
-                              "admin_list_targets", "admin_get_target", "admin_key_age_report"}
+                              "admin_list_targets", "admin_get_target", "admin_key_age_report",
+                              "admin_release_drain"}
 
 
 def test_timer_binding() -> None:
@@ -57,6 +58,7 @@ def test_event_grid_and_queue_bindings() -> None:
     ("admin_list_targets", "GET", "targets"),
     ("admin_get_target", "GET", "targets/{name}"),
     ("admin_key_age_report", "GET", "report"),
+    ("admin_release_drain", "POST", "targets/{name}/release"),
 ])
 def test_http_bindings_use_function_keys(name: str, method: str, route: str) -> None:
     assert _trigger(name) == {"direction": "IN", "type": "httpTrigger", "name": "req", "methods": [method],
@@ -67,7 +69,8 @@ def test_http_bindings_use_function_keys(name: str, method: str, route: str) -> 
 
 def test_openapi_document_covers_every_http_route() -> None:
     document = json.loads((REPO_ROOT / "triggers" / "openapi.json").read_text())
-    names = ("admin_rotate", "admin_list_targets", "admin_get_target", "admin_key_age_report")
+    names = ("admin_rotate", "admin_list_targets", "admin_get_target", "admin_key_age_report",
+             "admin_release_drain")
     routes = {"/" + _trigger(n)["route"]: n for n in names}
     operations = {path: next(iter(ops.values()))["operationId"] for path, ops in document["paths"].items()}
     assert operations == routes

@@ -10,7 +10,10 @@ from tests.infra import bicep
 from tests.infra.bicep import MAIN
 
 ARM_RESOURCES_PER_DEPLOYMENT = 800
-LOOPED_PARAMETERS = ("targetResourceIds", "discoverySubscriptionIds", "discoveryResourceGroups")
+# consumerResourceIds (issue 14): the declared consumers, one role assignment each; not the accounts
+LOOPED_PARAMETERS = (
+    "targetResourceIds", "discoverySubscriptionIds", "discoveryResourceGroups", "consumerResourceIds"
+)
 SUBSCRIPTIONS = [f"{i:08d}-0000-4000-8000-000000000000" for i in range(8)]
 
 
@@ -73,4 +76,5 @@ def test_every_loop_in_main_iterates_over_scopes_targets_or_endpoints_only() -> 
         "targetAccess": "targetResourceIds",
         "discoverySubscriptionAccess": "discoverySubscriptionIds",
         "discoveryGroupAccess": "discoveryResourceGroups",
+        "consumerAccess": "consumerResourceIds",  # issue 14: one per declared consumer
     }

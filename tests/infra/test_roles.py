@@ -17,6 +17,7 @@ ROLE_NAMES = {
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
 }
 CUSTOM_ROLE = "AI Services Key Rotator"
+CONSUMER_ROLE = "AI Services Key Rotation Consumer Refresher"  # issue 14: only on declared consumers
 # Broad roles the service must never get.
 FORBIDDEN_ROLE_IDS = {
     "25fbc0a9-bd7c-42a3-aa1a-3b75d497ee68",  # Cognitive Services Contributor
@@ -42,6 +43,8 @@ EXPECTED_GRANTS = {
     ("Monitoring Metrics Publisher", "Microsoft.Insights/components", APP),
     ("EventGrid Data Sender", "Microsoft.EventGrid/topics", APP),
     ("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts/blobServices/containers", TOPIC),
+    (CONSUMER_ROLE, "Microsoft.Web/sites", APP),
+    (CONSUMER_ROLE, "Microsoft.ApiManagement/service", APP),
 }
 
 
@@ -49,6 +52,8 @@ def _role_of(assignment: bicep.Declaration) -> str:
     role_ref = assignment.properties["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
     if role_ref == "roleDefinitionGuid":  # the custom role, created in main.bicep and passed in
         return CUSTOM_ROLE
+    if role_ref == "consumerRoleGuid":  # the consumers' custom role, likewise
+        return CONSUMER_ROLE
     role_id = bicep.resolve(assignment.path, role_ref)
     assert role_id not in FORBIDDEN_ROLE_IDS, f"{assignment.symbol} grants a forbidden broad role"
     assert role_id in ROLE_NAMES, f"{assignment.symbol} grants unexpected role {role_id}"
@@ -107,7 +112,7 @@ def test_every_role_guid_in_the_templates_is_a_known_role():
 
 
 def test_custom_role_allows_exactly_read_list_and_regenerate_keys():
-    role = bicep.the_resource(MAIN, "Microsoft.Authorization/roleDefinitions")
+    role = bicep.resource(MAIN, "keyRotatorRole")
     properties = role.properties
     assert properties["type"] == "CustomRole"
     assert CUSTOM_ROLE in properties["roleName"] and "${environmentName}" in properties["roleName"]
@@ -181,3 +186,27 @@ def test_optional_grants_follow_their_feature():
     assert bicep.render(sender.condition) == "!empty(lifecycleTopicName)"
     passed = bicep.module(MAIN, "serviceRoles").body["params"]["lifecycleTopicName"]
     assert bicep.render(passed) == "enableLifecycleTopic ? lifecycleTopic.outputs.name : "
+
+
+def test_consumer_role_allows_exactly_the_refresh_and_read_calls_and_is_assigned_only_on_consumers():
+    roles = {r.symbol for r in bicep.resources(MAIN, "Microsoft.Authorization/roleDefinitions")}
+    assert roles == {"keyRotatorRole", "consumerRefresherRole"}
+    role = bicep.resource(MAIN, "consumerRefresherRole")
+    name = role.properties["roleName"]
+    assert CONSUMER_ROLE in name and "${environmentName}" in name
+    [permission] = role.properties["permissions"]
+    assert sorted(permission["actions"]) == sorted(
+        [
+            "Microsoft.Web/sites/config/Read",  # GET {site}/config/configreferences/appsettings
+            "Microsoft.Web/sites/config/Write",  # POST {site}/config/configreferences/appsettings/refresh
+            "Microsoft.ApiManagement/service/namedValues/read",  # GET {named value}
+            "Microsoft.ApiManagement/service/namedValues/refreshSecret/action",  # POST …/refreshSecret
+        ]
+    )
+    assert permission["notActions"] == permission["dataActions"] == permission["notDataActions"] == []
+    call = bicep.module(MAIN, "consumerAccess")
+    assert call.loop["detail"]["array_name"] == "consumerResourceIds"
+    assert bicep.render(call.body["scope"]) == (
+        "resourceGroup(split(consumerId, /)[2], split(consumerId, /)[4])"
+    )
+    assert bicep.render(call.body["params"]["consumerRoleGuid"]) == "consumerRefresherRole.name"

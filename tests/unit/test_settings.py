@@ -36,7 +36,7 @@ def test_defaults_and_durations() -> None:
     assert (a.secret_prefix, a.rotation_period, a.drain_time, a.verify) == (
         "a",
         timedelta(days=30),
-        timedelta(hours=24),
+        timedelta(hours=30),  # issue 14: the default covers the 24 h Key Vault reference refetch + 6 h
         VerifyMode.DATAPLANE,
     )
     assert (b.secret_prefix, b.rotation_period, b.drain_time, b.verify) == (
