@@ -26,6 +26,7 @@ from typing import Any
 
 from bench.baseline_reference import ReferenceRotation
 from bench.call_counts import MINIMUM_PER_CYCLE
+from bench.cost_variants import VARIANTS, settings_for, undone
 from bench.function_shape import (
     RequestCounter,
     descendants,
@@ -178,6 +179,17 @@ def engine_round(service: Any, clock: ManualClock, meter: Meter, drain: float, t
     return side
 
 
+def describe(side: Side) -> str:
+    targets = side.targets
+    return (
+        f"cycle wall {side.wall_seconds:.2f} s, client CPU {side.cpu_ms_per_cycle:.1f} ms/target-cycle, "
+        f"{side.cpu_ms_per_call:.2f} ms/call, sweeps {side.sweeps}, calls/cycle {side.calls / targets:.1f} ("
+        + ", ".join(f"{k} {v / targets:.1f}" for k, v in sorted((side.by_service or {}).items()))
+        + "); server CPU ms/target-cycle "
+        + ", ".join(f"{k} {v * 1000 / targets:.1f}" for k, v in side.server_cpu.items())
+    )
+
+
 def reference_round(reference: ReferenceRotation, ids: Sequence[str], meter: Meter, drain: float) -> Side:
     started = meter.start()
     begun = time.perf_counter()
@@ -204,10 +216,11 @@ def measure(
     concurrency: int,
     latency_scale: float,
     drain: float,
+    variants: Sequence[str] = ("now",),
 ) -> Report:
     report = Report("bench.cost_per_cycle: client CPU per target-cycle, Function-shaped process")
     profile = {operation: seconds * latency_scale for operation, seconds in LATENCY_PROFILE.items()}
-    engine_sides: list[Side] = []
+    engine_sides: dict[str, list[Side]] = {variant: [] for variant in variants}
     reference_sides: list[Side] = []
     with (
         local_azure(account_hosts=True) as (emulator, azurite),
@@ -229,7 +242,8 @@ def measure(
         with process_environment(env), worker_logging() as handler:
             settings = load_settings(os.environ)
             clock = ManualClock(ticking=True)
-            service = build_service(settings, clock=clock)
+            services = {v: build_service(settings_for(settings, v), clock=clock) for v in variants}
+            service = services[variants[0]]
             run_phase(service)  # adoption, the warm-up: not a cycle
             reference = ReferenceRotation(
                 settings.key_vault_url,
@@ -241,12 +255,17 @@ def measure(
                 for resource_id in theirs:
                     reference.store_keys(resource_id)  # the script's Task 1: setup, not a cycle
                 for _ in range(rounds):
-                    engine_sides.append(engine_round(service, clock, meter, drain, targets))
+                    for variant in variants:  # interleaved: every variant once per round
+                        with undone(variant):
+                            side = engine_round(services[variant], clock, meter, drain, targets)
+                        engine_sides[variant].append(side)
                     reference_sides.append(reference_round(reference, theirs, meter, drain))
             finally:
                 reference.close()
             completed = sum(
-                1 for s in service.status() if s.phase == Phase.IDLE.value and s.cycles_completed == rounds
+                1
+                for s in service.status()
+                if s.phase == Phase.IDLE.value and s.cycles_completed == rounds * len(variants)
             )
             log_records = handler.records
     minimum = sum(MINIMUM_PER_CYCLE.values())
@@ -263,44 +282,55 @@ def measure(
         f"SWEEP_CONCURRENCY {concurrency}; {completed}/{targets} completed {rounds} cycle(s)",
     )
     report.add("reference script", f"{reference_targets} accounts, sequential, same process and latencies")
-    for index, (ours_side, theirs_side) in enumerate(zip(engine_sides, reference_sides, strict=True), 1):
-        report.add(
-            f"round {index} engine",
-            f"cycle wall {ours_side.wall_seconds:.2f} s, client CPU {ours_side.cpu_ms_per_cycle:.1f} ms/"
-            f"target-cycle, {ours_side.cpu_ms_per_call:.2f} ms/call, sweeps {ours_side.sweeps}, calls/cycle "
-            f"{ours_side.calls / targets:.1f} ("
-            + ", ".join(f"{k} {v / targets:.1f}" for k, v in sorted((ours_side.by_service or {}).items()))
-            + "); server CPU ms/target-cycle "
-            + ", ".join(f"{k} {v * 1000 / targets:.1f}" for k, v in ours_side.server_cpu.items()),
-        )
+    for index, theirs_side in enumerate(reference_sides, 1):
+        for variant in variants:
+            report.add(f"round {index} engine [{variant}]", describe(engine_sides[variant][index - 1]))
         report.add(
             f"round {index} reference",
             f"cycle wall {theirs_side.wall_seconds:.2f} s, client CPU {theirs_side.cpu_ms_per_cycle:.1f} ms/"
             f"target-cycle, {theirs_side.cpu_ms_per_call:.2f} ms/call, calls/cycle "
             f"{theirs_side.calls / reference_targets:.1f}",
         )
-    cpu_per_cycle = median(s.cpu_ms_per_cycle for s in engine_sides)
-    cpu_per_call = median(s.cpu_ms_per_call for s in engine_sides)
-    calls_per_cycle = median(s.calls / targets for s in engine_sides)
-    wall_per_target = median(s.wall_seconds / targets for s in engine_sides)
     reference_wall_per_target = median(s.wall_seconds / reference_targets for s in reference_sides)
     reference_cpu = median(s.cpu_ms_per_cycle for s in reference_sides)
-    report.add("ENGINE client CPU per target-cycle (median)", f"{cpu_per_cycle:.1f} ms")
-    report.add("ENGINE client CPU per call (median)", f"{cpu_per_call:.2f} ms")
-    report.add("ENGINE targets/s per core", f"{1000 / cpu_per_cycle:.1f}")
-    report.add("ENGINE calls per cycle", f"{calls_per_cycle:.1f} (minimum {minimum})")
-    report.add("ENGINE cycle wall per target", f"{wall_per_target * 1000:.1f} ms at {concurrency} threads")
     report.add("REFERENCE cycle wall per target", f"{reference_wall_per_target * 1000:.1f} ms")
-    report.ratio("calls per cycle / minimum", calls_per_cycle / minimum)
-    report.ratio("throughput engine/reference (wall per target)", reference_wall_per_target / wall_per_target)
-    report.ratio("client CPU per target-cycle engine/reference", cpu_per_cycle / reference_cpu)
+    figures: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        sides = engine_sides[variant]
+        figure = figures[variant] = {
+            "cpu_ms_per_cycle": median(s.cpu_ms_per_cycle for s in sides),
+            "cpu_ms_per_call": median(s.cpu_ms_per_call for s in sides),
+            "calls_per_cycle": median(s.calls / targets for s in sides),
+            "wall_ms_per_target": median(s.wall_seconds * 1000 / targets for s in sides),
+        }
+        report.add(
+            f"ENGINE [{variant}] medians",
+            f"client CPU {figure['cpu_ms_per_cycle']:.1f} ms/target-cycle "
+            f"({1000 / figure['cpu_ms_per_cycle']:.1f} targets/s per core), {figure['cpu_ms_per_call']:.2f} "
+            f"ms/call, {figure['calls_per_cycle']:.1f} calls/cycle (minimum {minimum}), cycle wall "
+            f"{figure['wall_ms_per_target']:.1f} ms/target at {concurrency} threads",
+        )
+    main_figure = figures[variants[0]]
+    report.ratio(f"[{variants[0]}] calls per cycle / minimum", main_figure["calls_per_cycle"] / minimum)
+    report.ratio(
+        f"[{variants[0]}] throughput engine/reference (wall per target)",
+        reference_wall_per_target / main_figure["wall_ms_per_target"] * 1000,
+    )
+    report.ratio(
+        f"[{variants[0]}] client CPU per target-cycle engine/reference",
+        main_figure["cpu_ms_per_cycle"] / reference_cpu,
+    )
+    for variant in variants[1:]:
+        report.ratio(
+            f"client CPU per target-cycle [{variant}] / [{variants[0]}]",
+            figures[variant]["cpu_ms_per_cycle"] / main_figure["cpu_ms_per_cycle"],
+        )
     report.data = {
         "targets": targets,
         "completed": completed,
         "engine": engine_sides,
         "reference": reference_sides,
-        "cpu_ms_per_cycle": cpu_per_cycle,
-        "calls_per_cycle": calls_per_cycle,
+        "figures": figures,
         "log_records": log_records,
         "environment_size": len(env),
     }
@@ -317,6 +347,14 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--concurrency", type=int, default=16, help="SWEEP_CONCURRENCY")
     parser.add_argument("--latency-scale", type=float, default=1.0, help="multiply every latency")
     parser.add_argument("--drain", type=float, default=2.0, help="drain time in seconds")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=sorted(VARIANTS),
+        default=list(VARIANTS),
+        help="engine variants, each change undone on its own (bench/cost_variants.py); the first is the "
+        "one compared with the reference",
+    )
     parser.add_argument(
         "--emulator-scaling",
         type=int,
@@ -338,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             args.concurrency,
             args.latency_scale,
             args.drain,
+            args.variants,
         )
     report.print()
     return report

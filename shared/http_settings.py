@@ -1,15 +1,20 @@
-"""How the service's HTTP clients reach Azure, read once from the environment when settings load.
+"""How the service's HTTP clients read their environment: once where they can, cheaply where they must.
+(The settings side: no HTTP library is imported here, so loading settings stays light; the session that
+applies it is ``shared/http_session.py``.)
 
-``requests`` (under every azure-core transport here) re-reads proxy variables, ``.netrc`` and the CA
-bundle variables from ``os.environ`` on *every* request while a session trusts the environment; in a
-Function (~100 variables, the target list among them) that was a tenth of the engine's CPU. So the
-sessions stop trusting the environment and get what it said once, explicitly:
+``requests`` (under every azure-core transport here) re-reads the proxy variables, ``.netrc`` and the CA
+bundle variables on *every* request while a session trusts the environment. The proxy lookup walks every
+environment variable (``urllib.request.getproxies_environment``), so its cost grows with the environment:
+in a Function (~100 variables, the target list among them) it was a tenth of the engine's CPU. So:
 
-- the CA bundle: ``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``), exactly the variables requests honours —
-  passed as ``connection_verify``; unset: the default trust store (certifi), as before;
-- proxies: when any proxy variable (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, any case) is set, the
-  sessions keep trusting the environment so proxies and ``NO_PROXY`` work exactly as they did (that
-  operator pays the per-request cost); without one there is nothing to read per request.
+- proxies: decided once, when settings load. Without a proxy variable (``HTTPS_PROXY``, ``HTTP_PROXY``,
+  ``ALL_PROXY``, any case) the sessions do not trust the environment (no proxy scan, no ``.netrc`` read).
+  With one, they keep trusting it, so proxies and ``NO_PROXY`` work exactly as before (that operator pays
+  the per-request cost);
+- the CA bundle: what requests honours, ``REQUESTS_CA_BUNDLE`` then ``CURL_CA_BUNDLE``, looked up per
+  request by name — two dictionary reads, the same cost with 10 or 1,000 variables — and passed to the TLS
+  layer explicitly. Looking it up per request rather than once keeps what operators and the error
+  messages rely on (shared/azure/errors.py names the variable when the file is missing or untrusted).
 """
 
 from __future__ import annotations
@@ -22,19 +27,9 @@ PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
 
 @dataclass(frozen=True)
 class HttpEnvironment:
-    ca_bundle: str | None = None  # a file or directory of CA certificates; None: the default store
     use_proxy_settings: bool = False  # a proxy is configured: let requests read the environment
-
-    @property
-    def verify(self) -> str | bool:
-        """``connection_verify`` / ``Session.verify``: never False (TLS is always verified)."""
-        return self.ca_bundle or True
 
 
 def read_http_environment(env: Mapping[str, str]) -> HttpEnvironment:
-    lowered = {name.lower(): value for name, value in env.items() if value and value.strip()}
-    ca_bundle = lowered.get("requests_ca_bundle") or lowered.get("curl_ca_bundle")
-    return HttpEnvironment(
-        ca_bundle=ca_bundle.strip() if ca_bundle else None,
-        use_proxy_settings=any(name in lowered for name in PROXY_VARIABLES),
-    )
+    configured = {name.lower() for name, value in env.items() if value and value.strip()}
+    return HttpEnvironment(use_proxy_settings=any(name in configured for name in PROXY_VARIABLES))

@@ -44,6 +44,8 @@ class ArmAccountDirectory(AccountDirectory):
                 RetryPolicy(retry_total=options.get("retry_total", 3)),
                 ARMChallengeAuthenticationPolicy(credential, accounts.arm_scope),
             ],
+            # the composition root's transport (CA bundle passed once, no per-request environment reads)
+            **({"transport": options["transport"]} if "transport" in options else {}),
         )
 
     def list_subscriptions(self) -> list[str]:

@@ -108,15 +108,18 @@ def test_cost_per_cycle_rotates_every_target_in_a_function_shaped_process(
 ) -> None:
     report = cost_per_cycle.main(
         ["--targets", "4", "--reference-targets", "2", "--rounds", "1", "--latency-scale", "0.05",
-         "--drain", "1"]
+         "--drain", "1", "--variants", "now", "before"]
     )  # fmt: skip
     data = report.data
-    assert data["completed"] == 4  # every target finished its cycle
+    assert data["completed"] == 4  # every target finished its cycles (one per variant)
     assert data["environment_size"] >= 90  # about a Function's 100 variables
     assert data["log_records"] > 0  # INFO records went through the worker-like handler
-    engine = data["engine"][0]
+    engine, before = data["engine"]["now"][0], data["engine"]["before"][0]
     assert engine.by_service["arm"] >= 4 * 2 and engine.by_service["dataplane"] == 4  # one probe each
-    assert data["calls_per_cycle"] >= sum(call_counts.MINIMUM_PER_CYCLE.values())
+    for variant in ("now", "before"):
+        assert data["figures"][variant]["calls_per_cycle"] >= sum(call_counts.MINIMUM_PER_CYCLE.values())
+    # one transaction per target and invocation instead of a request per history row
+    assert engine.by_service["table"] < before.by_service["table"]
     assert engine.client_cpu > 0 and data["reference"][0].calls == 2 * 5  # the script: 5 calls a cycle
     assert_printed_ratios(capsys.readouterr().out, report.ratios)
 
