@@ -69,6 +69,10 @@ bench-emulator: deps
 # make bench-cycle-scale | bench-call-counts | bench-import-time | bench-consumer-get | bench-sweep-memory
 # | bench-probe-verdicts | bench-fleet-scale
 BENCHMARKS := cycle-scale call-counts import-time consumer-get sweep-memory probe-verdicts fleet-scale
+# make bench-cost: client CPU per target-cycle in a Function-shaped process (bench/cost_per_cycle.py)
+.PHONY: bench-cost
+bench-cost: deps
+	$(PY) -m bench.cost_per_cycle $(BENCH_ARGS)
 .PHONY: $(addprefix bench-,$(BENCHMARKS))
 $(addprefix bench-,$(BENCHMARKS)): bench-%: deps
 	$(PY) -m bench.$(subst -,_,$*) $(BENCH_ARGS)

@@ -58,11 +58,15 @@ def subscriptions_for(count: int) -> int:
 
 
 @contextmanager
-def local_azure(latency: float = 0.0) -> Iterator[tuple[EmulatorProcess, AzuriteProcess]]:
+def local_azure(
+    latency: float = 0.0, account_hosts: bool = False
+) -> Iterator[tuple[EmulatorProcess, AzuriteProcess]]:
     """Emulator + Azurite; the emulator's settings are put in ``os.environ`` (managed identity, CA) the way
-    the Functions host provides them, and removed again afterwards."""
+    the Functions host provides them, and removed again afterwards. ``account_hosts``: one data-plane host
+    name per account (``--account-hosts``; the caller maps them to 127.0.0.1, emulator/client/hosts.py)."""
     saved = dict(os.environ)
-    with EmulatorProcess(latency=latency) as emulator, AzuriteProcess() as azurite:
+    extra = ["--account-hosts"] if account_hosts else []
+    with EmulatorProcess(latency=latency, extra_args=extra) as emulator, AzuriteProcess() as azurite:
         emulator.apply_env(os.environ)
         try:
             yield emulator, azurite
@@ -86,8 +90,19 @@ def engine_settings(
     drain: str = "PT2S",
     **overrides: str,
 ) -> Settings:
+    return load_settings(engine_env(emulator, azurite, resource_ids, drain, **overrides))
+
+
+def engine_env(
+    emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    resource_ids: Iterable[str],
+    drain: str = "PT2S",
+    **overrides: str,
+) -> dict[str, str]:
+    """The engine's app settings against this emulator and Azurite (fresh table names)."""
     suffix = uuid.uuid4().hex[:8]
-    env = {
+    return {
         **emulator.app_env,
         "ROTATION_TARGETS": json.dumps([{"resourceId": r, "drainTime": drain} for r in resource_ids]),
         "AzureWebJobsStorage": azurite.connection_string,
@@ -95,7 +110,6 @@ def engine_settings(
         "ROTATION_HISTORY_TABLE": f"benchhistory{suffix}",
         **overrides,
     }
-    return load_settings(env)
 
 
 def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> RotationService:

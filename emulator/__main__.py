@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorOptions, Path | N
         default=0.0,
         help="seconds before a regenerated key is accepted by the data plane",
     )
+    parser.add_argument(
+        "--account-hosts",
+        action="store_true",
+        help="give each account with a custom subdomain its own host name under "
+        "*.cognitiveservices.emulator.test (map it to 127.0.0.1 in the client; see docs/EMULATOR.md)",
+    )
     parser.add_argument("--vault-name", default="kv-emulator", help="vault name used in Key Vault events")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -59,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EmulatorOptions, Path | N
         latency=args.latency,
         propagation=args.propagation,
         vault_name=args.vault_name,
+        account_hosts=args.account_hosts,
     ), args.env_file
 
 

@@ -277,9 +277,12 @@ class ArmCognitiveServices:
                 limit_header,
             )
         accepted_from = self.emulator.now() + self.emulator.state.propagation_seconds
-        if key_name.lower() == "key1":
-            account.key1, account.key1_accepted_from = new_account_key(), accepted_from
+        slot = key_name.lower()
+        # through the account table, whose key index the shared data-plane hosts look keys up in
+        self.emulator.state.accounts.rekey(account, slot, new_account_key())
+        if slot == "key1":
+            account.key1_accepted_from = accepted_from
         else:
-            account.key2, account.key2_accepted_from = new_account_key(), accepted_from
+            account.key2_accepted_from = accepted_from
         self.emulator.persist()
         return json_response({"key1": account.key1, "key2": account.key2}, headers=headers)

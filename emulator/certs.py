@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from emulator.hosts import ACCOUNT_HOST_SUFFIX
+
 
 @dataclass(frozen=True)
 class CertificateFiles:
@@ -40,7 +42,9 @@ def ensure_certificates(directory: Path) -> CertificateFiles:
     directory.mkdir(parents=True, exist_ok=True)
     files = CertificateFiles(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     if files.ca_bundle.exists() and files.server_cert.exists() and files.server_key.exists():
-        return files
+        if _covers_account_hosts(files.server_cert):
+            return files
+        # made before --account-hosts existed: make a new CA and certificate (clients re-read the bundle)
 
     now = dt.datetime.now(dt.UTC)
     # P-256 keeps TLS handshakes cheap, which matters for the throughput target.
@@ -84,7 +88,12 @@ def ensure_certificates(directory: Path) -> CertificateFiles:
         .not_valid_after(now + dt.timedelta(days=90))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    # every account's own host under --account-hosts (one label: a wildcard covers it)
+                    x509.DNSName(f"*.{ACCOUNT_HOST_SUFFIX}"),
+                ]
             ),
             critical=False,
         )
@@ -100,3 +109,9 @@ def ensure_certificates(directory: Path) -> CertificateFiles:
     files.server_cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
     _write_private(files.server_key, _key_pem(server_key))
     return files
+
+
+def _covers_account_hosts(server_cert: Path) -> bool:
+    certificate = x509.load_pem_x509_certificate(server_cert.read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return f"*.{ACCOUNT_HOST_SUFFIX}" in names.get_values_for_type(x509.DNSName)

@@ -32,6 +32,9 @@ class EmulatorConfig:
     state_file: Path | None = None
     ca_bundle: Path | None = None
     topic_name: str = "rotation"
+    # ``--account-hosts``: accounts with a custom subdomain answer on ``https://{subdomain}.{suffix}:port/``
+    # (their own TLS connection per account, as in Azure) instead of ``/accounts/{subdomain}/``.
+    account_host_suffix: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -54,6 +57,8 @@ class Emulator:
         self._state_file = StateFile(config.state_file) if config.state_file else None
         # Set by the event module at startup; called whenever secrets or the clock change.
         self.evaluate_events: Callable[[], None] = lambda: None
+        # Set by the event module too: a secret changed, schedule its next event (name as stored).
+        self.secret_changed: Callable[[str], None] = lambda name: None
 
     @property
     def arm_audiences(self) -> frozenset[str]:
@@ -80,6 +85,8 @@ class Emulator:
     def account_endpoint(self, account: Account) -> str:
         """``properties.endpoint``: the account's own host, or the shared host the gateway serves it on."""
         base = self.config.base_url
+        if account.custom_subdomain and self.config.account_host_suffix:
+            return f"https://{account.host_name.lower()}.{self.config.account_host_suffix}:{self.config.port}/"
         if account.custom_subdomain:
             return f"{base}/accounts/{account.host_name}/"
         if account.kind == "TextTranslation":

@@ -88,8 +88,7 @@ class DataPlane:
         else:
             if not api.authenticated:
                 return await self._answer(api, request, None)
-            candidates = self._shared_host_accounts(shape, params.get("region", ""), api)
-            account = self._account_for_key(api, request, candidates)
+            account = self._shared_host_account(shape, params.get("region", ""), api, request)
             refused = self._unauthorized(api) if account is None else self._deny(api, account)
         if refused is not None:
             return refused
@@ -137,13 +136,18 @@ class DataPlane:
                     return account
         return None
 
-    def _shared_host_accounts(self, shape: Shape, region: str, api: Api) -> list[Account]:
-        """Whose keys the shared host knows: the region's accounts (regional), Translator-capable ones
-        (global). Accounts with a custom subdomain are still reachable there, as in Azure."""
-        accounts = [a for a in self.emulator.state.accounts.values() if a.kind in api.kinds]
-        if shape is Shape.REGIONAL:
-            return [a for a in accounts if a.location.lower() == region.lower()]
-        return accounts
+    def _shared_host_account(
+        self, shape: Shape, region: str, api: Api, request: Request
+    ) -> Account | None:
+        """The account whose key was presented, if the shared host knows it: the region's accounts
+        (regional), Translator-capable ones (global). Accounts with a custom subdomain are still reachable
+        there, as in Azure. Looked up by key (an index), never by scanning every account."""
+        candidate = self.emulator.state.accounts.by_key(self._presented_key(api, request))
+        if candidate is None or candidate.kind not in api.kinds:
+            return None
+        if shape is Shape.REGIONAL and candidate.location.lower() != region.lower():
+            return None
+        return self._account_for_key(api, request, [candidate])
 
     def _region_ok(self, request: Request, account: Account) -> bool:
         """A regional Translator or multi-service key is refused without its region, even when valid."""

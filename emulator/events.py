@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 import logging
 import uuid
 from typing import Any
@@ -37,26 +38,52 @@ class KeyVaultEvents:
         self.outbox: asyncio.Queue[dict[str, Any]] | None = None
         self.delivered = 0
         self.failed_attempts = 0
+        # When each watched secret's next event falls due: (due, secret key). Evaluating pops only what is
+        # due, so the once-a-second tick costs nothing per secret; every secret write pushes its secret.
+        self._due: list[tuple[float, str]] = []
+        self._emitted: set[str] = set()
+        self._indexed_state: object = None
+
+    def watch(self, name: str) -> None:
+        """A secret changed (new version, new attributes, recovered): schedule its latest version."""
+        versions = self.emulator.state.secrets.get(name.lower())
+        if versions and versions[-1].expires is not None:
+            expires = versions[-1].expires
+            for when in (expires - NEAR_EXPIRY_WINDOW_SECONDS, expires):
+                heapq.heappush(self._due, (when, name.lower()))
+
+    def _ensure_index(self) -> None:
+        """(Re)build the schedule from every secret: at start, after a state file was loaded, after a
+        reset (which empties the emitted markers) — the only scans of every secret."""
+        state = self.emulator.state
+        if self._indexed_state is state and len(self._emitted) == len(state.emitted_events):
+            return
+        self._indexed_state = state
+        self._emitted = set(state.emitted_events)
+        self._due = []
+        for name in state.secrets:
+            self.watch(name)
 
     def evaluate(self) -> None:
+        self._ensure_index()
         state = self.emulator.state
         now = self.emulator.now()
-        emitted = set(state.emitted_events)
         new_events: list[dict[str, Any]] = []
-        for versions in state.secrets.values():
-            latest = versions[-1]
-            if latest.expires is None:
-                continue
-            due = ((NEAR_EXPIRY, latest.expires - NEAR_EXPIRY_WINDOW_SECONDS), (EXPIRED, latest.expires))
+        while self._due and self._due[0][0] <= now:
+            _, name = heapq.heappop(self._due)
+            versions = state.secrets.get(name)
+            latest = versions[-1] if versions else None
+            if latest is None or latest.expires is None:
+                continue  # deleted, or no longer expiring: nothing to say
+            expires = latest.expires
+            due = ((NEAR_EXPIRY, expires - NEAR_EXPIRY_WINDOW_SECONDS), (EXPIRED, expires))
             for event_type, when in due:
                 marker = f"{event_type}|{latest.version}"
-                if now >= when and marker not in emitted:
-                    emitted.add(marker)
+                if now >= when and marker not in self._emitted:
+                    self._emitted.add(marker)
                     state.emitted_events.append(marker)
                     new_events.append(
-                        self._event(
-                            event_type, latest.name, latest.version, latest.not_before, latest.expires, now
-                        )
+                        self._event(event_type, latest.name, latest.version, latest.not_before, expires, now)
                     )
         if not new_events:
             return

@@ -353,6 +353,7 @@ class KeyVaultSecrets:
         )
         state.secrets.setdefault(name.lower(), []).append(version)
         self.emulator.persist()
+        self.emulator.secret_changed(name)
         self.emulator.evaluate_events()
         return json_response(_bundle(self.emulator, version))
 
@@ -378,6 +379,7 @@ class KeyVaultSecrets:
             setattr(found, key, value)
         found.updated = int(self.emulator.now())
         self.emulator.persist()
+        self.emulator.secret_changed(found.name)
         self.emulator.evaluate_events()
         return json_response(_bundle(self.emulator, found, include_value=False))
 
@@ -448,4 +450,5 @@ class KeyVaultSecrets:
             return keyvault_error(404, "SecretNotFound", f"Deleted Secret not found: {name}")
         state.secrets[name.lower()] = deleted.versions
         self.emulator.persist()
+        self.emulator.secret_changed(name)
         return json_response(_bundle(self.emulator, deleted.versions[-1], include_value=False))

@@ -25,6 +25,7 @@ from emulator.core import Emulator, EmulatorConfig, EventCallback
 from emulator.dataplane import DataPlane
 from emulator.eventgrid import EventGridTopic
 from emulator.events import KeyVaultEvents
+from emulator.hosts import ACCOUNT_HOST_SUFFIX, AccountHostMiddleware
 from emulator.identity import ManagedIdentity
 from emulator.keyvault import KeyVaultSecrets
 from emulator.knobs import Knobs
@@ -45,11 +46,13 @@ class EmulatorOptions:
     propagation: float = 0.0
     vault_name: str = "kv-emulator"
     seed_demo_account: bool = True
+    account_hosts: bool = False  # --account-hosts: one data-plane host name per account (emulator/hosts.py)
 
 
 def build_app(emulator: Emulator) -> Any:
     events = KeyVaultEvents(emulator)
     emulator.evaluate_events = events.evaluate
+    emulator.secret_changed = events.watch
     control = ControlApi(emulator)
     routes = [
         *control.routes(),
@@ -81,7 +84,7 @@ def build_app(emulator: Emulator) -> Any:
     assert isinstance(app.router, Router)
     app.router.redirect_slashes = False
     app.state.control = control
-    return ConnectionAbortMiddleware(app)
+    return ConnectionAbortMiddleware(AccountHostMiddleware(app))
 
 
 def _bind(port: int) -> socket.socket:
@@ -113,6 +116,7 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
         event_webhook=options.event_webhook,
         state_file=options.state_file,
         ca_bundle=certificates.ca_bundle,
+        account_host_suffix=ACCOUNT_HOST_SUFFIX if options.account_hosts else None,
     )
     loaded = StateFile(options.state_file).load() if options.state_file else None
     state = loaded or EmulatorState()
@@ -120,7 +124,7 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
         state.propagation_seconds = options.propagation
     emulator = Emulator(config, state, Knobs(options.latency), on_event)
     app = build_app(emulator)
-    control: ControlApi = app.app.state.control
+    control: ControlApi = app.app.app.state.control
     seeds = options.accounts or (
         [DEMO_ACCOUNT_ID] if options.seed_demo_account and not state.accounts else []
     )

@@ -159,6 +159,63 @@ class Account:
         return self.key1 if slot == "key1" else self.key2
 
 
+class AccountTable(dict[str, Account]):
+    """The accounts by lower-cased resource id, plus the two lookups the data plane makes on every request
+    — by custom subdomain (an account's own host) and by key (shared regional/global hosts, where the key
+    selects the account) — kept as indexes, so a request costs the same with 10 or 10,000 accounts.
+    Every change goes through ``[id] = account``, ``del [id]`` or :meth:`rekey` (the only writers:
+    the control API and ARM ``regenerateKey``)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._by_subdomain: dict[str, Account] = {}
+        self._by_key: dict[str, Account] = {}
+        for account in self.values():
+            # dataclasses.asdict() rebuilds this mapping type with plain dicts as values (persistence)
+            if isinstance(account, Account):
+                self._index(account)
+
+    def _index(self, account: Account) -> None:
+        self._by_subdomain.setdefault(account.host_name.lower(), account)
+        for key in (account.key1, account.key2):
+            self._by_key[key] = account
+
+    def _unindex(self, account: Account) -> None:
+        if self._by_subdomain.get(account.host_name.lower()) is account:
+            del self._by_subdomain[account.host_name.lower()]
+        for key in (account.key1, account.key2):
+            if self._by_key.get(key) is account:
+                del self._by_key[key]
+
+    def __setitem__(self, resource_id: str, account: Account) -> None:
+        previous = self.get(resource_id)
+        if previous is not None:
+            self._unindex(previous)
+        super().__setitem__(resource_id, account)
+        self._index(account)
+
+    def __delitem__(self, resource_id: str) -> None:
+        self._unindex(self[resource_id])
+        super().__delitem__(resource_id)
+
+    def rekey(self, account: Account, slot: str, key: str) -> None:
+        """Replace one slot's key (``regenerateKey``): the old key stops selecting the account at once."""
+        old = account.key(slot)
+        if self._by_key.get(old) is account:
+            del self._by_key[old]
+        if slot == "key1":
+            account.key1 = key
+        else:
+            account.key2 = key
+        self._by_key[key] = account
+
+    def by_subdomain(self, subdomain: str) -> Account | None:
+        return self._by_subdomain.get(subdomain.lower())
+
+    def by_key(self, key: str) -> Account | None:
+        return self._by_key.get(key)
+
+
 MAX_TAGS = 50  # per resource ("Each resource ... can have a maximum of 50 tag name-value pairs")
 MAX_TAG_NAME = 512
 MAX_TAG_VALUE = 256
@@ -212,7 +269,7 @@ class EmulatorState:
     signing_key: str = field(default_factory=lambda: secrets.token_hex(32))
     clock_offset: float = 0.0
     propagation_seconds: float = 0.0
-    accounts: dict[str, Account] = field(default_factory=dict)  # key: lower-cased resource id
+    accounts: AccountTable = field(default_factory=AccountTable)  # key: lower-cased resource id
     secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)  # key: lower-cased name
     deleted_secrets: dict[str, DeletedSecret] = field(default_factory=dict)
     kv_events: list[dict[str, Any]] = field(default_factory=list)
@@ -239,11 +296,7 @@ class EmulatorState:
         return [a for a in self.accounts.values() if a.name.lower() == name.lower()]
 
     def account_by_subdomain(self, subdomain: str) -> Account | None:
-        lowered = subdomain.lower()
-        for account in self.accounts.values():
-            if account.host_name.lower() == lowered:
-                return account
-        return None
+        return self.accounts.by_subdomain(subdomain)
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -257,7 +310,7 @@ class EmulatorState:
         state.signing_key = data["signing_key"]
         state.clock_offset = float(data.get("clock_offset", 0.0))
         state.propagation_seconds = float(data.get("propagation_seconds", 0.0))
-        state.accounts = {k: Account(**v) for k, v in data.get("accounts", {}).items()}
+        state.accounts = AccountTable({k: Account(**v) for k, v in data.get("accounts", {}).items()})
         state.consumers = data.get("consumers", {})
         KEYS_ISSUED_HERE.update(
             key for account in state.accounts.values() for key in (account.key1, account.key2)

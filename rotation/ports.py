@@ -4,7 +4,7 @@ Azure; tests implement them with fakes. Every method raises only ``rotation.erro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -170,6 +170,12 @@ class HistoryStore(ABC):
 
     @abstractmethod
     def append(self, target_key: str, record: HistoryRecord) -> None: ...
+
+    def append_all(self, target_key: str, records: Sequence[HistoryRecord]) -> None:
+        """The rows one invocation recorded for one target, at once (an adapter may send them in one
+        request: a Table transaction). Default: one ``append`` each."""
+        for record in records:
+            self.append(target_key, record)
 
     @abstractmethod
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:

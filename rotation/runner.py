@@ -20,6 +20,7 @@ from rotation.audit import (
     announce_cycle,
     append_history,
     error_text,
+    flush_history,
     log_transition,
     logger,
     publish,
@@ -87,7 +88,21 @@ class StepRunner:
             trigger=trigger,
             owner=owner or uuid.uuid4().hex,
             requester=request.requester if request else "",
+            pending_history=[],
         )
+        try:
+            return self._advance(ctx, target, loaded, request, preloaded)
+        finally:
+            flush_history(ctx)  # the invocation's history rows: one request for this target
+
+    def _advance(
+        self,
+        ctx: StepContext,
+        target: Target,
+        loaded: VersionedState | None,
+        request: CycleRequest | None,
+        preloaded: bool,
+    ) -> TargetResult:
         try:
             current = loaded if loaded is not None or preloaded else self.ports.states.get(target.state_key)
         except RotationError as exc:

@@ -2,11 +2,14 @@
 
 ``ManagedIdentityCredential`` when IDENTITY_ENDPOINT is set (Azure Functions, the local emulator), with
 AZURE_CLIENT_ID for a user-assigned identity; ``DefaultAzureCredential`` elsewhere (a developer's az login).
-TLS verification is never disabled: the emulator's CA is trusted through REQUESTS_CA_BUNDLE.
+TLS verification is never disabled: the emulator's CA is trusted through REQUESTS_CA_BUNDLE; no request
+re-reads the rest of the environment (proxies, ``.netrc``) unless a proxy is configured
+(``shared/http_settings.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -16,7 +19,6 @@ import requests
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
-from azure.eventgrid import EventGridPublisherClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
@@ -39,11 +41,13 @@ from shared.azure.budget_table import TableTokenBucket
 from shared.azure.cognitive_services import CognitiveServicesKeys
 from shared.azure.consumer_platforms import ArmConsumerPlatforms
 from shared.azure.data_plane_probe import DataPlaneProbe
-from shared.azure.event_grid import EventGridLifecyclePublisher
 from shared.azure.key_vault import KeyVaultSecretStore
 from shared.azure.queues import QueueWorkScheduler
 from shared.azure.resource_manager import ArmAccountDirectory
 from shared.azure.tables import TableHistoryStore, TableStateStore
+from shared.azure.token_cache import SingleFlightCredential
+from shared.http_session import LeanSession
+from shared.http_settings import HttpEnvironment
 from shared.settings import Settings
 
 # azure-core already retries 429/5xx/timeouts with backoff (honouring Retry-After); keep it short so one
@@ -59,13 +63,22 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
-def sized_transport(pool_size: int) -> RequestsTransport:
-    """An azure-core transport whose connection pool holds ``pool_size`` connections per host.
+# azure-core logs every request and response at INFO; a Function's root logger is at INFO, so each SDK
+# call would format and ship two records (~7 % more CPU per call, measured). Operators who want them set
+# this logger's level themselves (then it is left alone): docs/ENGINE.md "Cost per cycle".
+HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
 
-    requests' default pool keeps 10: a sweep running more threads than that against one host opens extra
-    connections and throws them away ("Connection pool is full, discarding connection"), which costs a TLS
-    handshake each time and floods the log. urllib3's own retries stay off, as azure-core sets them."""
-    session = requests.Session()
+
+def quiet_sdk_http_logging() -> None:
+    http_logger = logging.getLogger(HTTP_LOGGER)
+    if http_logger.level == logging.NOTSET:
+        http_logger.setLevel(logging.WARNING)
+
+
+def http_session(pool_size: int, http: HttpEnvironment) -> requests.Session:
+    """A requests session that does not scan the environment for proxies and ``.netrc`` on every request
+    (unless a proxy is configured; shared/http_settings.py)."""
+    session = LeanSession(http)
     adapter = requests.adapters.HTTPAdapter(
         pool_connections=4,
         pool_maxsize=max(10, pool_size),
@@ -73,17 +86,29 @@ def sized_transport(pool_size: int) -> RequestsTransport:
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    return RequestsTransport(session=session, session_owner=False)
+    return session
+
+
+def sized_transport(pool_size: int, http: HttpEnvironment | None = None) -> RequestsTransport:
+    """An azure-core transport whose connection pool holds ``pool_size`` connections per host.
+
+    requests' default pool keeps 10: a sweep running more threads than that against one host opens extra
+    connections and throws them away ("Connection pool is full, discarding connection"), which costs a TLS
+    handshake each time and floods the log. urllib3's own retries stay off, as azure-core sets them."""
+    return RequestsTransport(session=http_session(pool_size, http or HttpEnvironment()), session_owner=False)
 
 
 def build_credential(settings: Settings) -> TokenCredential:
+    """One token request per scope however many threads start at once (SingleFlightCredential)."""
     if settings.use_managed_identity:
-        return ManagedIdentityCredential(client_id=settings.azure_client_id)
-    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+        return SingleFlightCredential(ManagedIdentityCredential(client_id=settings.azure_client_id))
+    return SingleFlightCredential(
+        DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+    )
 
 
 def build_table_service(settings: Settings, credential: TokenCredential) -> TableServiceClient:
-    options = {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency)}
+    options = {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency, settings.http)}
     if settings.storage_connection_string:
         return TableServiceClient.from_connection_string(settings.storage_connection_string, **options)
     assert settings.table_service_uri is not None  # load_settings guarantees one of the two
@@ -116,7 +141,7 @@ class VaultStores:
             vault_url,
             self.credential,
             verify_challenge_resource=self.settings.verify_challenge_resource,
-            transport=sized_transport(self.settings.sweep_concurrency),
+            transport=sized_transport(self.settings.sweep_concurrency, self.settings.http),
             **CLIENT_OPTIONS,
         )
 
@@ -129,7 +154,7 @@ def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkSche
             settings.storage_connection_string,
             settings.queue_name,
             message_encode_policy=encoding,
-            transport=sized_transport(settings.sweep_concurrency),
+            transport=sized_transport(settings.sweep_concurrency, settings.http),
             **CLIENT_OPTIONS,
         )
         return QueueWorkScheduler(client)
@@ -139,7 +164,7 @@ def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkSche
             settings.queue_name,
             credential,
             message_encode_policy=encoding,
-            transport=sized_transport(settings.sweep_concurrency),
+            transport=sized_transport(settings.sweep_concurrency, settings.http),
             **CLIENT_OPTIONS,
         )
         return QueueWorkScheduler(client)
@@ -165,28 +190,32 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     secrets = vaults.build_client(settings.key_vault_url)
     lifecycle: LifecycleSink = NullLifecycleSink()
     if settings.events_topic_endpoint:
+        # imported only when a topic is configured: azure.eventgrid is a cold-start cost otherwise
+        from azure.eventgrid import EventGridPublisherClient
+
+        from shared.azure.event_grid import EventGridLifecyclePublisher
+
         lifecycle = EventGridLifecyclePublisher(
             EventGridPublisherClient(
                 settings.events_topic_endpoint,
                 credential,
-                transport=sized_transport(settings.sweep_concurrency),
+                transport=sized_transport(settings.sweep_concurrency, settings.http),
                 **CLIENT_OPTIONS,
             )
         )
-    session = requests.Session()
-    session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.sweep_concurrency)))
     keys = CognitiveServicesKeys(
         credential,
         settings.arm_endpoint,
         settings.arm_scope,
         limiter,
         # one transport for every subscription's client: one pool per ARM host, sized to the sweep
-        {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency)},
+        {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency, settings.http)},
     )
     return Ports(
         secrets=KeyVaultSecretStore(secrets),
         keys=keys,
-        probe=DataPlaneProbe(session),
+        # one pool per account host: each probe of a new account opens its connection (as in Azure)
+        probe=DataPlaneProbe(http_session(settings.sweep_concurrency, settings.http)),
         states=TableStateStore(tables.get_table_client(settings.state_table)),
         history=TableHistoryStore(tables.get_table_client(settings.history_table)),
         lifecycle=lifecycle,
@@ -194,7 +223,12 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         vault_limiter=vault_limiter,
         vaults=vaults,
         directory=(
-            ArmAccountDirectory(credential, keys, settings.discovery_scopes, dict(CLIENT_OPTIONS))
+            ArmAccountDirectory(
+                credential,
+                keys,
+                settings.discovery_scopes,
+                {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency, settings.http)},
+            )
             if settings.discovery
             else None
         ),
@@ -218,6 +252,7 @@ def build_service(
     policy: Policy | None = None,
 ) -> RotationService:
     """The service the triggers and the CLI use. ``credential``/``clock``/``policy`` are for tests."""
+    quiet_sdk_http_logging()
     credential = credential or build_credential(settings)
     ports = build_ports(settings, credential)
     discovery = DiscoverySettings(settings.discovery_tag, settings.vault_suffix, settings.key_vault_url)

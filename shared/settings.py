@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlparse
 
 from rotation.discovery import DiscoveryTag
 from rotation.errors import SettingsError
 from rotation.model import Target
+from shared.http_settings import HttpEnvironment, read_http_environment
 from shared.target_settings import parse_duration, parse_targets
 
 
@@ -155,6 +156,8 @@ class Settings:
     discovery_tag: DiscoveryTag = DEFAULT_DISCOVERY_TAG
     vault_secret_writes_per_10s: int = 250
     budget_table: str = "rotationbudgets"
+    # Not an app setting: the platform's CA bundle and proxy variables, read once (shared/http_settings.py).
+    http: HttpEnvironment = field(default_factory=HttpEnvironment)
 
     @property
     def arm_scope(self) -> str:
@@ -252,6 +255,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "KEY_VAULT_SECRET_WRITES_PER_10S", get("KEY_VAULT_SECRET_WRITES_PER_10S"), 1, 272
         ),
         budget_table=get("ROTATION_BUDGET_TABLE") or "",
+        http=read_http_environment(env),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from rotation.model import Policy, SecretValue, Slot, Target, TargetState
+from rotation.model import HistoryRecord, Policy, SecretValue, Slot, Target, TargetState
 from rotation.outcomes import StepOutcome
 from rotation.ports import AccountInfo, Clock, Ports, SecretStore, StoredSecret
 
@@ -40,6 +40,9 @@ class StepContext:
     retry_in: float = 0.0  # when deferred: seconds until the budget that stopped it has the tokens
     steps: list[str] = field(default_factory=list)
     started_cycle: str | None = None
+    # History rows held until the invocation ends, then written at once (one Table transaction per
+    # target instead of one request per row); None: write each row at once.
+    pending_history: list[HistoryRecord] | None = None
 
     def now(self) -> datetime:
         return self.clock()

@@ -34,6 +34,8 @@ class ArmRest:
                 RetryPolicy(retry_total=options.get("retry_total", 3)),
                 ARMChallengeAuthenticationPolicy(credential, arm_scope),
             ],
+            # the composition root's transport (CA bundle passed once, no per-request environment reads)
+            **({"transport": options["transport"]} if "transport" in options else {}),
         )
 
     def call(self, method: str, path: str, api_version: str, operation: str) -> Any:

@@ -10,7 +10,15 @@ import math
 
 import pytest
 
-from bench import call_counts, consumer_get, cycle_scale, fleet_scale, import_time, sweep_memory
+from bench import (
+    call_counts,
+    consumer_get,
+    cost_per_cycle,
+    cycle_scale,
+    fleet_scale,
+    import_time,
+    sweep_memory,
+)
 
 
 def assert_printed_ratios(output: str, report_ratios: list[tuple[str, float]]) -> None:
@@ -92,4 +100,33 @@ def test_fleet_scale_discovers_adopts_and_rotates_every_tagged_account(
     assert data["throttled"] == {}, "the budgets kept ARM and Key Vault from answering 429"
     assert set(data["waves"]) == {"discovery + adoption", "cycle: regenerate, verify, swap", "cycle: retire"}
     assert data["counts"]["keyvault.set_secret"] >= 12 * 8  # adoption 4 + cycle 4 per account
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_cost_per_cycle_rotates_every_target_in_a_function_shaped_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = cost_per_cycle.main(
+        ["--targets", "4", "--reference-targets", "2", "--rounds", "1", "--latency-scale", "0.05",
+         "--drain", "1", "--variants", "now", "before"]
+    )  # fmt: skip
+    data = report.data
+    assert data["completed"] == 4  # every target finished its cycles (one per variant)
+    assert data["environment_size"] >= 90  # about a Function's 100 variables
+    assert data["log_records"] > 0  # INFO records went through the worker-like handler
+    engine, before = data["engine"]["now"][0], data["engine"]["before"][0]
+    assert engine.by_service["arm"] >= 4 * 2 and engine.by_service["dataplane"] == 4  # one probe each
+    for variant in ("now", "before"):
+        assert data["figures"][variant]["calls_per_cycle"] >= sum(call_counts.MINIMUM_PER_CYCLE.values())
+    # one transaction per target and invocation instead of a request per history row
+    assert engine.by_service["table"] < before.by_service["table"]
+    assert engine.client_cpu > 0 and data["reference"][0].calls == 2 * 5  # the script: 5 calls a cycle
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_emulator_scaling_measures_each_size(capsys: pytest.CaptureFixture[str]) -> None:
+    report = cost_per_cycle.main(["--emulator-scaling", "5", "20"])
+    sizes = report.data["sizes"]
+    assert [s["accounts"] for s in sizes] == [5, 20]
+    assert all(s["requests"] > 0 and s["emulator_ms_per_request"] > 0 for s in sizes)
     assert_printed_ratios(capsys.readouterr().out, report.ratios)

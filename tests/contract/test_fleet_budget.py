@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from emulator.client.azurite import AzuriteProcess
-from shared.azure.budget_table import TableTokenBucket
+from shared.azure.budget_table import RESERVE_TAKES, TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
 
 
@@ -52,3 +53,30 @@ def test_a_deferred_target_is_rescheduled_as_an_invisible_queue_message(azurite:
     time.sleep(2.5)  # the test waits for Azurite's visibility clock; the product never sleeps
     [message] = list(queue.receive_messages())
     assert json.loads(message.content) == {"target": "/subscriptions/s/x"}
+
+
+def test_one_instances_threads_share_a_reserve_and_never_exceed_the_bucket(azurite: AzuriteProcess) -> None:
+    """16 sweep threads taking tokens at once: every token of the bucket is spent, never one more, and
+    most takes are served from the instance's reserve instead of a Table read + compare-and-swap each."""
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    reads = [0]
+    get_entity = table.get_entity
+
+    def counted_get_entity(*args: object, **kwargs: object) -> object:
+        reads[0] += 1
+        return get_entity(*args, **kwargs)  # type: ignore[arg-type]
+
+    table.get_entity = counted_get_entity  # type: ignore[method-assign]
+    frozen = [1_000.0]
+    bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=60, clock=lambda: frozen[0])
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        taken = list(pool.map(lambda _: bucket.try_acquire("vault", 3), range(40)))
+    assert taken.count(True) == 20  # 60 tokens, 3 at a time: all of them, not one more
+    assert reads[0] <= 20 // (1 + RESERVE_TAKES) + 2, reads[0]  # one read per reserve, not per take
+    refused_reads = reads[0]
+    assert not bucket.try_acquire("vault", 3)  # empty: refused from what it last saw, no Table read
+    assert reads[0] == refused_reads
+    other = TableTokenBucket(table, "kv", rate_per_second=10, burst=60, clock=lambda: frozen[0])
+    assert not other.try_acquire("vault", 1)  # the other instance sees the same empty bucket

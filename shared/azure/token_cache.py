@@ -1,0 +1,72 @@
+"""One token request per scope, however many sweep threads ask at once.
+
+azure-identity's credentials cache tokens, but when 16 sweep threads make their first call together each
+finds the cache empty and fetches its own token (13-25 token requests for 20 targets in a fresh process,
+measured). This wrapper lets one thread per scope fetch while the others wait for its answer, and serves
+the token from memory until five minutes before it expires (azure-core refreshes earlier still).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+
+REFRESH_MARGIN_SECONDS = 300
+
+
+class SingleFlightCredential:
+    """A ``TokenCredential`` (and ``SupportsTokenInfo``) over another one, fetching each scope once."""
+
+    def __init__(self, inner: TokenCredential) -> None:
+        self.inner = inner
+        self._tokens: dict[tuple[str, ...], AccessTokenInfo] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _fresh(self, key: tuple[str, ...]) -> AccessTokenInfo | None:
+        token = self._tokens.get(key)
+        if token is not None and token.expires_on - REFRESH_MARGIN_SECONDS > time.time():
+            return token
+        return None
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        options = dict(options or {})
+        if options.get("claims"):  # a claims challenge wants a new token: never served from here
+            return self._fetch(scopes, options)
+        key = (*scopes, str(options.get("tenant_id") or ""), str(bool(options.get("enable_cae"))))
+        token = self._fresh(key)
+        if token is not None:
+            return token
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # the first thread fetches; the others find its token when they get the lock
+            token = self._fresh(key)
+            if token is None:
+                token = self._tokens[key] = self._fetch(scopes, options)
+            return token
+
+    def _fetch(self, scopes: tuple[str, ...], options: dict[str, Any]) -> AccessTokenInfo:
+        if hasattr(self.inner, "get_token_info"):
+            return self.inner.get_token_info(*scopes, options=options or None)
+        legacy = self.inner.get_token(*scopes, **options)
+        return AccessTokenInfo(legacy.token, legacy.expires_on)
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        options = {"claims": claims, "tenant_id": tenant_id, "enable_cae": enable_cae}
+        token = self.get_token_info(*scopes, options={k: v for k, v in options.items() if v})
+        return AccessToken(token.token, token.expires_on)
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,28 @@
+"""The requests session under every azure-core transport and the probe (why: ``shared/http_settings.py``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+
+from shared.http_settings import HttpEnvironment
+
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # requests' own order
+
+
+class LeanSession(requests.Session):
+    """A session that reads only the CA variables per request, unless a proxy makes it trust the whole
+    environment (then it is a plain ``requests.Session``)."""
+
+    def __init__(self, http: HttpEnvironment) -> None:
+        super().__init__()
+        self.trust_env = http.use_proxy_settings
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if not self.trust_env and (verify is True or verify is None) and self.verify is True:
+            verify = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), verify)
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
