@@ -9,9 +9,9 @@ Scenarios, all in the same run against the same process:
   and the OpenAI/AIServices probe hit);
 - keyvault: ``GET /secrets/{name}/`` with a bearer token (token validation + secret lookup).
 
-Key Vault's service limit (4,000 transactions per 10 s per vault, which the emulator enforces) is lifted for the
-run: at thousands of requests a second the keyvault scenario would otherwise measure that limit's 429s, not
-the server.
+Key Vault's service limit (4,000 transactions per 10 s per vault, which the emulator enforces) is lifted for
+the run: at thousands of requests a second the keyvault scenario would otherwise measure that limit's 429s,
+not the server.
 
 Prints requests/s per scenario and each one's ratio to the baseline; fails (exit 1) if any request did not
 answer 200 or the data plane is below ``--min-rps`` (default 500, the issue's target).
