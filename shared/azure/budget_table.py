@@ -121,14 +121,30 @@ class TableTokenBucket(WriteRateLimiter):
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         """Azure answered 429 anyway (another client of the same bucket): push the shared bucket back so
         no instance writes before Retry-After."""
+        self._move_tat(
+            self._row(subscription_id),
+            lambda tat, now: max(tat, now + retry_after_seconds + self.burst / self.rate),
+        )
+
+    def release(self, subscription_id: str, writes: int) -> None:
+        """Move the shared bucket's ``tat`` back by ``writes`` intervals. A ``tat`` in the past already
+        means a full bucket (``gcra`` starts from ``max(tat, now)``): never more than the burst is held."""
         row = self._row(subscription_id)
+        self._move_tat(row, lambda tat, now: tat - writes / self.rate)
+        self._waits.pop(row, None)
+
+    def _move_tat(self, row: str, move: Callable[[float, float], float]) -> None:
+        """Compare-and-swap ``tat`` to ``move(tat, now)``; best effort (a missing entity: nothing taken)."""
         for _ in range(CAS_ATTEMPTS):
             now = self.clock()
             try:
                 entity = self.client.get_entity(PARTITION, row)
-                tat = max(float(entity.get("tat", 0.0)), now + retry_after_seconds + self.burst / self.rate)
                 self.client.update_entity(
-                    {"PartitionKey": PARTITION, "RowKey": row, "tat": tat},
+                    {
+                        "PartitionKey": PARTITION,
+                        "RowKey": row,
+                        "tat": move(float(entity.get("tat", 0.0)), now),
+                    },
                     mode=UpdateMode.REPLACE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,

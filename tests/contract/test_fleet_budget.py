@@ -8,12 +8,15 @@ import json
 import time
 import uuid
 
+import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from emulator.client.azurite import AzuriteProcess
+from rotation.ports import WriteRateLimiter
 from shared.azure.budget_table import TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
+from shared.budgets import TokenBucketLimiter
 
 
 def test_two_instances_share_one_bucket_and_never_exceed_it(azurite: AzuriteProcess) -> None:
@@ -52,3 +55,26 @@ def test_a_deferred_target_is_rescheduled_as_an_invisible_queue_message(azurite:
     time.sleep(2.5)  # the test waits for Azurite's visibility clock; the product never sleeps
     [message] = list(queue.receive_messages())
     assert json.loads(message.content) == {"target": "/subscriptions/s/x"}
+
+
+@pytest.mark.parametrize("kind", ["memory", "table"])
+def test_released_tokens_come_back_to_every_instance_and_never_beyond_the_burst(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """What the runner does when one budget grants and the other refuses: the granted tokens go back."""
+    frozen = [1_000.0]
+    if kind == "table":
+        azurite: AzuriteProcess = request.getfixturevalue("azurite")
+        table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+            "budget" + uuid.uuid4().hex[:8]
+        )
+        first: WriteRateLimiter = TableTokenBucket(table, "kv", 10, 8, clock=lambda: frozen[0])
+        second: WriteRateLimiter = TableTokenBucket(table, "kv", 10, 8, clock=lambda: frozen[0])
+    else:
+        first = second = TokenBucketLimiter(10, 8, clock=lambda: frozen[0])
+    second.release("https://kv-a", 3)  # nothing taken yet: a full bucket stays at its burst
+    assert first.try_acquire("https://kv-a", 8) and not second.try_acquire("https://kv-a")
+    first.release("https://kv-a", 3)  # e.g. ARM refused the step these were taken for
+    assert second.try_acquire("https://kv-a", 3) and not second.try_acquire("https://kv-a")
+    second.release("https://kv-b", 2)  # a bucket nobody used: still only its burst
+    assert first.try_acquire("https://kv-b", 8) and not first.try_acquire("https://kv-b")
