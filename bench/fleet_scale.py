@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,7 @@ ENGINE_ARM_RATE, ENGINE_ARM_BURST = 9.0, 180
 TAG = {"key-rotation": "enabled", "key-rotation-drain": "PT5S"}
 CLOCK_OFFSET = timedelta(days=400)  # phase 2: past every staggered first due date (P30D)
 MAX_WAIT_SECONDS = 1800
+HOST_BATCH_SIZE, HOST_NEW_BATCH_THRESHOLD = 16, 8  # host.json extensions.queues
 TIMER_MINUTES = 15  # the sweep timer's default schedule; compressed by --speedup like the budgets
 
 
@@ -71,15 +73,30 @@ def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any
         service.advance_target(target, trigger="queue")
         queue.delete_message(message)
 
-    with ThreadPoolExecutor(max_workers=16) as pool:  # host.json: batchSize 16
+    # As the Functions host's queue trigger (host.json): batches of 16, the next batch fetched as soon as
+    # no more than newBatchThreshold (8) messages are still being processed — no waiting for a whole batch.
+    pending: set[Future[None]] = set()
+    with ThreadPoolExecutor(max_workers=HOST_BATCH_SIZE + HOST_NEW_BATCH_THRESHOLD) as pool:
         while not stop.is_set():
+            if len(pending) > HOST_NEW_BATCH_THRESHOLD:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+                continue
             batch = list(
-                queue.receive_messages(messages_per_page=32, visibility_timeout=120, max_messages=32)
+                queue.receive_messages(
+                    messages_per_page=HOST_BATCH_SIZE, visibility_timeout=120, max_messages=HOST_BATCH_SIZE
+                )
             )
-            if not batch:
+            if not batch and not pending:
                 time.sleep(0.1)  # the host's polling interval (the product itself never sleeps)
                 continue
-            list(pool.map(handle, batch))
+            if not batch:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+                continue
+            pending |= {pool.submit(handle, message) for message in batch}
 
 
 def scale_vault_budget(service: Any, settings: Any, speedup: float, bucket: Any) -> None:
@@ -171,7 +188,8 @@ class Fleet:
             list(
                 pool.map(
                     lambda item: self.queue.send_message(
-                        fanout_message(item[0].resource_id), visibility_timeout=int(item[1])
+                        # rounded up, as the product's scheduler does: never visible before the budget
+                        fanout_message(item[0].resource_id), visibility_timeout=math.ceil(item[1])
                     ),
                     paced,
                 )

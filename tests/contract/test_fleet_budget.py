@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
@@ -78,3 +79,37 @@ def test_released_tokens_come_back_to_every_instance_and_never_beyond_the_burst(
     assert second.try_acquire("https://kv-a", 3) and not second.try_acquire("https://kv-a")
     second.release("https://kv-b", 2)  # a bucket nobody used: still only its burst
     assert first.try_acquire("https://kv-b", 8) and not first.try_acquire("https://kv-b")
+
+
+class _RacingTable:
+    """The real table client, except that right before the next conditional update another instance
+    spends from the same bucket (the race many instances and threads run all the time)."""
+
+    def __init__(self, real: Any, rival: Any) -> None:
+        self.real, self.rival, self.armed = real, rival, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def update_entity(self, *args: Any, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            self.rival()
+        return self.real.update_entity(*args, **kwargs)
+
+
+def test_a_lost_race_after_an_earlier_refusal_is_retried_not_read_as_a_refusal(
+    azurite: AzuriteProcess,
+) -> None:
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    rival = TableTokenBucket(table, "kv", 10, 4, clock=lambda: frozen[0])
+    racing = _RacingTable(table, lambda: rival.try_acquire("https://kv-a"))
+    bucket = TableTokenBucket(racing, "kv", 10, 4, clock=lambda: frozen[0])  # type: ignore[arg-type]
+    assert bucket.try_acquire("https://kv-a", 4) and not bucket.try_acquire("https://kv-a")  # refused once
+    frozen[0] += 1.0  # the bucket is full again
+    racing.armed = True
+    assert bucket.try_acquire("https://kv-a", 2)  # lost one compare-and-swap to the rival, then took it
+    assert bucket.try_acquire("https://kv-a") and not rival.try_acquire("https://kv-a")  # 1 + 2 + 1 = 4
