@@ -48,7 +48,7 @@ HOST_BATCH_SIZE, HOST_NEW_BATCH_THRESHOLD = 16, 8  # host.json extensions.queues
 TIMER_MINUTES = 15  # the sweep timer's default schedule; compressed by --speedup like the budgets
 
 
-def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any) -> None:
+def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any, deferred: Any) -> None:
     """One "Function instance": the production service, fed by the fan-out queue like rotate_from_queue."""
     os.environ.update(env)
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -70,7 +70,9 @@ def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any
 
     def handle(message: Any) -> None:
         target = json.loads(message.content)["target"]
-        service.advance_target(target, trigger="queue")
+        if service.advance_target(target, trigger="queue").outcome.value == "deferred":
+            with deferred.get_lock():
+                deferred.value += 1  # a budget refused: the target went back on the queue
         queue.delete_message(message)
 
     # As the Functions host's queue trigger (host.json): batches of 16, the next batch fetched as soon as
@@ -221,12 +223,15 @@ def run_wave(
     speedup: float,
     done: Any,
     meter: CpuMeter,
-) -> tuple[float, float, int]:
-    """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds, messages)."""
+) -> tuple[float, float, int, int]:
+    """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds, messages, deferrals)."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
+    deferred = context.Value("i", 0)
     processes = [
-        context.Process(target=worker, args=(env, offset.total_seconds(), speedup, stop), daemon=True)
+        context.Process(
+            target=worker, args=(env, offset.total_seconds(), speedup, stop, deferred), daemon=True
+        )
         for _ in range(workers)
     ]
     for process in processes:
@@ -246,7 +251,7 @@ def run_wave(
         process.join(timeout=10)
         if process.is_alive():
             process.terminate()
-    return wall, cpu, sent
+    return wall, cpu, sent, deferred.value
 
 
 def floors(kv_writes: int, arm_writes_per_sub: int, cpu: float, speedup: float) -> dict[str, float]:
@@ -287,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
 
         def measure(name: str, offset: timedelta, done: Any, kv_per_target: int, arm: int) -> None:
             fleet = Fleet(env, args.speedup, offset)
-            wall, cpu, sent = run_wave(env, fleet, args.workers, offset, args.speedup, done, meter)
+            wall, cpu, sent, deferred = run_wave(env, fleet, args.workers, offset, args.speedup, done, meter)
             floor = floors(kv_per_target * max(per_vault), arm, cpu, args.speedup)
             vault_floors = [floors(kv_per_target * k, 0, 0, args.speedup)["key_vault"] for k in per_vault]
             if args.vaults > 1:
@@ -301,10 +306,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
                 "wall": wall,
                 "cpu": cpu,
                 "messages": sent,
+                "deferred": deferred,
                 **{f"floor_{k}": v for k, v in floor.items()},
                 **{f"floor_key_vault_{i}": v for i, v in enumerate(vault_floors)},
             }
-            report.add(f"{name}: wall", f"{wall:.1f} s ({sent} messages)")
+            report.add(f"{name}: wall", f"{wall:.1f} s ({sent} messages, {deferred} deferred by a budget)")
             report.add(
                 f"{name}: floors",
                 f"Key Vault {floor['key_vault']:.1f} s, ARM {floor['arm']:.1f} s, CPU {floor['cpu']:.1f} s "

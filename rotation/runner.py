@@ -142,6 +142,10 @@ class StepRunner:
                     mark_spent(ctx, decision.action)
                     failed = self._failure_state(state, decision.action, exc, now, ctx, started)
                     state, etag = self._write(target, _without_lease(failed), etag)
+                    if isinstance(exc, TransientAzureError) and state.next_attempt_at is not None:
+                        # retried when its backoff ends, not at the next timer tick (fan-out)
+                        backoff = (state.next_attempt_at - now).total_seconds()
+                        self.ports.scheduler.schedule(target.resource_id, backoff)
                     return self._result(ctx, state, TargetOutcome.FAILED, error=error_text(exc))
                 mark_spent(ctx, decision.action, wrote=result.outcome is not StepOutcome.WAITING)
                 self._record(ctx, state, decision.action, result, started)
@@ -156,6 +160,12 @@ class StepRunner:
             # else here is a failed state write (storage unreachable): our lease, if any, simply expires.
             lost = isinstance(exc, LeaseLost)
             self._log_write_failure(ctx, state, decision, error_text(exc), lost)
+            if isinstance(exc, TransientAzureError):
+                # Storage hiccup: try again once our lease (if we held one) has expired, or after the
+                # first backoff — not at the next timer tick.
+                held = state is not None and state.lease_owner == ctx.owner
+                wait = self.policy.lease_duration if held else self.policy.backoff(1)
+                self.ports.scheduler.schedule(target.resource_id, wait.total_seconds())
             return self._result(
                 ctx, state, TargetOutcome.BUSY if lost else TargetOutcome.FAILED, error=error_text(exc)
             )
