@@ -5,11 +5,13 @@ Table storage). See docs/BENCHMARKS.md "Fleet scale".
 
     python -m bench.fleet_scale                          # 1,000 tagged + 200 untagged, 10 subscriptions
     python -m bench.fleet_scale --accounts 40 --untagged 8 --subscriptions 4 --workers 2
+    python -m bench.fleet_scale --vaults 4               # the fleet spread over 4 vaults (key-rotation-vault)
 
 Phases: discovery + adoption (one paced fan-out wave), then one full cycle (a wave that regenerates,
 verifies and swaps; the drain; a wave that retires the old slots). Each wave's wall time is compared with
-its physical floor: the slowest of Key Vault secret writes / the vault's limit, ARM writes / the
-subscription's limit, and measured CPU seconds / cores.
+its physical floor: the slowest of Key Vault secret writes / the vault's limit (per vault: with
+``--vaults N`` account i's tag ``key-rotation-vault`` names vault i mod N, vault 0 being KEY_VAULT_URL),
+ARM writes / the subscription's limit, and measured CPU seconds / cores.
 
 Time compression (``--speedup K``): the emulator's and the engine's limits keep Azure's sizes (300 secret
 writes per window, buckets of 200) with every rate K times Azure's (a 10 s window lasts 10/K s), so a run
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,10 +44,11 @@ ENGINE_ARM_RATE, ENGINE_ARM_BURST = 9.0, 180
 TAG = {"key-rotation": "enabled", "key-rotation-drain": "PT5S"}
 CLOCK_OFFSET = timedelta(days=400)  # phase 2: past every staggered first due date (P30D)
 MAX_WAIT_SECONDS = 1800
+HOST_BATCH_SIZE, HOST_NEW_BATCH_THRESHOLD = 16, 8  # host.json extensions.queues
 TIMER_MINUTES = 15  # the sweep timer's default schedule; compressed by --speedup like the budgets
 
 
-def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any) -> None:
+def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any, deferred: Any) -> None:
     """One "Function instance": the production service, fed by the fan-out queue like rotate_from_queue."""
     os.environ.update(env)
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -66,18 +70,35 @@ def worker(env: dict[str, str], offset_seconds: float, speedup: float, stop: Any
 
     def handle(message: Any) -> None:
         target = json.loads(message.content)["target"]
-        service.advance_target(target, trigger="queue")
+        if service.advance_target(target, trigger="queue").outcome.value == "deferred":
+            with deferred.get_lock():
+                deferred.value += 1  # a budget refused: the target went back on the queue
         queue.delete_message(message)
 
-    with ThreadPoolExecutor(max_workers=16) as pool:  # host.json: batchSize 16
+    # As the Functions host's queue trigger (host.json): batches of 16, the next batch fetched as soon as
+    # no more than newBatchThreshold (8) messages are still being processed — no waiting for a whole batch.
+    pending: set[Future[None]] = set()
+    with ThreadPoolExecutor(max_workers=HOST_BATCH_SIZE + HOST_NEW_BATCH_THRESHOLD) as pool:
         while not stop.is_set():
+            if len(pending) > HOST_NEW_BATCH_THRESHOLD:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+                continue
             batch = list(
-                queue.receive_messages(messages_per_page=32, visibility_timeout=120, max_messages=32)
+                queue.receive_messages(
+                    messages_per_page=HOST_BATCH_SIZE, visibility_timeout=120, max_messages=HOST_BATCH_SIZE
+                )
             )
-            if not batch:
+            if not batch and not pending:
                 time.sleep(0.1)  # the host's polling interval (the product itself never sleeps)
                 continue
-            list(pool.map(handle, batch))
+            if not batch:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+                continue
+            pending |= {pool.submit(handle, message) for message in batch}
 
 
 def scale_vault_budget(service: Any, settings: Any, speedup: float, bucket: Any) -> None:
@@ -89,8 +110,15 @@ def scale_vault_budget(service: Any, settings: Any, speedup: float, bucket: Any)
     )
 
 
-def seed(emulator: EmulatorProcess, accounts: int, untagged: int, subscriptions: int) -> list[str]:
+def seed(
+    emulator: EmulatorProcess, accounts: int, untagged: int, subscriptions: int, vaults: int = 1
+) -> tuple[list[str], list[int]]:
+    """The accounts; the tagged ones, and how many tagged accounts each vault holds."""
     run = uuid.uuid4().hex[:5]
+    # vault 0 is the default (KEY_VAULT_URL, no tag); the others are served on their own ports
+    vault_tags: list[dict[str, str]] = [{}] + [
+        {"key-rotation-vault": emulator.control.add_vault(f"kv-fleet{run}-{k}")} for k in range(1, vaults)
+    ]
     ids = [
         f"/subscriptions/{subscription_id(i % subscriptions)}/resourceGroups/rg-fleet{i % 3}"
         f"/providers/Microsoft.CognitiveServices/accounts/fleet{run}{i:05d}"
@@ -99,11 +127,12 @@ def seed(emulator: EmulatorProcess, accounts: int, untagged: int, subscriptions:
     tagged = ids[:accounts]
 
     def add(index: int) -> None:
-        emulator.control.add_account(ids[index], tags=TAG if index < accounts else {"team": "other"})
+        tags = {**TAG, **vault_tags[index % vaults]} if index < accounts else {"team": "other"}
+        emulator.control.add_account(ids[index], tags=tags)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(add, range(len(ids))))
-    return tagged
+    return tagged, [len(range(k, accounts, vaults)) for k in range(vaults)]
 
 
 def settings_env(emulator: EmulatorProcess, azurite: AzuriteProcess, speedup: float) -> dict[str, str]:
@@ -161,7 +190,8 @@ class Fleet:
             list(
                 pool.map(
                     lambda item: self.queue.send_message(
-                        fanout_message(item[0].resource_id), visibility_timeout=int(item[1])
+                        # rounded up, as the product's scheduler does: never visible before the budget
+                        fanout_message(item[0].resource_id), visibility_timeout=math.ceil(item[1])
                     ),
                     paced,
                 )
@@ -193,12 +223,15 @@ def run_wave(
     speedup: float,
     done: Any,
     meter: CpuMeter,
-) -> tuple[float, float, int]:
-    """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds, messages)."""
+) -> tuple[float, float, int, int]:
+    """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds, messages, deferrals)."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
+    deferred = context.Value("i", 0)
     processes = [
-        context.Process(target=worker, args=(env, offset.total_seconds(), speedup, stop), daemon=True)
+        context.Process(
+            target=worker, args=(env, offset.total_seconds(), speedup, stop, deferred), daemon=True
+        )
         for _ in range(workers)
     ]
     for process in processes:
@@ -218,10 +251,11 @@ def run_wave(
         process.join(timeout=10)
         if process.is_alive():
             process.terminate()
-    return wall, cpu, sent
+    return wall, cpu, sent, deferred.value
 
 
 def floors(kv_writes: int, arm_writes_per_sub: int, cpu: float, speedup: float) -> dict[str, float]:
+    """``kv_writes``: the busiest vault's (vaults work in parallel, each with its own limit)."""
     return {
         "key_vault": kv_writes / (KEY_VAULT_WRITES_PER_10S / 10 * speedup),
         "arm": arm_writes_per_sub / (ARM_WRITE_REFILL * speedup),  # beyond the 200 burst it is the refill
@@ -238,14 +272,17 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--subscriptions", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--speedup", type=float, default=4.0)
+    parser.add_argument("--vaults", type=int, default=1, help="spread the fleet over this many vaults")
     args = parser.parse_args(argv)
+    if not 1 <= args.vaults <= 50:
+        parser.error("--vaults must be 1-50")
     report = Report(f"fleet scale: {args.accounts} tagged accounts, {args.workers} workers")
     with local_azure() as (emulator, azurite):
         emulator.control.set_throttling(
             writeRefillPerSecond=ARM_WRITE_REFILL * args.speedup,
             vaultWindowSeconds=max(1.0, 10 / args.speedup),
         )
-        tagged = seed(emulator, args.accounts, args.untagged, args.subscriptions)
+        tagged, per_vault = seed(emulator, args.accounts, args.untagged, args.subscriptions, args.vaults)
         emulator.control.reset_calls()
         env = settings_env(emulator, azurite, args.speedup)
         meter = CpuMeter(emulator, azurite)
@@ -253,17 +290,27 @@ def main(argv: Sequence[str] | None = None) -> Report:
         per_sub = -(-n // args.subscriptions)
         waves: dict[str, dict[str, float]] = {}
 
-        def measure(name: str, offset: timedelta, done: Any, kv: int, arm: int) -> None:
+        def measure(name: str, offset: timedelta, done: Any, kv_per_target: int, arm: int) -> None:
             fleet = Fleet(env, args.speedup, offset)
-            wall, cpu, sent = run_wave(env, fleet, args.workers, offset, args.speedup, done, meter)
-            floor = floors(kv, arm, cpu, args.speedup)
+            wall, cpu, sent, deferred = run_wave(env, fleet, args.workers, offset, args.speedup, done, meter)
+            floor = floors(kv_per_target * max(per_vault), arm, cpu, args.speedup)
+            vault_floors = [floors(kv_per_target * k, 0, 0, args.speedup)["key_vault"] for k in per_vault]
+            if args.vaults > 1:
+                report.add(
+                    f"{name}: Key Vault floor per vault",
+                    ", ".join(
+                        f"{f:.1f} s ({k} targets)" for f, k in zip(vault_floors, per_vault, strict=True)
+                    ),
+                )
             waves[name] = {
                 "wall": wall,
                 "cpu": cpu,
                 "messages": sent,
+                "deferred": deferred,
                 **{f"floor_{k}": v for k, v in floor.items()},
+                **{f"floor_key_vault_{i}": v for i, v in enumerate(vault_floors)},
             }
-            report.add(f"{name}: wall", f"{wall:.1f} s ({sent} messages)")
+            report.add(f"{name}: wall", f"{wall:.1f} s ({sent} messages, {deferred} deferred by a budget)")
             report.add(
                 f"{name}: floors",
                 f"Key Vault {floor['key_vault']:.1f} s, ARM {floor['arm']:.1f} s, CPU {floor['cpu']:.1f} s "
@@ -279,11 +326,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
         )
         retired = lambda states: all(s.cycles_completed >= 1 and s.phase.value == "idle" for s in states)  # noqa: E731
         # adoption: listKeys (1 ARM write) and 4 secret writes per account
-        measure("discovery + adoption", timedelta(0), adopted, 4 * n, per_sub)
+        measure("discovery + adoption", timedelta(0), adopted, 4, per_sub)
         # the cycle: regenerate + listKeys (2 ARM writes) and 3 secret writes; then the same, 1 secret write
-        measure("cycle: regenerate, verify, swap", CLOCK_OFFSET, swapped, 3 * n, 2 * per_sub)
+        measure("cycle: regenerate, verify, swap", CLOCK_OFFSET, swapped, 3, 2 * per_sub)
         time.sleep(5)  # the drain (tag key-rotation-drain PT5S), waited by the benchmark
-        measure("cycle: retire", CLOCK_OFFSET, retired, n, 2 * per_sub)
+        measure("cycle: retire", CLOCK_OFFSET, retired, 1, 2 * per_sub)
         calls = emulator.control.calls_and_throttles()
         throttled = calls.get("throttled", {})
         states = [v.state for _, v in Fleet(env, args.speedup, CLOCK_OFFSET).service.ports.states.list_all()]
@@ -299,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             "waves": waves,
             "completed": completed,
             "targets": n,
+            "vaults": per_vault,
             "states": len(states),
             "throttled": throttled,
             "counts": calls["counts"],

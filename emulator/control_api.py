@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -48,6 +48,8 @@ async def _body(request: Request) -> dict[str, Any]:
 class ControlApi:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+        # Run by POST /reset before the state is emptied (e.g. stop the servers of added vaults).
+        self.reset_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def routes(self) -> list[Route]:
         p = "/_emulator"
@@ -308,6 +310,8 @@ class ControlApi:
         )
 
     async def reset(self, request: Request) -> Response:
+        for hook in self.reset_hooks:
+            await hook()
         self.emulator.state.reset()
         self.emulator.knobs.reset()
         self.emulator.persist()

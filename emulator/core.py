@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.knobs import Knobs
-from emulator.state import Account, EmulatorState, StateFile
+from emulator.state import Account, EmulatorState, StateFile, Vault
 from emulator.tokens import TokenAuthority
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -31,6 +31,9 @@ class EmulatorConfig:
     event_webhook: str | None = None
     state_file: Path | None = None
     ca_bundle: Path | None = None
+    # The server certificate, so vaults added at run time (emulator/vaults.py) serve TLS with it too.
+    server_cert: Path | None = None
+    server_key: Path | None = None
     topic_name: str = "rotation"
     # ``--account-hosts``: accounts with a custom subdomain answer on ``https://{subdomain}.{suffix}:port/``
     # (their own TLS connection per account, as in Azure) instead of ``/accounts/{subdomain}/``.
@@ -71,9 +74,12 @@ class Emulator:
     def vault_url(self) -> str:
         return self.config.base_url
 
-    def vault_name_for(self, request: object) -> str:
-        """The vault a request addresses (its budget scope). The emulator serves one vault."""
-        return self.config.vault_name
+    def vault(self, name: str | None) -> Vault:
+        """A vault's secrets: ``None`` is the default vault (on the main port, ``KEY_VAULT_URL``), whose
+        secrets stay in ``state.secrets`` (what Key Vault events and older state files use)."""
+        if name is None:
+            return Vault(self.config.vault_name, self.state.secrets, self.state.deleted_secrets)
+        return self.state.vaults[name.lower()]
 
     @property
     def vault_resource_id(self) -> str:

@@ -138,3 +138,27 @@ def injected_error(family: str, status: int, code: str | None, retry_after: floa
     if family == ARM:
         return arm_error(status, chosen, message, headers)
     return eventgrid_error(status, chosen, message, headers)
+
+
+# Key Vault's data action per emulated operation, named in its RBAC denial.
+_SECRET_ACTIONS = {
+    "keyvault.set_secret": "setSecret/action",
+    "keyvault.get_secret": "getSecret/action",
+    "keyvault.delete_secret": "delete",
+    "keyvault.update_secret_properties": "update/action",
+}
+
+
+def keyvault_forbidden_by_rbac(vault: str, operation: str) -> Response:
+    """What a vault in RBAC mode answers a caller that has no role granting the data action (the body of
+    a real denial: piyushsachdeva/Terraform_AKS#2; docs/EMULATOR.md "Several vaults")."""
+    action = _SECRET_ACTIONS.get(operation, "readMetadata/action")
+    return keyvault_error(
+        403,
+        "Forbidden",
+        "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or "
+        "role definitions were changed recently, please observe propagation time.\r\n"
+        f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}'\r\nAssignment: (not found)\r\n"
+        f"DecisionReason: 'DeniedWithNoValidRBAC'\r\nVault: {vault};location=eastus\r\n",
+        inner_code="ForbiddenByRbac",
+    )

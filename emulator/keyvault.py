@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from emulator.core import KEY_VAULT_AUDIENCES, Emulator
-from emulator.errors import KEYVAULT, json_response, keyvault_error
+from emulator.errors import KEYVAULT, json_response, keyvault_error, keyvault_forbidden_by_rbac
+from emulator.keyvault_paging import BadParameter, decode_token, encode_token, next_link, page_size
 from emulator.operations import Handler, run_operation
 from emulator.state import DeletedSecret, SecretVersion
 from emulator.tokens import TokenProblem, TokenRejected
@@ -22,17 +21,12 @@ from emulator.tokens import TokenProblem, TokenRejected
 NAME_PATTERN = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 MAX_VALUE_BYTES = 25 * 1024
 MAX_TAGS = 15
-MAX_PAGE_SIZE = 25
 RECOVERABLE_DAYS = 90
 RECOVERY_LEVEL = "Recoverable+Purgeable"
 NOT_FOUND_HINT = (
     "If you recently deleted this secret you may be able to recover it using the correct recovery command. "
     "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182"
 )
-
-
-class BadParameter(ValueError):
-    pass
 
 
 def _challenge_header(emulator: Emulator) -> dict[str, str]:
@@ -66,12 +60,10 @@ THROTTLED_MESSAGE = (
 )
 
 
-def _check_throttle(emulator: Emulator, request: Request, operation: str) -> Response | None:
+def _check_throttle(emulator: Emulator, vault: str, operation: str) -> Response | None:
     """Key Vault's service limits per vault: 300 secret CREATEs (a set_secret makes a new version) and
     4,000 other transactions per 10 seconds. A throttled request does not count."""
-    allowed, retry_after = emulator.knobs.vault_throttle(
-        emulator.vault_name_for(request), operation == "keyvault.set_secret"
-    )
+    allowed, retry_after = emulator.knobs.vault_throttle(vault, operation == "keyvault.set_secret")
     if allowed:
         return None
     return keyvault_error(429, "Throttled", THROTTLED_MESSAGE, {"Retry-After": str(retry_after)})
@@ -91,7 +83,7 @@ def _check_name(name: str) -> Response | None:
     return None
 
 
-def _attributes(emulator: Emulator, version: SecretVersion) -> dict[str, Any]:
+def _attributes(version: SecretVersion) -> dict[str, Any]:
     attributes: dict[str, Any] = {"enabled": version.enabled}
     if version.not_before is not None:
         attributes["nbf"] = version.not_before
@@ -106,24 +98,23 @@ def _attributes(emulator: Emulator, version: SecretVersion) -> dict[str, Any]:
     return attributes
 
 
-def _bundle(emulator: Emulator, version: SecretVersion, include_value: bool = True) -> dict[str, Any]:
+def _bundle(vault_url: str, version: SecretVersion, include_value: bool = True) -> dict[str, Any]:
     bundle: dict[str, Any] = {}
     if include_value:
         bundle["value"] = version.value
-    bundle["id"] = f"{emulator.vault_url}/secrets/{version.name}/{version.version}"
+    bundle["id"] = f"{vault_url}/secrets/{version.name}/{version.version}"
     if version.content_type is not None:
         bundle["contentType"] = version.content_type
     if version.tags is not None:
         bundle["tags"] = version.tags
-    bundle["attributes"] = _attributes(emulator, version)
+    bundle["attributes"] = _attributes(version)
     return bundle
 
 
-def _item(emulator: Emulator, version: SecretVersion, with_version: bool) -> dict[str, Any]:
+def _item(vault_url: str, version: SecretVersion, with_version: bool) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "id": f"{emulator.vault_url}/secrets/{version.name}"
-        + (f"/{version.version}" if with_version else ""),
-        "attributes": _attributes(emulator, version),
+        "id": f"{vault_url}/secrets/{version.name}" + (f"/{version.version}" if with_version else ""),
+        "attributes": _attributes(version),
     }
     if version.content_type is not None:
         item["contentType"] = version.content_type
@@ -132,11 +123,11 @@ def _item(emulator: Emulator, version: SecretVersion, with_version: bool) -> dic
     return item
 
 
-def _deleted_bundle(emulator: Emulator, deleted: DeletedSecret) -> dict[str, Any]:
+def _deleted_bundle(vault_url: str, deleted: DeletedSecret) -> dict[str, Any]:
     latest = deleted.versions[-1]
-    bundle = _bundle(emulator, latest, include_value=False)
+    bundle = _bundle(vault_url, latest, include_value=False)
     bundle.update(
-        recoveryId=f"{emulator.vault_url}/deletedsecrets/{latest.name}",
+        recoveryId=f"{vault_url}/deletedsecrets/{latest.name}",
         deletedDate=deleted.deleted_date,
         scheduledPurgeDate=deleted.scheduled_purge_date,
     )
@@ -207,41 +198,18 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _encode_token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError as error:
-        raise BadParameter("The $skiptoken query parameter is invalid") from error
-
-
-def _page_size(request: Request) -> int:
-    raw = request.query_params.get("maxresults")
-    if raw is None:
-        return MAX_PAGE_SIZE
-    try:
-        size = int(raw)
-    except ValueError as error:
-        raise BadParameter(f"maxresults must be an integer between 1 and {MAX_PAGE_SIZE}") from error
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise BadParameter(f"maxresults must be an integer between 1 and {MAX_PAGE_SIZE}")
-    return size
-
-
-def _next_link(request: Request, path: str, token: str, size: int) -> str:
-    api_version = quote(request.query_params.get("api-version", ""))
-    return (
-        f"{request.url.scheme}://{request.url.netloc}{path}?api-version={api_version}"
-        f"&$skiptoken={token}&maxresults={size}"
-    )
-
-
 class KeyVaultSecrets:
-    def __init__(self, emulator: Emulator) -> None:
+    """One vault's secrets API: the default vault (``vault=None``) on the main port, or a vault added with
+    ``POST /_emulator/vaults`` on its own port (``url``)."""
+
+    def __init__(self, emulator: Emulator, vault: str | None = None, url: str | None = None) -> None:
         self.emulator = emulator
+        self.vault_name = vault
+        self._url = url
+
+    @property
+    def vault_url(self) -> str:
+        return self._url or self.emulator.vault_url
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -251,8 +219,11 @@ class KeyVaultSecrets:
         async def guarded(request: Request) -> Response:
             # The SDK's first request carries no token and no body: answer the challenge before reading.
             denied = _check_token(emulator, request) or _check_api_version(request)
+            vault = emulator.vault(self.vault_name)
+            if denied is None and vault.identity_denied:
+                denied = keyvault_forbidden_by_rbac(vault.name, operation)
             if denied is None:
-                denied = _check_throttle(emulator, request, operation)
+                denied = _check_throttle(emulator, vault.name, operation)
             if denied is None and check_name and "name" in request.path_params:
                 denied = _check_name(request.path_params["name"])
             if denied is not None:
@@ -306,7 +277,7 @@ class KeyVaultSecrets:
         ]
 
     def _find(self, name: str, version: str | None) -> SecretVersion | Response:
-        versions = self.emulator.state.secrets.get(name.lower())
+        versions = self.emulator.vault(self.vault_name).secrets.get(name.lower())
         if not versions:
             return _not_found(name, version)
         if not version:
@@ -320,7 +291,7 @@ class KeyVaultSecrets:
 
     async def set_secret(self, request: Request) -> Response:
         name = request.path_params["name"]
-        state = self.emulator.state
+        state = self.emulator.vault(self.vault_name)
         if name.lower() in state.deleted_secrets:
             return keyvault_error(
                 409,
@@ -353,9 +324,14 @@ class KeyVaultSecrets:
         )
         state.secrets.setdefault(name.lower(), []).append(version)
         self.emulator.persist()
-        self.emulator.secret_changed(name)
+        self._changed(name)
         self.emulator.evaluate_events()
-        return json_response(_bundle(self.emulator, version))
+        return json_response(_bundle(self.vault_url, version))
+
+    def _changed(self, name: str) -> None:
+        # Near-expiry events are emitted for the default vault only (docs/EMULATOR.md, "Several vaults").
+        if self.vault_name is None:
+            self.emulator.secret_changed(name)
 
     async def get_secret(self, request: Request) -> Response:
         found = self._find(request.path_params["name"], request.path_params.get("version"))
@@ -368,7 +344,7 @@ class KeyVaultSecrets:
                 "Operation get is not allowed on a disabled secret.",
                 inner_code="SecretDisabled",
             )
-        return json_response(_bundle(self.emulator, found))
+        return json_response(_bundle(self.vault_url, found))
 
     async def update_secret(self, request: Request) -> Response:
         found = self._find(request.path_params["name"], request.path_params.get("version"))
@@ -379,46 +355,43 @@ class KeyVaultSecrets:
             setattr(found, key, value)
         found.updated = int(self.emulator.now())
         self.emulator.persist()
-        self.emulator.secret_changed(found.name)
+        self._changed(found.name)
         self.emulator.evaluate_events()
-        return json_response(_bundle(self.emulator, found, include_value=False))
+        return json_response(_bundle(self.vault_url, found, include_value=False))
 
     async def list_secrets(self, request: Request) -> Response:
-        size = _page_size(request)
+        size = page_size(request)
         token = request.query_params.get("$skiptoken")
-        after = _decode_token(token) if token else ""
-        names = sorted(key for key in self.emulator.state.secrets if key > after)
+        after = decode_token(token) if token else ""
+        secrets = self.emulator.vault(self.vault_name).secrets
+        names = sorted(key for key in secrets if key > after)
         page = names[:size]
-        items = [
-            _item(self.emulator, self.emulator.state.secrets[key][-1], with_version=False) for key in page
-        ]
-        next_link = (
-            _next_link(request, "/secrets", _encode_token(page[-1]), size) if len(names) > size else None
-        )
-        return json_response({"value": items, "nextLink": next_link})
+        items = [_item(self.vault_url, secrets[key][-1], with_version=False) for key in page]
+        link = next_link(request, "/secrets", encode_token(page[-1]), size) if len(names) > size else None
+        return json_response({"value": items, "nextLink": link})
 
     async def list_versions(self, request: Request) -> Response:
-        size = _page_size(request)
+        size = page_size(request)
         token = request.query_params.get("$skiptoken")
         try:
-            offset = int(_decode_token(token)) if token else 0
+            offset = int(decode_token(token)) if token else 0
         except ValueError as error:
             raise BadParameter("The $skiptoken query parameter is invalid") from error
         name = request.path_params["name"]
-        versions = self.emulator.state.secrets.get(name.lower(), [])
+        versions = self.emulator.vault(self.vault_name).secrets.get(name.lower(), [])
         page = versions[offset : offset + size]
-        items = [_item(self.emulator, version, with_version=True) for version in page]
+        items = [_item(self.vault_url, version, with_version=True) for version in page]
         next_offset = offset + size
-        next_link = (
-            _next_link(request, f"/secrets/{name}/versions", _encode_token(str(next_offset)), size)
+        link = (
+            next_link(request, f"/secrets/{name}/versions", encode_token(str(next_offset)), size)
             if next_offset < len(versions)
             else None
         )
-        return json_response({"value": items, "nextLink": next_link})
+        return json_response({"value": items, "nextLink": link})
 
     async def delete_secret(self, request: Request) -> Response:
         name = request.path_params["name"]
-        state = self.emulator.state
+        state = self.emulator.vault(self.vault_name)
         versions = state.secrets.pop(name.lower(), None)
         if not versions:
             return _not_found(name)
@@ -426,29 +399,29 @@ class KeyVaultSecrets:
         deleted = DeletedSecret(versions, now, now + RECOVERABLE_DAYS * 86400)
         state.deleted_secrets[name.lower()] = deleted
         self.emulator.persist()
-        return json_response(_deleted_bundle(self.emulator, deleted))
+        return json_response(_deleted_bundle(self.vault_url, deleted))
 
     async def get_deleted(self, request: Request) -> Response:
         name = request.path_params["name"]
-        deleted = self.emulator.state.deleted_secrets.get(name.lower())
+        deleted = self.emulator.vault(self.vault_name).deleted_secrets.get(name.lower())
         if deleted is None:
             return keyvault_error(404, "SecretNotFound", f"Deleted Secret not found: {name}")
-        return json_response(_deleted_bundle(self.emulator, deleted))
+        return json_response(_deleted_bundle(self.vault_url, deleted))
 
     async def purge_deleted(self, request: Request) -> Response:
         name = request.path_params["name"]
-        if self.emulator.state.deleted_secrets.pop(name.lower(), None) is None:
+        if self.emulator.vault(self.vault_name).deleted_secrets.pop(name.lower(), None) is None:
             return keyvault_error(404, "SecretNotFound", f"Deleted Secret not found: {name}")
         self.emulator.persist()
         return Response(status_code=204)
 
     async def recover_deleted(self, request: Request) -> Response:
         name = request.path_params["name"]
-        state = self.emulator.state
+        state = self.emulator.vault(self.vault_name)
         deleted = state.deleted_secrets.pop(name.lower(), None)
         if deleted is None:
             return keyvault_error(404, "SecretNotFound", f"Deleted Secret not found: {name}")
         state.secrets[name.lower()] = deleted.versions
         self.emulator.persist()
-        self.emulator.secret_changed(name)
-        return json_response(_bundle(self.emulator, deleted.versions[-1], include_value=False))
+        self._changed(name)
+        return json_response(_bundle(self.vault_url, deleted.versions[-1], include_value=False))

@@ -31,6 +31,7 @@ from emulator.keyvault import KeyVaultSecrets
 from emulator.knobs import Knobs
 from emulator.operations import ConnectionAbortMiddleware
 from emulator.state import DEMO_ACCOUNT_ID, EmulatorState, StateFile
+from emulator.vaults import VaultServers, bind_loopback, server_config
 
 
 @dataclass
@@ -54,10 +55,13 @@ def build_app(emulator: Emulator) -> Any:
     emulator.evaluate_events = events.evaluate
     emulator.secret_changed = events.watch
     control = ControlApi(emulator)
+    vaults = VaultServers(emulator)
+    control.reset_hooks.append(vaults.stop_all)
     routes = [
         *control.routes(),
         *ConsumerControl(emulator).routes(),
         *ArmConsumers(emulator).routes(),  # before Cognitive Services: it answers every other ARM path
+        *vaults.routes(),
         *ManagedIdentity(emulator).routes(),
         *KeyVaultSecrets(emulator).routes(),
         *ArmCognitiveServices(emulator).routes(),
@@ -72,9 +76,11 @@ def build_app(emulator: Emulator) -> Any:
             events.outbox = asyncio.Queue()
             tasks.append(asyncio.create_task(events.deliver_forever()))
         events.evaluate()
+        await vaults.start_all()
         try:
             yield
         finally:
+            await vaults.stop_all()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -85,15 +91,6 @@ def build_app(emulator: Emulator) -> Any:
     app.router.redirect_slashes = False
     app.state.control = control
     return ConnectionAbortMiddleware(AccountHostMiddleware(app))
-
-
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 @dataclass
@@ -108,7 +105,7 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
     """Bind the port, create certificates and state, seed accounts; nothing is served yet."""
     state_dir = options.state_dir or Path(tempfile.mkdtemp(prefix="azure-emulator-"))
     certificates = ensure_certificates(state_dir)
-    sock = _bind(options.port)
+    sock = bind_loopback(options.port)
     port = sock.getsockname()[1]
     config = EmulatorConfig(
         port=port,
@@ -117,6 +114,8 @@ def prepare(options: EmulatorOptions, on_event: EventCallback | None = None) -> 
         state_file=options.state_file,
         ca_bundle=certificates.ca_bundle,
         account_host_suffix=ACCOUNT_HOST_SUFFIX if options.account_hosts else None,
+        server_cert=certificates.server_cert,
+        server_key=certificates.server_key,
     )
     loaded = StateFile(options.state_file).load() if options.state_file else None
     state = loaded or EmulatorState()
@@ -153,21 +152,7 @@ class _Server(uvicorn.Server):
 
 
 def make_server(prepared: Prepared) -> uvicorn.Server:
-    config = uvicorn.Config(
-        prepared.app,
-        ssl_certfile=str(prepared.certificates.server_cert),
-        ssl_keyfile=str(prepared.certificates.server_key),
-        log_level="warning",
-        access_log=False,  # request lines would carry nothing secret, but they are noise at 1000s/s
-        proxy_headers=False,
-        server_header=False,
-        http="httptools",
-        lifespan="on",
-        timeout_keep_alive=30,
-        # Idle TLS keep-alive connections wait for a close_notify SDK clients never send: do not wait long.
-        timeout_graceful_shutdown=1,
-    )
-    return _Server(config)
+    return _Server(server_config(prepared.app, prepared.emulator, "on"))
 
 
 class RunningEmulator:

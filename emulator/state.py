@@ -263,6 +263,46 @@ class DeletedSecret:
     scheduled_purge_date: int
 
 
+VAULT_NAME_PATTERN = re.compile(r"^(?!.*--)[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
+
+
+@dataclass
+class Vault:
+    """A Key Vault besides the default one (``POST /_emulator/vaults``): its own secrets, its own URL (its
+    own port) and its own throttling windows, as Key Vault's limits are per vault."""
+
+    name: str
+    secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)  # key: lower-cased name
+    deleted_secrets: dict[str, DeletedSecret] = field(default_factory=dict)
+    # True: the emulated identity has no role on this vault (every request → 403 ForbiddenByRbac).
+    identity_denied: bool = False
+
+    @staticmethod
+    def validated_name(name: Any) -> str:
+        # Key Vault names: 3-24 characters, letters, digits and '-', a letter first, no '--', no '-' last.
+        if not isinstance(name, str) or not VAULT_NAME_PATTERN.match(name):
+            raise InvalidAccount(
+                f"vault name {name!r} must be 3-24 letters, digits or single hyphens, starting with a letter "
+                "and ending with a letter or digit"
+            )
+        return name
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Vault:
+        return cls(
+            data["name"],
+            {k: [SecretVersion(**v) for v in versions] for k, versions in data.get("secrets", {}).items()},
+            {k: _deleted_from_json(d) for k, d in data.get("deleted_secrets", {}).items()},
+            bool(data.get("identity_denied", False)),
+        )
+
+
+def _deleted_from_json(data: dict[str, Any]) -> DeletedSecret:
+    return DeletedSecret(
+        [SecretVersion(**v) for v in data["versions"]], data["deleted_date"], data["scheduled_purge_date"]
+    )
+
+
 @dataclass
 class EmulatorState:
     identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -277,6 +317,7 @@ class EmulatorState:
     eventgrid_events: list[dict[str, Any]] = field(default_factory=list)
     # Emulated App Service sites and API Management named values (emulator/consumers.py), plain JSON.
     consumers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vaults: dict[str, Vault] = field(default_factory=dict)  # vaults besides the default; key: lower name
 
     def reset(self) -> None:
         """Forget everything except what clients hold on to (identity header, token signing key)."""
@@ -318,12 +359,8 @@ class EmulatorState:
         state.secrets = {
             k: [SecretVersion(**v) for v in versions] for k, versions in data.get("secrets", {}).items()
         }
-        state.deleted_secrets = {
-            k: DeletedSecret(
-                [SecretVersion(**v) for v in d["versions"]], d["deleted_date"], d["scheduled_purge_date"]
-            )
-            for k, d in data.get("deleted_secrets", {}).items()
-        }
+        state.deleted_secrets = {k: _deleted_from_json(d) for k, d in data.get("deleted_secrets", {}).items()}
+        state.vaults = {k: Vault.from_json(v) for k, v in data.get("vaults", {}).items()}
         state.kv_events = list(data.get("kv_events", []))
         state.emitted_events = list(data.get("emitted_events", []))
         state.eventgrid_events = list(data.get("eventgrid_events", []))

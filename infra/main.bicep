@@ -34,6 +34,9 @@ param discoveryResourceGroups array = []
 @description('Consumers the service refreshes after a swap and reads before retiring the old key (docs/ENGINE.md "Consumers"): ARM ids of App Service sites and API Management named values, as declared in the targets\' consumers or key-rotation-consumer tags. The Consumer Refresher role is assigned on each site / API Management service, nothing wider.')
 param consumerResourceIds array = []
 
+@description('Discovery, widest: a management group id (not its display name). The custom role is assigned once at the management group, so every subscription under it, present and future, is listed (ROTATION_DISCOVERY_SCOPES stays empty: every subscription the identity can see). One management group per deployment.')
+param discoveryManagementGroupId string = ''
+
 @description('Discovery: the name=value tag that opts an account in (ROTATION_DISCOVERY_TAG).')
 param discoveryTag string = 'key-rotation=enabled'
 
@@ -203,9 +206,12 @@ var targetSubscriptionScopes = map(targetResourceIds, id => '/subscriptions/${sp
 // accounts the identity may read, so a resource-group assignment narrows the listing to that group).
 var discoveryBySubscription = !empty(discoverySubscriptionIds)
 var discoveryByGroup = !empty(discoveryResourceGroups)
-var discoveryEnabled = discoveryBySubscription || discoveryByGroup
+var discoveryByManagementGroup = !empty(discoveryManagementGroupId)
+var discoveryEnabled = discoveryBySubscription || discoveryByGroup || discoveryByManagementGroup
 var discoverySubscriptions = union(discoverySubscriptionIds, map(discoveryResourceGroups, g => split(g, '/')[0]))
 var discoverySubscriptionScopes = map(discoverySubscriptions, sub => '/subscriptions/${sub}')
+// A custom role's assignable scopes may name a management group (only without dataActions, which it has none of).
+var discoveryManagementGroupScopes = discoveryByManagementGroup ? ['/providers/Microsoft.Management/managementGroups/${discoveryManagementGroupId}'] : []
 
 // Every app setting the app validates (shared/settings.py); platform settings are added by the
 // function-app module. Disabled features leave their setting unset so the app sees them off.
@@ -238,7 +244,8 @@ var explicitTargetAppSettings = explicitTargets ? {
   ROTATION_TARGETS: string(rotationTargets)
 } : {}
 var discoveryAppSettings = discoveryEnabled ? {
-  ROTATION_DISCOVERY_SCOPES: join(discoverySubscriptions, ',')
+  // Under a management group the subscriptions are not known here: list every one the identity can see.
+  ROTATION_DISCOVERY_SCOPES: discoveryByManagementGroup ? '' : join(discoverySubscriptions, ',')
   ROTATION_DISCOVERY_TAG: discoveryTag
 } : {}
 var appSettings = union(rotationAppSettings, explicitTargetAppSettings, discoveryAppSettings, adminAuthAppSettings, lifecycleAppSettings)
@@ -275,7 +282,7 @@ resource keyRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
         notDataActions: []
       }
     ]
-    assignableScopes: union([subscription().id], targetSubscriptionScopes, discoverySubscriptionScopes)
+    assignableScopes: union([subscription().id], targetSubscriptionScopes, discoverySubscriptionScopes, discoveryManagementGroupScopes)
   }
 }
 
@@ -485,6 +492,17 @@ module discoveryGroupAccess 'app/discovery-group-access.bicep' = [for group in d
     roleDefinitionGuid: keyRotatorRole.name
   }
 }]
+
+// Discovery under a management group: one assignment there, through a tenant-scoped hop (see the module).
+module discoveryManagementGroupAccess 'app/discovery-tenant-hop.bicep' = if (discoveryByManagementGroup) {
+  name: 'discovery-access-mg-${uniqueString(discoveryManagementGroupId)}'
+  scope: tenant()
+  params: {
+    managementGroupId: discoveryManagementGroupId
+    principalId: identity.outputs.principalId
+    roleDefinitionGuid: keyRotatorRole.name
+  }
+}
 
 module functionApp 'app/function-app.bicep' = {
   name: 'function-app'

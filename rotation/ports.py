@@ -224,10 +224,18 @@ class WriteRateLimiter(ABC):
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         """ARM answered 429: no writes for this subscription before Retry-After has passed."""
 
+    @abstractmethod
+    def release(self, subscription_id: str, writes: int) -> None:
+        """Give back ``writes`` tokens taken but not spent (the work did not happen); never more than the
+        burst is held. Best effort: never raises."""
+
 
 class UnlimitedWrites(WriteRateLimiter):
     def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
         return True
+
+    def release(self, subscription_id: str, writes: int) -> None:
+        return None
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         return None

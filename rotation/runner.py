@@ -28,11 +28,6 @@ from rotation.audit import (
 )
 from rotation.decision import (
     INTENT_ACTIONS,
-    KEY_VAULT_WRITES_AHEAD,
-    KEY_VAULT_WRITES_SPENT,
-    LIST_KEYS_ACTIONS,
-    SPENDS_REGENERATE_BUDGET,
-    WRITES_PER_REGENERATE,
     Action,
     Decision,
     decide,
@@ -54,10 +49,9 @@ from rotation.ports import Clock, Ports, utc_now
 from rotation.steps import STEPS
 from rotation.steps.context import StepContext, StepResult
 from rotation.views import TargetResult
+from rotation.write_budgets import mark_spent, return_unspent, take_budget
 
 MAX_STEPS_PER_INVOCATION = 12
-BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
-VAULT_BUDGET_EXHAUSTED = "Key Vault secret-write budget exhausted for the vault"
 
 
 class StepRunner:
@@ -91,18 +85,19 @@ class StepRunner:
             pending_history=[],
         )
         try:
-            return self._advance(ctx, target, loaded, request, preloaded)
+            return self._advance(ctx, loaded, request, preloaded)
         finally:
+            return_unspent(ctx)  # tokens taken for writes this invocation will not make go back
             flush_history(ctx)  # the invocation's history rows: one request for this target
 
     def _advance(
         self,
         ctx: StepContext,
-        target: Target,
         loaded: VersionedState | None,
         request: CycleRequest | None,
         preloaded: bool,
     ) -> TargetResult:
+        target = ctx.target
         try:
             current = loaded if loaded is not None or preloaded else self.ports.states.get(target.state_key)
         except RotationError as exc:
@@ -118,7 +113,7 @@ class StepRunner:
                 if not decision.actionable:
                     break
                 # Budget first, before any intent is written: a deferred target stays exactly as it was.
-                exhausted = self._budget(ctx, decision.action)
+                exhausted = take_budget(ctx, decision.action)
                 if exhausted:
                     decision, ctx.deferred = Decision(Action.WAIT, exhausted, now), True
                     # Deferred work is rescheduled for when the budget has the tokens (a queue message
@@ -147,13 +142,15 @@ class StepRunner:
                 try:
                     result = self._run(decision.action, ctx, state, now)
                 except RotationError as exc:
+                    mark_spent(ctx, decision.action)
                     failed = self._failure_state(state, decision.action, exc, now, ctx, started)
                     state, etag = self._write(target, _without_lease(failed), etag)
+                    if isinstance(exc, TransientAzureError) and state.next_attempt_at is not None:
+                        # retried when its backoff ends, not at the next timer tick (fan-out)
+                        backoff = (state.next_attempt_at - now).total_seconds()
+                        self.ports.scheduler.schedule(target.resource_id, backoff)
                     return self._result(ctx, state, TargetOutcome.FAILED, error=error_text(exc))
-                if decision.action in LIST_KEYS_ACTIONS:
-                    ctx.list_keys_budget = False
-                spent = KEY_VAULT_WRITES_SPENT.get(decision.action, 0)
-                ctx.kv_writes_held = max(0, ctx.kv_writes_held - spent)
+                mark_spent(ctx, decision.action, wrote=result.outcome is not StepOutcome.WAITING)
                 self._record(ctx, state, decision.action, result, started)
                 state = result.state
                 dirty = True
@@ -166,6 +163,12 @@ class StepRunner:
             # else here is a failed state write (storage unreachable): our lease, if any, simply expires.
             lost = isinstance(exc, LeaseLost)
             self._log_write_failure(ctx, state, decision, error_text(exc), lost)
+            if isinstance(exc, TransientAzureError):
+                # Storage hiccup: try again once our lease (if we held one) has expired, or after the
+                # first backoff — not at the next timer tick.
+                held = state is not None and state.lease_owner == ctx.owner
+                wait = self.policy.lease_duration if held else self.policy.backoff(1)
+                self.ports.scheduler.schedule(target.resource_id, wait.total_seconds())
             return self._result(
                 ctx, state, TargetOutcome.BUSY if lost else TargetOutcome.FAILED, error=error_text(exc)
             )
@@ -202,29 +205,6 @@ class StepRunner:
             error,
             started_cycle=ctx.started_cycle,
         )
-
-    def _budget(self, ctx: StepContext, action: Action) -> str | None:
-        """Take the Key Vault and ARM write tokens ``action`` will spend; or say which budget has none left
-        (and set ``ctx.retry_in``). The vault goes first: its budget (30 writes/s) is the scarcer one."""
-        vault = self.ports.vault_key(ctx.target.vault_url)
-        needed = KEY_VAULT_WRITES_AHEAD.get(action, 0) - ctx.kv_writes_held
-        if needed > 0:
-            if not self.ports.vault_limiter.try_acquire(vault, needed):
-                ctx.retry_in = self.ports.vault_limiter.wait_seconds(vault, needed)
-                return VAULT_BUDGET_EXHAUSTED
-            ctx.kv_writes_held += needed
-        subscription = ctx.target.subscription_id
-        if action in SPENDS_REGENERATE_BUDGET and not ctx.regenerate_budget:
-            if not self.ports.limiter.try_acquire(subscription, WRITES_PER_REGENERATE):
-                ctx.retry_in = self.ports.limiter.wait_seconds(subscription, WRITES_PER_REGENERATE)
-                return BUDGET_EXHAUSTED
-            ctx.regenerate_budget = True
-        if action in LIST_KEYS_ACTIONS and not ctx.list_keys_budget:
-            if not self.ports.limiter.try_acquire(subscription):
-                ctx.retry_in = self.ports.limiter.wait_seconds(subscription)
-                return BUDGET_EXHAUSTED
-            ctx.list_keys_budget = True  # adoption: shared by its intent write and the ADOPT step
-        return None
 
     def _run(self, action: Action, ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
         ctx.steps.append(action.value)

@@ -118,6 +118,10 @@ def build_table_service(settings: Settings, credential: TokenCredential) -> Tabl
     return TableServiceClient(endpoint=settings.table_service_uri, credential=storage_credential, **options)
 
 
+# A vault other than KEY_VAULT_URL is named per target: errors say where to change it.
+VAULT_ORIGIN = "the target's vault: its account's key-rotation-vault tag, or `vault` in ROTATION_TARGETS"
+
+
 class VaultStores:
     """One SecretClient per vault a target names (``vault`` / tag ``key-rotation-vault``), built on first
     use and kept for the life of the process."""
@@ -133,7 +137,7 @@ class VaultStores:
         with self._lock:
             store = self._stores.get(key)
             if store is None:
-                store = self._stores[key] = KeyVaultSecretStore(self.build_client(vault_url))
+                store = self._stores[key] = KeyVaultSecretStore(self.build_client(vault_url), VAULT_ORIGIN)
             return store
 
     def build_client(self, vault_url: str) -> SecretClient:

@@ -44,6 +44,14 @@ class TokenBucketLimiter(WriteRateLimiter):
             self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
             self._buckets[key] = (0.0, self.clock())
 
+    def release(self, subscription_id: str, writes: int) -> None:
+        key = subscription_id.lower()
+        with self._lock:
+            now = self.clock()
+            tokens, at = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            self._buckets[key] = (min(self.burst, tokens + writes), now)
+
     def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
         key = subscription_id.lower()
         with self._lock:

@@ -26,11 +26,13 @@ from rotation.model import (
     VersionedState,
 )
 from rotation.ports import (
+    AccountDirectory,
     AccountInfo,
     AccountKeys,
     ConsumerObservation,
     ConsumerRefresher,
     DataPlane,
+    DiscoveredAccount,
     HistoryStore,
     KeyProbe,
     KeyService,
@@ -368,3 +370,51 @@ class FakeConsumerPlatforms(ConsumerRefresher):
         return ConsumerObservation(
             (ObservedReference(self.vault_host, secret_name, version is not None, version),)
         )
+
+
+class FakeAccountDirectory(AccountDirectory):
+    """ARM's account lists in memory: accounts by subscription with their tags, the subscriptions the
+    identity can see (those holding an account, plus any added), and listing failures queued per call.
+    Same contract as ``shared.azure.resource_manager.ArmAccountDirectory`` (tests/contract)."""
+
+    def __init__(self, scopes: Iterable[str] = ()) -> None:
+        self.scopes = tuple(scopes)
+        self.accounts: dict[str, DiscoveredAccount] = {}  # key: lower-cased resource id
+        self.extra_subscriptions: set[str] = set()
+        self.failures: list[Exception] = []  # raised by the next listings, one per call, instead of a list
+        self.lock = threading.Lock()
+
+    def add(self, resource_id: str, tags: Mapping[str, str] | None = None) -> None:
+        with self.lock:
+            self.accounts[resource_id.lower()] = DiscoveredAccount(resource_id, dict(tags or {}))
+
+    def set_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
+        """Replace every tag, as ARM's tag PUT does."""
+        with self.lock:
+            self.accounts[resource_id.lower()] = DiscoveredAccount(
+                self.accounts[resource_id.lower()].resource_id, dict(tags)
+            )
+
+    def delete(self, resource_id: str) -> None:
+        with self.lock:
+            del self.accounts[resource_id.lower()]
+
+    def fail_next(self, error: Exception) -> None:
+        self.failures.append(error)
+
+    def list_accounts(self) -> list[DiscoveredAccount]:
+        with self.lock:
+            if self.failures:
+                raise self.failures.pop(0)  # the whole listing fails: never a partial list
+            visible = {_subscription_of(a.resource_id) for a in self.accounts.values()}
+            subscriptions = self.scopes or tuple(sorted(visible | self.extra_subscriptions))
+            return [
+                account
+                for sub in subscriptions
+                for key, account in sorted(self.accounts.items())
+                if _subscription_of(key) == sub.lower()
+            ]
+
+
+def _subscription_of(resource_id: str) -> str:
+    return resource_id.split("/")[2].lower()

@@ -111,6 +111,19 @@ class ControlClient:
         name = resource_id.rstrip("/").rsplit("/", 1)[-1]
         self._call("DELETE", f"/accounts/{name}?resourceId={quote(resource_id, safe='')}")
 
+    def add_vault(self, name: str, identity_denied: bool = False) -> str:
+        """Serve one more vault (own port, secrets and throttling windows); its URL."""
+        body = {"name": name, "identityDenied": identity_denied}
+        return str(self._call("POST", "/vaults", body)["url"])
+
+    def vaults(self) -> list[dict[str, Any]]:
+        """Every vault served, the default first: ``{"name", "url", "identityDenied"}``."""
+        return list(self._call("GET", "/vaults"))
+
+    def set_vault_access(self, name: str, identity_denied: bool) -> dict[str, Any]:
+        """``True``: the emulated identity has no role on the vault (403 ForbiddenByRbac)."""
+        return dict(self._call("PATCH", f"/vaults/{name}", {"identityDenied": identity_denied}))
+
     def set_disable_local_auth(self, account_name: str, disabled: bool) -> dict[str, Any]:
         return self.set_account(account_name, disable_local_auth=disabled)
 

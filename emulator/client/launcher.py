@@ -51,6 +51,7 @@ class EmulatorProcess:
         env_file: str | os.PathLike[str] | None = None,
         propagation: float | None = None,
         startup_timeout: float = 30.0,
+        vaults: Iterable[str] = (),
     ) -> None:
         self.accounts = list(accounts)
         self.kind = kind
@@ -63,6 +64,8 @@ class EmulatorProcess:
         self.propagation = propagation
         self.startup_timeout = startup_timeout
         self.env: dict[str, str] = {}
+        self.vault_names = list(vaults)
+        self.vault_urls: dict[str, str] = {}  # the added vaults' URLs, by name (KEY_VAULT_URL: the default)
         self._process: subprocess.Popen[str] | None = None
         self._stdout: list[str] = []
         self._log: Any = None
@@ -106,6 +109,8 @@ class EmulatorProcess:
             output = self.stderr_text()
             self.stop()
             raise EmulatorError(f"emulator did not become ready; stderr:\n{output[-4000:]}")
+        for name in self.vault_names:
+            self.vault_urls[name] = self.control.add_vault(name)
         return self
 
     def _read_stdout(self, ready: threading.Event) -> None:
@@ -224,11 +229,11 @@ class EmulatorProcess:
             self.env["IDENTITY_ENDPOINT"], self.env["IDENTITY_HEADER"], self.ca_bundle, **kwargs
         )
 
-    def secret_client(self, credential: Any = None, **kwargs: Any) -> Any:
+    def secret_client(self, credential: Any = None, vault_url: str | None = None, **kwargs: Any) -> Any:
         from azure.keyvault.secrets import SecretClient
 
         return SecretClient(
-            self.vault_url,
+            vault_url or self.vault_url,
             credential or self.credential(),
             verify_challenge_resource=False,
             connection_verify=self.ca_bundle,

@@ -18,8 +18,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KeyVaultSecretStore(SecretStore):
-    def __init__(self, client: SecretClient) -> None:
+    def __init__(self, client: SecretClient, origin: str = "") -> None:
         self.client = client
+        # Where the vault's URL came from, so an error tells the operator what to fix (a tag, a setting).
+        self.where = f"{client.vault_url} ({origin})" if origin else client.vault_url
 
     def get_secret(self, name: str) -> StoredSecret | None:
         """GET /secrets/{name}/ (latest). Permission: secrets/get."""
@@ -28,7 +30,7 @@ class KeyVaultSecretStore(SecretStore):
         except ResourceNotFoundError:
             return None
         except (AzureError, OSError) as error:
-            raise translate(error, "keyvault.get_secret", self.client.vault_url) from None
+            raise translate(error, "keyvault.get_secret", self.where) from None
         return StoredSecret(
             name=name,
             value=SecretValue(secret.value or ""),
@@ -51,7 +53,7 @@ class KeyVaultSecretStore(SecretStore):
             raise SecretDeleted(f"keyvault.set_secret: HTTP 409 {name} is deleted but recoverable") from None
         except (AzureError, OSError) as error:
             # ``from None``: the SDK error's context must not drag the request into a traceback.
-            raise translate(error, "keyvault.set_secret", self.client.vault_url) from None
+            raise translate(error, "keyvault.set_secret", self.where) from None
         return secret.properties.version or ""
 
     def recover_secret(self, name: str) -> None:
@@ -62,7 +64,7 @@ class KeyVaultSecretStore(SecretStore):
         except ResourceNotFoundError:
             return  # purged, or already recovered
         except (AzureError, OSError) as error:
-            raise translate(error, "keyvault.recover_deleted_secret", self.client.vault_url) from None
+            raise translate(error, "keyvault.recover_deleted_secret", self.where) from None
 
     def list_versions(self, name: str) -> list[SecretVersion]:
         """GET /secrets/{name}/versions (paged). Permission: secrets/list. Values are never listed."""
@@ -76,6 +78,6 @@ class KeyVaultSecretStore(SecretStore):
         except ResourceNotFoundError:
             return []
         except (AzureError, OSError) as error:
-            raise translate(error, "keyvault.list_secret_versions", self.client.vault_url) from None
+            raise translate(error, "keyvault.list_secret_versions", self.where) from None
         # Key Vault lists versions in no documented order.
         return sorted(listed, key=lambda v: (v.created_on is None, v.created_on or _EPOCH, v.version))

@@ -93,9 +93,12 @@ def test_fleet_scale_discovers_adopts_and_rotates_every_tagged_account(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     report = fleet_scale.main(
-        ["--accounts", "12", "--untagged", "3", "--subscriptions", "3", "--workers", "2"]
+        ["--accounts", "12", "--untagged", "3", "--subscriptions", "3", "--workers", "2", "--vaults", "3"]
     )
     data = report.data
+    assert data["vaults"] == [4, 4, 4]  # spread over the default vault and two more (key-rotation-vault)
+    adoption = data["waves"]["discovery + adoption"]
+    assert adoption["floor_key_vault"] == max(adoption[f"floor_key_vault_{i}"] for i in range(3)) > 0
     assert (data["targets"], data["states"], data["completed"]) == (12, 12, 12)  # untagged never adopted
     assert data["throttled"] == {}, "the budgets kept ARM and Key Vault from answering 429"
     assert set(data["waves"]) == {"discovery + adoption", "cycle: regenerate, verify, swap", "cycle: retire"}

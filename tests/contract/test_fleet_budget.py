@@ -8,13 +8,17 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from emulator.client.azurite import AzuriteProcess
+from rotation.ports import WriteRateLimiter
 from shared.azure.budget_table import RESERVE_TAKES, TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
+from shared.budgets import TokenBucketLimiter
 
 
 def test_two_instances_share_one_bucket_and_never_exceed_it(azurite: AzuriteProcess) -> None:
@@ -75,8 +79,66 @@ def test_one_instances_threads_share_a_reserve_and_never_exceed_the_bucket(azuri
         taken = list(pool.map(lambda _: bucket.try_acquire("vault", 3), range(40)))
     assert taken.count(True) == 20  # 60 tokens, 3 at a time: all of them, not one more
     assert reads[0] <= 20 // (1 + RESERVE_TAKES) + 2, reads[0]  # one read per reserve, not per take
-    refused_reads = reads[0]
-    assert not bucket.try_acquire("vault", 3)  # empty: refused from what it last saw, no Table read
-    assert reads[0] == refused_reads
+    assert not bucket.try_acquire("vault", 3)  # empty: refused (read from the table: see the release test)
     other = TableTokenBucket(table, "kv", rate_per_second=10, burst=60, clock=lambda: frozen[0])
     assert not other.try_acquire("vault", 1)  # the other instance sees the same empty bucket
+
+
+@pytest.mark.parametrize("kind", ["memory", "table"])
+def test_released_tokens_come_back_to_every_instance_and_never_beyond_the_burst(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """What the runner does when one budget grants and the other refuses: the granted tokens go back."""
+    frozen = [1_000.0]
+    if kind == "table":
+        azurite: AzuriteProcess = request.getfixturevalue("azurite")
+        table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+            "budget" + uuid.uuid4().hex[:8]
+        )
+        first: WriteRateLimiter = TableTokenBucket(table, "kv", 10, 8, clock=lambda: frozen[0])
+        second: WriteRateLimiter = TableTokenBucket(table, "kv", 10, 8, clock=lambda: frozen[0])
+    else:
+        first = second = TokenBucketLimiter(10, 8, clock=lambda: frozen[0])
+    second.release("https://kv-a", 3)  # nothing taken yet: a full bucket stays at its burst
+    assert first.try_acquire("https://kv-a", 8) and not second.try_acquire("https://kv-a")
+    first.release("https://kv-a", 3)  # e.g. ARM refused the step these were taken for
+    assert second.try_acquire("https://kv-a", 3) and not second.try_acquire("https://kv-a")
+    second.release("https://kv-b", 2)  # a bucket nobody used: still only its burst
+    assert first.try_acquire("https://kv-b", 8) and not first.try_acquire("https://kv-b")
+
+
+class _RacingTable:
+    """The real table client, except that right before the next conditional update another instance
+    spends from the same bucket (the race many instances and threads run all the time)."""
+
+    def __init__(self, real: Any, rival: Any) -> None:
+        self.real, self.rival, self.armed = real, rival, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def update_entity(self, *args: Any, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            self.rival()
+        return self.real.update_entity(*args, **kwargs)
+
+
+def test_a_lost_race_after_an_earlier_refusal_is_retried_not_read_as_a_refusal(
+    azurite: AzuriteProcess,
+) -> None:
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    rival = TableTokenBucket(table, "kv", 10, 10, clock=lambda: frozen[0])
+    racing = _RacingTable(table, lambda: rival.try_acquire("https://kv-a"))
+    bucket = TableTokenBucket(racing, "kv", 10, 10, clock=lambda: frozen[0])  # type: ignore[arg-type]
+    assert bucket.try_acquire("https://kv-a", 10) and not bucket.try_acquire("https://kv-a")  # refused once
+    frozen[0] += 1.0  # the bucket is full again
+    racing.armed = True
+    assert bucket.try_acquire("https://kv-a", 2)  # lost one compare-and-swap to the rival, then took it
+    # Spent from the table: the rival 1 + a reserve of 2 takes, this instance 2 + 4 → 1 of 10 is left.
+    assert RESERVE_TAKES == 2
+    third = TableTokenBucket(table, "kv", 10, 10, clock=lambda: frozen[0])
+    assert third.try_acquire("https://kv-a") and not third.try_acquire("https://kv-a")

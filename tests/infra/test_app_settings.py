@@ -223,6 +223,14 @@ def test_parameter_defaults_equal_the_app_defaults():
                 "KEY_VAULT_SECRET_WRITES_PER_10S": "200",
             },
         ),
+        (
+            # a management group: its subscriptions are unknown here, so the app lists every visible one
+            {
+                "discoveryManagementGroupId": "mg-ai-workloads",
+                "discoverySubscriptionIds": ["11111111-1111-1111-1111-111111111111"],
+            },
+            {"ROTATION_DISCOVERY": "true", "ROTATION_DISCOVERY_SCOPES": ""},
+        ),
     ],
 )
 def test_parameters_reach_the_app(params, expected):

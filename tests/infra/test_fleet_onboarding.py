@@ -78,3 +78,19 @@ def test_every_loop_in_main_iterates_over_scopes_targets_or_endpoints_only() -> 
         "discoveryGroupAccess": "discoveryResourceGroups",
         "consumerAccess": "consumerResourceIds",  # issue 14: one per declared consumer
     }
+
+
+def test_a_management_group_scope_is_one_assignment_whatever_the_fleet() -> None:
+    """The management-group choice: one conditional hop at the tenant (ARM's only way from a subscription
+    deployment to a management group) deploying one assignment at the group - no loop anywhere, so the
+    count is the same for 1 and 5,000 accounts under it."""
+    hop = next(m for m in bicep.modules(MAIN) if m.symbol == "discoveryManagementGroupAccess")
+    assert hop.loop is None and bicep.render(hop.condition) == "discoveryByManagementGroup"
+    assert bicep.render(hop.body["scope"]) == "tenant()"
+    [inner] = bicep.modules(bicep.module_file(hop))
+    assert inner.loop is None and bicep.render(inner.body["scope"]) == "managementGroup(managementGroupId)"
+    assert bicep.resources(bicep.module_file(hop)) == []  # the hop itself creates nothing
+    [assignment] = bicep.resources(bicep.module_file(inner))
+    assert assignment.type == "Microsoft.Authorization/roleAssignments" and assignment.loop is None
+    group = {**discovery_parameters([]), "discoverySubscriptionIds": [], "discoveryManagementGroupId": "mg"}
+    assert deployed_count(group) == deployed_count(discovery_parameters(fleet(5000))) - len(SUBSCRIPTIONS)

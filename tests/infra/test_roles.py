@@ -37,6 +37,7 @@ EXPECTED_GRANTS = {
     # discovery (issue 13): once per subscription or resource group in scope, never per account
     (CUSTOM_ROLE, "subscription", APP),
     (CUSTOM_ROLE, "resourceGroup", APP),
+    (CUSTOM_ROLE, "managementGroup", APP),
     ("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", APP),
     ("Storage Queue Data Contributor", "Microsoft.Storage/storageAccounts", APP),
     ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", APP),
@@ -133,7 +134,12 @@ def test_custom_role_allows_exactly_read_list_and_regenerate_keys():
     )
     assert (
         bicep.render(properties["assignableScopes"])
-        == "union([subscription().id], targetSubscriptionScopes, discoverySubscriptionScopes)"
+        == "union([subscription().id], targetSubscriptionScopes, discoverySubscriptionScopes, "
+        "discoveryManagementGroupScopes)"
+    )
+    assert bicep.render(bicep.variable(MAIN, "discoveryManagementGroupScopes")) == (
+        "discoveryByManagementGroup ? "
+        "[/providers/Microsoft.Management/managementGroups/${discoveryManagementGroupId}] : []"
     )
     assert bicep.render(bicep.variable(MAIN, "targetSubscriptionScopes")) == (
         "map(targetResourceIds, id => /subscriptions/${split(id, '/')[2]})"

@@ -1,0 +1,77 @@
+"""Taking the write tokens a step will spend (ARM per subscription and identity, Key Vault per vault) and
+giving back what an invocation took but did not spend.
+
+A step may need tokens from both budgets. They live in different buckets (different Table entities), so
+they cannot be taken in one atomic write; instead what was taken is returned when the other budget
+refuses, and whatever is still held when the invocation ends (a deferral, a failure, a step that waits) is
+returned too, so no token is ever lost to work that did not happen.
+"""
+
+from __future__ import annotations
+
+from rotation.decision import (
+    KEY_VAULT_WRITES_AHEAD,
+    KEY_VAULT_WRITES_SPENT,
+    LIST_KEYS_ACTIONS,
+    SPENDS_REGENERATE_BUDGET,
+    WRITES_PER_REGENERATE,
+    Action,
+)
+from rotation.steps.context import StepContext
+
+BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
+VAULT_BUDGET_EXHAUSTED = "Key Vault secret-write budget exhausted for the vault"
+
+
+def take_budget(ctx: StepContext, action: Action) -> str | None:
+    """Take the Key Vault and ARM write tokens ``action`` will spend; or say which budget has none left
+    (and set ``ctx.retry_in``), having taken nothing more. The vault goes first: its budget (30 writes/s)
+    is the scarcer one."""
+    ports = ctx.ports
+    vault = ports.vault_key(ctx.target.vault_url)
+    subscription = ctx.target.subscription_id
+    needed = KEY_VAULT_WRITES_AHEAD.get(action, 0) - ctx.kv_writes_held
+    if needed > 0:
+        if not ports.vault_limiter.try_acquire(vault, needed):
+            ctx.retry_in = ports.vault_limiter.wait_seconds(vault, needed)
+            return VAULT_BUDGET_EXHAUSTED
+    taken_vault = max(0, needed)
+    arm_writes = 0
+    if action in SPENDS_REGENERATE_BUDGET and not ctx.regenerate_budget:
+        arm_writes += WRITES_PER_REGENERATE
+    if action in LIST_KEYS_ACTIONS and not ctx.list_keys_budget:
+        arm_writes += 1
+    if arm_writes and not ports.limiter.try_acquire(subscription, arm_writes):
+        ctx.retry_in = ports.limiter.wait_seconds(subscription, arm_writes)
+        if taken_vault:
+            ports.vault_limiter.release(vault, taken_vault)  # not spent: the step will not run now
+        return BUDGET_EXHAUSTED
+    ctx.kv_writes_held += taken_vault
+    if action in SPENDS_REGENERATE_BUDGET:
+        ctx.regenerate_budget = True
+    if action in LIST_KEYS_ACTIONS:
+        ctx.list_keys_budget = True  # adoption: shared by its intent write and the ADOPT step
+    return None
+
+
+def return_unspent(ctx: StepContext) -> None:
+    """The invocation is over: give back every token it holds for writes it will not make."""
+    ports = ctx.ports
+    if ctx.kv_writes_held > 0:
+        ports.vault_limiter.release(ports.vault_key(ctx.target.vault_url), ctx.kv_writes_held)
+        ctx.kv_writes_held = 0
+    arm_writes = (WRITES_PER_REGENERATE if ctx.regenerate_budget else 0) + (1 if ctx.list_keys_budget else 0)
+    if arm_writes:
+        ports.limiter.release(ctx.target.subscription_id, arm_writes)
+        ctx.regenerate_budget = ctx.list_keys_budget = False
+
+
+def mark_spent(ctx: StepContext, action: Action, wrote: bool = True) -> None:
+    """``action``'s step ran (to success, or to an error after its side effects may have happened): what it
+    writes counts as spent, never returned (returning a token a write used would let the next one 429).
+    ``wrote=False``: the step stopped to wait before writing (a verification not accepted yet), so its
+    Key Vault writes are still held (and returned at the end of the invocation)."""
+    if action in LIST_KEYS_ACTIONS:
+        ctx.list_keys_budget = False
+    if wrote:
+        ctx.kv_writes_held = max(0, ctx.kv_writes_held - KEY_VAULT_WRITES_SPENT.get(action, 0))

@@ -1,0 +1,107 @@
+"""No write token is lost: a step that needs tokens from two budgets (Key Vault per vault, ARM per
+subscription and identity) and gets only one gives the granted tokens back, and tokens taken ahead for
+writes an invocation does not make (it stopped to wait) go back when it ends. The buckets are the
+in-process ``TokenBucketLimiter`` on a frozen clock, so a lost token shows as a missing one. Also: work a
+transient failure stopped is rescheduled (like deferred work) at its backoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rotation.decision import WRITES_PER_REGENERATE
+from rotation.errors import AzureAccessDenied
+from rotation.model import Policy
+from rotation.outcomes import TargetOutcome
+from rotation.ports import WorkScheduler
+from shared.budgets import TokenBucketLimiter
+from tests.unit.rig import Rig, make_rig, transient
+
+VAULT_BURST = 12
+ARM_BURST = 6
+
+
+def rig_with_budgets() -> tuple[Rig, TokenBucketLimiter, TokenBucketLimiter]:
+    frozen = lambda: 1_000.0  # noqa: E731  (no refill: every token is accounted for)
+    arm = TokenBucketLimiter(rate_per_second=1, burst=ARM_BURST, clock=frozen)
+    vault = TokenBucketLimiter(rate_per_second=1, burst=VAULT_BURST, clock=frozen)
+    rig = make_rig(("acc1",), limiter=arm, drain=timedelta(hours=1))
+    rig.service.ports.vault_limiter = vault
+    return rig, arm, vault
+
+
+def tokens_left(bucket: TokenBucketLimiter, key: str, most: int) -> int:
+    """How many tokens the bucket holds (taken one by one, then given back)."""
+    taken = 0
+    while taken < most + 1 and bucket.try_acquire(key):
+        taken += 1
+    bucket.release(key, taken)
+    return taken
+
+
+def test_granted_vault_tokens_go_back_when_arm_refuses() -> None:
+    rig, arm, vault = rig_with_budgets()
+    target = rig.target()
+    vault_key = rig.service.ports.vault_key(target.vault_url)
+    assert arm.try_acquire(target.subscription_id, ARM_BURST)  # another instance spent ARM's budget
+    result = rig.service.advance_target(target.resource_id)
+    assert result.outcome is TargetOutcome.DEFERRED and rig.state() is None  # nothing happened
+    assert tokens_left(vault, vault_key, VAULT_BURST) == VAULT_BURST  # the 4 adoption writes came back
+    arm.release(target.subscription_id, ARM_BURST)
+    assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.ADVANCED
+    # adoption spent exactly its 4 secret writes and 1 listKeys, nothing more went missing
+    assert tokens_left(vault, vault_key, VAULT_BURST) == VAULT_BURST - 4
+    assert tokens_left(arm, target.subscription_id, ARM_BURST) == ARM_BURST - 1
+
+
+def test_tokens_held_for_writes_not_made_go_back_when_the_invocation_stops_to_wait() -> None:
+    rig, arm, vault = rig_with_budgets()
+    target = rig.target()
+    vault_key = rig.service.ports.vault_key(target.vault_url)
+    rig.service.advance_target(target.resource_id)  # adoption: 4 secret writes, 1 ARM write
+    rig.world.propagation_probes = 100  # the new key is not accepted yet: verification waits
+    rig.service.request_rotation(target.resource_id, reason="test")
+    state = rig.state()
+    assert state is not None and state.phase.value == "verifying"
+    # the cycle took 3 secret writes ahead (new slot, then P-active and pointer at the swap) and wrote 1:
+    # the 2 held for the swap are back; ARM spent exactly regenerate + listKeys
+    assert tokens_left(vault, vault_key, VAULT_BURST) == VAULT_BURST - 4 - 1
+    assert tokens_left(arm, target.subscription_id, ARM_BURST) == ARM_BURST - 1 - WRITES_PER_REGENERATE
+    rig.check_invariants()
+
+
+def test_released_tokens_never_exceed_the_burst() -> None:
+    bucket = TokenBucketLimiter(rate_per_second=1, burst=3, clock=lambda: 5.0)
+    bucket.release("sub", 10)
+    assert tokens_left(bucket, "sub", 10) == 3
+
+
+class RecordingScheduler(WorkScheduler):
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[str, float]] = []
+
+    def schedule(self, resource_id: str, delay_seconds: float) -> None:
+        self.scheduled.append((resource_id, delay_seconds))
+
+
+def test_a_transient_failure_is_rescheduled_at_its_backoff_not_left_for_the_next_timer_tick() -> None:
+    rig = make_rig(("acc1",))
+    scheduler = RecordingScheduler()
+    rig.service.ports.scheduler = scheduler
+    target = rig.target()
+    rig.world.faults["arm.list_keys"] = [transient("arm.list_keys")]
+    assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.FAILED
+    state = rig.state()
+    assert state is not None and state.next_attempt_at is not None
+    backoff = (state.next_attempt_at - rig.clock()).total_seconds()
+    assert scheduler.scheduled == [(target.resource_id, backoff)] and backoff > 0
+    # a failed state write (storage hiccup, no lease held): retried after the first backoff
+    rig.clock.advance(seconds=backoff)
+    rig.world.faults["table.write"] = [transient("table.write")]
+    assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.FAILED
+    assert scheduler.scheduled[-1] == (target.resource_id, Policy().backoff(1).total_seconds())
+    # a refusal that is not transient (a missing role) waits for the timer, as before
+    rig.world.faults["arm.list_keys"] = [AzureAccessDenied("arm.list_keys: HTTP 403")]
+    count = len(scheduler.scheduled)
+    rig.clock.advance(seconds=3600)
+    assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.FAILED
+    assert len(scheduler.scheduled) == count
