@@ -35,6 +35,10 @@ UNREACHABLE_WAIT = 5.0  # the table cannot be read: spend nothing, try again in 
 # cycle's calls). Unused reserved tokens lapse: the fleet may under-spend a little, never over-spend.
 RESERVE_TAKES = 2
 RESERVE_SECONDS = 0.5
+# ... and never longer than this share of the bucket's full refill time: a token held is a token taken
+# earlier than it is spent, and Key Vault counts writes in a sliding 10 s window (0.5 s of 10 s at Azure's
+# rates; a budget sized for a shorter window, e.g. the fleet bench's compressed clock, holds less).
+RESERVE_REFILL_SHARE = 0.05
 
 
 class TableTokenBucket(WriteRateLimiter):
@@ -58,6 +62,7 @@ class TableTokenBucket(WriteRateLimiter):
         self._lock = threading.Lock()
         self._waits: dict[str, float] = {}
         self._reserve: dict[str, tuple[int, float]] = {}  # row -> (tokens held here, until)
+        self._reserve_seconds = min(RESERVE_SECONDS, RESERVE_REFILL_SHARE * self.burst / self.rate)
         # One compare-and-swap in flight per bucket per process: this process's threads take turns instead
         # of racing each other for the same entity (at 16 threads on one vault's bucket most rounds were
         # lost races, each two wasted Table calls, and 8 lost in a row deferred the target).
@@ -86,27 +91,32 @@ class TableTokenBucket(WriteRateLimiter):
         row = self._row(subscription_id)
         with self._row_lock(row):
             now = self.clock()
-            held, until = self._reserve.get(row, (0, 0.0))
+            held, until = self._reserve.pop(row, (0, 0.0))
             if held >= writes and now < until:
                 self._reserve[row] = (held - writes, until)
                 self._waits.pop(row, None)
                 return True
             # A refusal is always read from the table: tokens another instance released (``release``)
             # must be seen at once, so no refusal is decided from a tat this process saw earlier.
-            return self._acquire_shared(row, writes)
+            # Held tokens that lapsed (or are too few) were never spent: this take's compare-and-swap gives
+            # them back to the bucket, so a reserve costs the fleet nothing once a next take comes.
+            taken = self._acquire_shared(row, writes, held)
+            if not taken and held and now < until:
+                self._reserve[row] = (held, until)  # not given back: still this process's to spend
+            return taken
 
-    def _acquire_shared(self, row: str, writes: int) -> bool:
+    def _acquire_shared(self, row: str, writes: int, returned: int = 0) -> bool:
         try:
             self._ensure_table()
-            return self._acquire(row, writes)
+            return self._acquire(row, writes, returned)
         except AzureError as error:
             logger.warning("rotation.budget_unavailable %s: %s", self.scope, type(error).__name__)
             self._waits[row] = UNREACHABLE_WAIT
             return False
 
-    def _acquire(self, row: str, writes: int) -> bool:
+    def _acquire(self, row: str, writes: int, returned: int) -> bool:
         for _ in range(CAS_ATTEMPTS):
-            taken = self._attempt(row, writes)
+            taken = self._attempt(row, writes, returned)
             if taken is None:
                 continue  # another instance changed the entity first: recompute
             if taken:
@@ -115,11 +125,11 @@ class TableTokenBucket(WriteRateLimiter):
         self._waits[row] = 0.5  # lost every race: other instances are spending it now
         return False
 
-    def _attempt(self, row: str, writes: int) -> bool | None:
+    def _attempt(self, row: str, writes: int, returned: int = 0) -> bool | None:
         """One compare-and-swap round: True when taken; False (with ``_waits[row]`` set) when refused;
         None when another instance changed the entity first (retry). A race is never read as a refusal:
         ``_waits`` is shared by this process's threads, and an entry left by an earlier refusal must not
-        turn a lost race into a deferral."""
+        turn a lost race into a deferral. ``returned`` tokens held here and never spent go back first."""
         now = self.clock()
         try:
             entity = self.client.get_entity(PARTITION, row)
@@ -134,7 +144,8 @@ class TableTokenBucket(WriteRateLimiter):
                 return None
             self._taken(row, now, taken - writes)
             return True
-        allowed, tat, wait, taken = self._take(float(entity.get("tat", 0.0)), now, writes)
+        seen = float(entity.get("tat", 0.0)) - returned / self.rate
+        allowed, tat, wait, taken = self._take(seen, now, writes)
         if not allowed:
             self._waits[row] = wait
             return False
@@ -161,8 +172,7 @@ class TableTokenBucket(WriteRateLimiter):
         return True, max(seen_tat, now) + taken / self.rate, 0.0, taken
 
     def _taken(self, row: str, now: float, extra: int) -> None:
-        held, until = self._reserve.get(row, (0, 0.0))
-        self._reserve[row] = ((held if now < until else 0) + extra, now + RESERVE_SECONDS)
+        self._reserve[row] = (extra, now + self._reserve_seconds)  # what was held went back in this take
 
     def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
         return self._waits.get(self._row(subscription_id), writes / self.rate)

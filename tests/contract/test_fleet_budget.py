@@ -144,3 +144,20 @@ def test_a_lost_race_after_an_earlier_refusal_is_retried_not_read_as_a_refusal(
     assert RESERVE_TAKES == 2
     third = TableTokenBucket(table, "kv", 10, 10, clock=lambda: frozen[0])
     assert third.try_acquire("https://kv-a") and not third.try_acquire("https://kv-a")
+
+
+def test_reserved_tokens_that_lapse_go_back_to_the_bucket(azurite: AzuriteProcess) -> None:
+    """A reserve not spent in time is given back in the instance's next compare-and-swap: the fleet does
+    not lose the tokens one instance took ahead and did not use."""
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "kv", 1, 9, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "kv", 1, 9, clock=lambda: frozen[0])
+    assert first.try_acquire("https://kv-a", 3)  # 3 + a reserve of 2 takes: all 9 tokens
+    assert not second.try_acquire("https://kv-a")
+    frozen[0] += 0.46  # the reserve (0.05 of a 9 s refill) lapsed; less than one token refilled
+    assert first.try_acquire("https://kv-a")  # gives the 6 back, takes 1 + a reserve of 2
+    assert second.try_acquire("https://kv-a", 3)  # 9 - 3 - 3 = 3 left for the other instance
+    assert not second.try_acquire("https://kv-a")
