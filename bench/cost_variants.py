@@ -6,8 +6,12 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   variables on every request — the behaviour before, with ~100 variables to scan);
 - ``logging``: azure-core's HTTP logging policy back at the root logger's INFO (two records per call);
 - ``reserve``: no budget reserve (a Table read + compare-and-swap per budget take, as before);
-- ``history``: one Table request per history row instead of one transaction per target and invocation;
-- ``before``: all four undone at once.
+- ``history``: one Table request per history row instead of one entity per target and invocation;
+- ``transaction``: the invocation's history rows as one entity-group transaction (this issue's first pass)
+  instead of one entity holding them all;
+- ``casread``: the write budgets read the entity before every compare-and-swap instead of reusing the
+  ETag of this instance's last write;
+- ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
 
@@ -15,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from rotation.ports import HistoryStore
-from shared.azure import budget_table
+from rotation.model import HistoryRecord
+from shared.azure import budget_table, tables
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER
 from shared.http_settings import HttpEnvironment
@@ -32,8 +36,21 @@ VARIANTS: dict[str, frozenset[str]] = {
     "logging": frozenset({"logging"}),
     "reserve": frozenset({"reserve"}),
     "history": frozenset({"history"}),
-    "before": frozenset({"env", "logging", "reserve", "history"}),
+    "transaction": frozenset({"transaction"}),
+    "casread": frozenset({"casread"}),
+    "before": frozenset({"env", "logging", "reserve", "history", "casread"}),
 }
+
+
+def _one_request_per_row(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
+    for record in records:
+        store.table.ready().create_entity(tables._entity(target_key, [tables._fields(record)]))
+
+
+def _one_transaction(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
+    rows = [tables._entity(target_key, [tables._fields(record)]) for record in records]
+    for start in range(0, len(rows), 100):  # Table storage's limit of operations per transaction
+        store.table.ready().submit_transaction([("create", row) for row in rows[start : start + 100]])
 
 
 def settings_for(settings: Settings, variant: str) -> Settings:
@@ -49,16 +66,22 @@ def undone(variant: str) -> Iterator[None]:
     changes = VARIANTS[variant]
     http_logger = logging.getLogger(HTTP_LOGGER)
     level, reserve = http_logger.level, budget_table.RESERVE_TAKES
+    cas_from_last_write = budget_table.CAS_FROM_LAST_WRITE
     append_all: Any = TableHistoryStore.append_all
     if "logging" in changes:
         http_logger.setLevel(logging.INFO)
     if "reserve" in changes:
         budget_table.RESERVE_TAKES = 0
     if "history" in changes:
-        TableHistoryStore.append_all = HistoryStore.append_all  # type: ignore[method-assign]
+        TableHistoryStore.append_all = _one_request_per_row  # type: ignore[method-assign,assignment]
+    if "transaction" in changes:
+        TableHistoryStore.append_all = _one_transaction  # type: ignore[method-assign,assignment]
+    if "casread" in changes:
+        budget_table.CAS_FROM_LAST_WRITE = False
     try:
         yield
     finally:
         http_logger.setLevel(level)
         budget_table.RESERVE_TAKES = reserve
+        budget_table.CAS_FROM_LAST_WRITE = cas_from_last_write
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]

@@ -35,6 +35,10 @@ UNREACHABLE_WAIT = 5.0  # the table cannot be read: spend nothing, try again in 
 # cycle's calls). Unused reserved tokens lapse: the fleet may under-spend a little, never over-spend.
 RESERVE_TAKES = 2
 RESERVE_SECONDS = 0.5
+# A compare-and-swap needs the entity's ETag, not a fresh read: with the ETag this process's last write
+# returned, the next take is one Table request (before: a read and a write). When another instance wrote
+# since, Table answers 412 and the take reads and retries — a stale ETag can cost a request, never a token.
+CAS_FROM_LAST_WRITE = True
 
 
 class TableTokenBucket(WriteRateLimiter):
@@ -62,6 +66,7 @@ class TableTokenBucket(WriteRateLimiter):
         # computed from it is certain until time passes: refuse locally, without a Table read.
         self._known_tat: dict[str, float] = {}
         self._row_locks: dict[str, threading.Lock] = {}
+        self._last_write: dict[str, tuple[float, str]] = {}  # row -> (tat, ETag) this process wrote
 
     def _row(self, key: str) -> str:
         # Table keys may not contain / \ # ? (vault URLs and ids are flattened).
@@ -131,39 +136,47 @@ class TableTokenBucket(WriteRateLimiter):
         """One compare-and-swap round: True when taken; False with ``_waits[row]`` set when refused;
         False without it when another instance changed the entity first (retry)."""
         now = self.clock()
-        try:
-            entity = self.client.get_entity(PARTITION, row)
-        except ResourceNotFoundError:
-            allowed, tat, wait, taken = self._take(0.0, now, writes)
-            if not allowed:
-                self._waits[row] = wait
-                return False
+        last = self._last_write.pop(row, None) if CAS_FROM_LAST_WRITE else None
+        if last is not None:
+            seen, etag = last
+        else:
             try:
-                self.client.create_entity({"PartitionKey": PARTITION, "RowKey": row, "tat": tat})
-            except ResourceExistsError:
-                return False
-            self._taken(row, tat, now, taken - writes)
-            return True
-        seen = float(entity.get("tat", 0.0))
-        self._known_tat[row] = max(seen, self._known_tat.get(row, 0.0))
+                entity = self.client.get_entity(PARTITION, row)
+            except ResourceNotFoundError:
+                allowed, tat, wait, taken = self._take(0.0, now, writes)
+                if not allowed:
+                    self._waits[row] = wait
+                    return False
+                try:
+                    written = self.client.create_entity(
+                        {"PartitionKey": PARTITION, "RowKey": row, "tat": tat}
+                    )
+                except ResourceExistsError:
+                    return False
+                self._taken(row, tat, now, taken - writes, written.get("etag"))
+                return True
+            seen, etag = float(entity.get("tat", 0.0)), str(entity.metadata["etag"])
+            self._known_tat[row] = max(seen, self._known_tat.get(row, 0.0))
         allowed, tat, wait, taken = self._take(seen, now, writes)
-        if not allowed:
+        if not allowed:  # certain even from our last write: instances only ever push ``tat`` later
             self._waits[row] = wait
             return False
         try:
-            self.client.update_entity(
+            written = self.client.update_entity(
                 {"PartitionKey": PARTITION, "RowKey": row, "tat": tat},
                 mode=UpdateMode.REPLACE,
-                etag=entity.metadata["etag"],
+                etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            return False
-        self._taken(row, tat, now, taken - writes)
+            return False  # another instance wrote since: the next attempt reads
+        self._taken(row, tat, now, taken - writes, written.get("etag"))
         return True
 
-    def _taken(self, row: str, tat: float, now: float, extra: int) -> None:
+    def _taken(self, row: str, tat: float, now: float, extra: int, etag: str | None) -> None:
         self._known_tat[row] = max(tat, self._known_tat.get(row, 0.0))
+        if etag:
+            self._last_write[row] = (tat, etag)
         held, until = self._reserve.get(row, (0, 0.0))
         self._reserve[row] = ((held if now < until else 0) + extra, now + RESERVE_SECONDS)
 
@@ -176,6 +189,7 @@ class TableTokenBucket(WriteRateLimiter):
         row = self._row(subscription_id)
         with self._lock:
             self._reserve.pop(row, None)  # Azure said 429: spend nothing held here either
+            self._last_write.pop(row, None)
         for _ in range(CAS_ATTEMPTS):
             now = self.clock()
             try:

@@ -80,3 +80,42 @@ def test_one_instances_threads_share_a_reserve_and_never_exceed_the_bucket(azuri
     assert reads[0] == refused_reads
     other = TableTokenBucket(table, "kv", rate_per_second=10, burst=60, clock=lambda: frozen[0])
     assert not other.try_acquire("vault", 1)  # the other instance sees the same empty bucket
+
+
+def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_costs_no_token(
+    azurite: AzuriteProcess,
+) -> None:
+    """The compare-and-swap reuses the ETag of this instance's last write instead of reading the entity
+    first; when another instance wrote since, Table answers 412 and the take reads and retries."""
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    requests: list[str] = []
+    for name in ("get_entity", "update_entity", "create_entity"):
+        original = getattr(table, name)
+
+        def counted(
+            *args: object, _name: str = name, _original: object = original, **kwargs: object
+        ) -> object:
+            requests.append(_name)
+            return _original(*args, **kwargs)  # type: ignore[operator]
+
+        setattr(table, name, counted)
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=100, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=100, clock=lambda: frozen[0])
+    takes_per_write = 1 + RESERVE_TAKES
+    for _ in range(2 * takes_per_write):
+        assert first.try_acquire("sub-1", 10)
+    # the first write creates the row after a 404; the next one reuses that write's ETag: no read
+    assert requests == ["get_entity", "create_entity", "update_entity"], requests
+    requests.clear()
+    assert second.try_acquire("sub-1", 10)  # the other instance reads, then writes: first's ETag is stale
+    frozen[0] += 1.0  # first's reserve lapses
+    requests.clear()
+    assert first.try_acquire("sub-1", 10)
+    assert requests[:3] == ["update_entity", "get_entity", "update_entity"], requests  # 412, read, retry
+    granted = 2 * takes_per_write + 2  # takes of 10 granted so far
+    while first.try_acquire("sub-1", 10) or second.try_acquire("sub-1", 10):
+        granted += 1
+    assert granted * 10 <= 100 + 10 * 1.0 + 1e-9  # the burst plus one second of refill, never more
