@@ -11,6 +11,9 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   instead of one entity holding them all;
 - ``casread``: the write budgets read the entity before every compare-and-swap instead of reusing the
   ETag of this instance's last write;
+- ``requeue``: a refused take comes back at the next token, and every deferral sends its queue message
+  (before: deferred targets are not spread at the refill rate, and a target deferred again before its
+  message is due gets another one);
 - ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
@@ -19,14 +22,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from rotation.model import HistoryRecord
-from shared.azure import budget_table, tables
+from shared.azure import budget_table, queues, tables
+from shared.azure.budget_table import TableTokenBucket
+from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER
+from shared.fanout import fanout_message
 from shared.http_settings import HttpEnvironment
 from shared.settings import Settings
 
@@ -38,8 +47,21 @@ VARIANTS: dict[str, frozenset[str]] = {
     "history": frozenset({"history"}),
     "transaction": frozenset({"transaction"}),
     "casread": frozenset({"casread"}),
-    "before": frozenset({"env", "logging", "reserve", "history", "casread"}),
+    "requeue": frozenset({"requeue"}),
+    "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
 }
+
+
+def _wait_for_the_next_token(bucket: TableTokenBucket, key: str, writes: int = 1) -> float:
+    return bucket._waits.get(bucket._row(key), writes / bucket.rate)
+
+
+def _send_every_time(scheduler: QueueWorkScheduler, resource_id: str, delay_seconds: float) -> None:
+    delay = min(queues.MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay_seconds)))
+    try:
+        scheduler.client.send_message(fanout_message(resource_id), visibility_timeout=delay)
+    except AzureError:
+        pass  # as the scheduler: best effort, the next sweep takes the target anyway
 
 
 def _one_request_per_row(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
@@ -68,6 +90,11 @@ def undone(variant: str) -> Iterator[None]:
     level, reserve = http_logger.level, budget_table.RESERVE_TAKES
     cas_from_last_write = budget_table.CAS_FROM_LAST_WRITE
     append_all: Any = TableHistoryStore.append_all
+    wait_seconds: Any = TableTokenBucket.wait_seconds
+    schedule: Any = QueueWorkScheduler.schedule
+    if "requeue" in changes:
+        TableTokenBucket.wait_seconds = _wait_for_the_next_token  # type: ignore[method-assign,assignment]
+        QueueWorkScheduler.schedule = _send_every_time  # type: ignore[method-assign,assignment]
     if "logging" in changes:
         http_logger.setLevel(logging.INFO)
     if "reserve" in changes:
@@ -85,3 +112,5 @@ def undone(variant: str) -> Iterator[None]:
         budget_table.RESERVE_TAKES = reserve
         budget_table.CAS_FROM_LAST_WRITE = cas_from_last_write
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]
+        TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
+        QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]

@@ -67,6 +67,7 @@ class TableTokenBucket(WriteRateLimiter):
         self._known_tat: dict[str, float] = {}
         self._row_locks: dict[str, threading.Lock] = {}
         self._last_write: dict[str, tuple[float, str]] = {}  # row -> (tat, ETag) this process wrote
+        self._booked: dict[str, float] = {}  # row -> when the last refused take was told to come back
 
     def _row(self, key: str) -> str:
         # Table keys may not contain / \ # ? (vault URLs and ids are flattened).
@@ -181,7 +182,17 @@ class TableTokenBucket(WriteRateLimiter):
         self._reserve[row] = ((held if now < until else 0) + extra, now + RESERVE_SECONDS)
 
     def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
-        return self._waits.get(self._row(subscription_id), writes / self.rate)
+        """After a refusal: when to come back. Each refused take books the tokens after those booked by the
+        takes refused before it in this process, so deferred targets return spread at the refill rate —
+        each once — instead of all at the next token, where all but one are refused again (and each refusal
+        costs a queue message and an invocation)."""
+        row = self._row(subscription_id)
+        wait = self._waits.get(row, writes / self.rate)
+        with self._lock:
+            now = self.clock()
+            slot = max(now + wait, self._booked.get(row, 0.0) + writes / self.rate)
+            self._booked[row] = slot
+        return slot - now
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         """Azure answered 429 anyway (another client of the same bucket): push the shared bucket back so

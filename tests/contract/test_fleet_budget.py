@@ -119,3 +119,44 @@ def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_c
     while first.try_acquire("sub-1", 10) or second.try_acquire("sub-1", 10):
         granted += 1
     assert granted * 10 <= 100 + 10 * 1.0 + 1e-9  # the burst plus one second of refill, never more
+
+
+def test_refused_takes_come_back_spread_at_the_refill_rate_not_all_at_the_next_token(
+    azurite: AzuriteProcess,
+) -> None:
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=3, clock=lambda: frozen[0])
+    assert bucket.try_acquire("vault", 3)
+    waits = []
+    for _ in range(4):
+        assert not bucket.try_acquire("vault", 3)
+        waits.append(bucket.wait_seconds("vault", 3))
+    # the first comes back when 3 tokens have refilled, each next one 3 tokens (0.3 s) later
+    assert [round(w, 3) for w in waits] == [0.3, 0.6, 0.9, 1.2], waits
+    frozen[0] += 0.3
+    assert bucket.try_acquire("vault", 3)  # the first deferred take finds its tokens when told to come
+
+
+def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(azurite: AzuriteProcess) -> None:
+    """A sweep that defers a target again before its message is due does not add a second message; an
+    earlier time than the pending message's, or a target whose message is due already, gets one."""
+    name = "dedup-" + uuid.uuid4().hex[:8]
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
+    )
+    queue.create_queue()
+    now = [0.0]
+    scheduler = QueueWorkScheduler(queue, clock=lambda: now[0])
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=5)
+    now[0] = 1.0
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=4.5)  # due at 5 anyway: not sent again
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=30)  # later than the pending one: not sent
+    assert queue.get_queue_properties().approximate_message_count == 1
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=1)  # earlier than the pending one: sent
+    now[0] = 10.0  # both are due: a new deferral gets its own message
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=2)
+    scheduler.schedule("/subscriptions/s/b", delay_seconds=2)  # another target
+    assert queue.get_queue_properties().approximate_message_count == 4
