@@ -14,6 +14,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
 - ``requeue``: a refused take comes back at the next token, and every deferral sends its queue message
   (before: deferred targets are not spread at the refill rate, and a target deferred again before its
   message is due gets another one);
+- ``merge``: the sessions without a proxy go through requests' generic setting merge again (the CA lookup
+  by name stays);
 - ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
@@ -23,10 +25,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import requests
 from azure.core.exceptions import AzureError
 
 from rotation.model import HistoryRecord
@@ -36,6 +40,7 @@ from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER
 from shared.fanout import fanout_message
+from shared.http_session import CA_VARIABLES, LeanSession
 from shared.http_settings import HttpEnvironment
 from shared.settings import Settings
 
@@ -48,8 +53,17 @@ VARIANTS: dict[str, frozenset[str]] = {
     "transaction": frozenset({"transaction"}),
     "casread": frozenset({"casread"}),
     "requeue": frozenset({"requeue"}),
+    "merge": frozenset({"merge"}),
     "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
 }
+
+
+def _generic_merge(
+    session: LeanSession, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+) -> dict[str, Any]:
+    if not session.trust_env and (verify is True or verify is None) and session.verify is True:
+        verify = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), verify)
+    return requests.Session.merge_environment_settings(session, url, proxies, stream, verify, cert)
 
 
 def _wait_for_the_next_token(bucket: TableTokenBucket, key: str, writes: int = 1) -> float:
@@ -92,6 +106,9 @@ def undone(variant: str) -> Iterator[None]:
     append_all: Any = TableHistoryStore.append_all
     wait_seconds: Any = TableTokenBucket.wait_seconds
     schedule: Any = QueueWorkScheduler.schedule
+    merge: Any = LeanSession.merge_environment_settings
+    if "merge" in changes:
+        LeanSession.merge_environment_settings = _generic_merge  # type: ignore[method-assign,assignment]
     if "requeue" in changes:
         TableTokenBucket.wait_seconds = _wait_for_the_next_token  # type: ignore[method-assign,assignment]
         QueueWorkScheduler.schedule = _send_every_time  # type: ignore[method-assign,assignment]
@@ -114,3 +131,4 @@ def undone(variant: str) -> Iterator[None]:
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]
         TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
         QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]
+        LeanSession.merge_environment_settings = merge  # type: ignore[method-assign]
