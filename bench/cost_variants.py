@@ -16,6 +16,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   message is due gets another one);
 - ``merge``: the sessions without a proxy go through requests' generic setting merge again (the CA lookup
   by name stays);
+- ``fullreserve``: a take reserves tokens for more takes however low the bucket is (they may lapse unspent
+  while the budget limits the work);
 - ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
@@ -54,6 +56,7 @@ VARIANTS: dict[str, frozenset[str]] = {
     "casread": frozenset({"casread"}),
     "requeue": frozenset({"requeue"}),
     "merge": frozenset({"merge"}),
+    "fullreserve": frozenset({"fullreserve"}),
     "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
 }
 
@@ -103,6 +106,9 @@ def undone(variant: str) -> Iterator[None]:
     http_logger = logging.getLogger(HTTP_LOGGER)
     level, reserve = http_logger.level, budget_table.RESERVE_TAKES
     cas_from_last_write = budget_table.CAS_FROM_LAST_WRITE
+    reserve_only_above = budget_table.RESERVE_ONLY_ABOVE
+    if "fullreserve" in changes:
+        budget_table.RESERVE_ONLY_ABOVE = 0.0
     append_all: Any = TableHistoryStore.append_all
     wait_seconds: Any = TableTokenBucket.wait_seconds
     schedule: Any = QueueWorkScheduler.schedule
@@ -128,6 +134,7 @@ def undone(variant: str) -> Iterator[None]:
         http_logger.setLevel(level)
         budget_table.RESERVE_TAKES = reserve
         budget_table.CAS_FROM_LAST_WRITE = cas_from_last_write
+        budget_table.RESERVE_ONLY_ABOVE = reserve_only_above
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]
         TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
         QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]

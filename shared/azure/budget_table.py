@@ -35,6 +35,7 @@ UNREACHABLE_WAIT = 5.0  # the table cannot be read: spend nothing, try again in 
 # cycle's calls). Unused reserved tokens lapse: the fleet may under-spend a little, never over-spend.
 RESERVE_TAKES = 2
 RESERVE_SECONDS = 0.5
+RESERVE_ONLY_ABOVE = 0.5  # of the burst (below: take exactly what is asked, nothing lapses)
 # A compare-and-swap needs the entity's ETag, not a fresh read: with the ETag this process's last write
 # returned, the next take is one Table request (before: a read and a write). When another instance wrote
 # since, Table answers 412 and the take reads and retries — a stale ETag can cost a request, never a token.
@@ -130,7 +131,10 @@ class TableTokenBucket(WriteRateLimiter):
         if not allowed:
             return False, seen_tat, wait, 0
         available = int((now - max(seen_tat, now)) * self.rate + self.burst + 1e-9)
-        taken = max(writes, min(available, writes * (1 + RESERVE_TAKES)))
+        # Reserve only from a bucket more than half full: when the budget is what limits the work, reserved
+        # tokens that lapse unspent are throughput lost (a sweep ends, its deferred targets wait).
+        spare = available - int(self.burst * RESERVE_ONLY_ABOVE)
+        taken = max(writes, min(spare, writes * (1 + RESERVE_TAKES)))
         return True, max(seen_tat, now) + taken / self.rate, 0.0, taken
 
     def _attempt(self, row: str, writes: int) -> bool:

@@ -102,8 +102,8 @@ def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_c
 
         setattr(table, name, counted)
     frozen = [1_000.0]
-    first = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=100, clock=lambda: frozen[0])
-    second = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=100, clock=lambda: frozen[0])
+    first = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=1000, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=1000, clock=lambda: frozen[0])
     takes_per_write = 1 + RESERVE_TAKES
     for _ in range(2 * takes_per_write):
         assert first.try_acquire("sub-1", 10)
@@ -118,7 +118,7 @@ def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_c
     granted = 2 * takes_per_write + 2  # takes of 10 granted so far
     while first.try_acquire("sub-1", 10) or second.try_acquire("sub-1", 10):
         granted += 1
-    assert granted * 10 <= 100 + 10 * 1.0 + 1e-9  # the burst plus one second of refill, never more
+    assert granted * 10 <= 1000 + 10 * 1.0 + 1e-9  # the burst plus one second of refill, never more
 
 
 def test_refused_takes_come_back_spread_at_the_refill_rate_not_all_at_the_next_token(
@@ -160,3 +160,17 @@ def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(azurite: 
     scheduler.schedule("/subscriptions/s/a", delay_seconds=2)
     scheduler.schedule("/subscriptions/s/b", delay_seconds=2)  # another target
     assert queue.get_queue_properties().approximate_message_count == 4
+
+
+def test_an_instance_reserves_nothing_from_a_bucket_under_half_full(azurite: AzuriteProcess) -> None:
+    """When the budget is what limits the work, tokens reserved by one instance and left unspent are lost to
+    every instance: below half the burst a take takes exactly what it asks."""
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
+    assert second.try_acquire("vault", 12)  # 8 left: under half of 20
+    assert first.try_acquire("vault", 2)  # takes 2, not 2 plus a reserve of 4
+    assert [second.try_acquire("vault", 2) for _ in range(4)] == [True, True, True, False]  # the other 6
