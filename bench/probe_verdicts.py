@@ -119,10 +119,7 @@ def adapters(emulator: EmulatorProcess) -> tuple[CognitiveServicesKeys, DataPlan
     session = requests.Session()
     arm = emulator.env["ARM_ENDPOINT"]
     keys = CognitiveServicesKeys(
-        emulator.credential(),
-        arm,
-        f"{arm}/.default",
-        UnlimitedWrites(),
+        emulator.credential(), arm, f"{arm}/.default", UnlimitedWrites(),
         {"connection_verify": emulator.ca_bundle},
     )
     return keys, DataPlaneProbe(session)
