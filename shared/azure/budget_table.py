@@ -163,7 +163,9 @@ class TableTokenBucket(WriteRateLimiter):
             seen, etag = float(entity.get("tat", 0.0)), str(entity.metadata["etag"])
             self._known_tat[row] = max(seen, self._known_tat.get(row, 0.0))
         allowed, tat, wait, taken = self._take(seen, now, writes)
-        if not allowed:  # certain even from our last write: instances only ever push ``tat`` later
+        if not allowed:
+            if last is not None:
+                return False  # refused by what this instance wrote last: read what the fleet holds now
             self._waits[row] = wait
             return False
         try:
