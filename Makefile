@@ -68,7 +68,7 @@ bench-emulator: deps
 
 # make bench-cycle-scale | bench-call-counts | bench-import-time | bench-consumer-get | bench-sweep-memory
 # | bench-probe-verdicts | bench-fleet-scale
-BENCHMARKS := cycle-scale call-counts import-time consumer-get sweep-memory probe-verdicts fleet-scale
+BENCHMARKS := cycle-scale call-counts import-time consumer-get sweep-memory probe-verdicts fleet-scale async-prototype
 # make bench-cost: client CPU per target-cycle in a Function-shaped process (bench/cost_per_cycle.py)
 .PHONY: bench-cost
 bench-cost: deps

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from azure.storage.queue import QueueClient
+
 from bench.baseline_reference import ReferenceRotation
 from bench.call_counts import MINIMUM_PER_CYCLE
 from bench.cost_variants import VARIANTS, settings_for, undone
@@ -241,6 +243,8 @@ def measure(
         env = function_environment(app_settings)
         with process_environment(env), worker_logging() as handler:
             settings = load_settings(os.environ)
+            # As deployed (infra creates it): deferred targets go back on the fan-out queue.
+            QueueClient.from_connection_string(azurite.connection_string, settings.queue_name).create_queue()
             clock = ManualClock(ticking=True)
             services = {v: build_service(settings_for(settings, v), clock=clock) for v in variants}
             service = services[variants[0]]

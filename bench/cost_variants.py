@@ -6,8 +6,19 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   variables on every request — the behaviour before, with ~100 variables to scan);
 - ``logging``: azure-core's HTTP logging policy back at the root logger's INFO (two records per call);
 - ``reserve``: no budget reserve (a Table read + compare-and-swap per budget take, as before);
-- ``history``: one Table request per history row instead of one transaction per target and invocation;
-- ``before``: all four undone at once.
+- ``history``: one Table request per history row instead of one entity per target and invocation;
+- ``transaction``: the invocation's history rows as one entity-group transaction (this issue's first pass)
+  instead of one entity holding them all;
+- ``casread``: the write budgets read the entity before every compare-and-swap instead of reusing the
+  ETag of this instance's last write;
+- ``requeue``: a refused take comes back at the next token, and every deferral sends its queue message
+  (before: deferred targets are not spread at the refill rate, and a target deferred again before its
+  message is due gets another one);
+- ``merge``: the sessions without a proxy go through requests' generic setting merge again (the CA lookup
+  by name stays);
+- ``fullreserve``: a take reserves tokens for more takes however low the bucket is (they may lapse unspent
+  while the budget limits the work);
+- ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
 
@@ -15,14 +26,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+import math
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from rotation.ports import HistoryStore
-from shared.azure import budget_table
+import requests
+from azure.core.exceptions import AzureError
+
+from rotation.model import HistoryRecord
+from shared.azure import budget_table, queues, tables
+from shared.azure.budget_table import TableTokenBucket
+from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER
+from shared.fanout import fanout_message
+from shared.http_session import CA_VARIABLES, LeanSession
 from shared.http_settings import HttpEnvironment
 from shared.settings import Settings
 
@@ -32,8 +52,44 @@ VARIANTS: dict[str, frozenset[str]] = {
     "logging": frozenset({"logging"}),
     "reserve": frozenset({"reserve"}),
     "history": frozenset({"history"}),
-    "before": frozenset({"env", "logging", "reserve", "history"}),
+    "transaction": frozenset({"transaction"}),
+    "casread": frozenset({"casread"}),
+    "requeue": frozenset({"requeue"}),
+    "merge": frozenset({"merge"}),
+    "fullreserve": frozenset({"fullreserve"}),
+    "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
 }
+
+
+def _generic_merge(
+    session: LeanSession, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+) -> dict[str, Any]:
+    if not session.trust_env and (verify is True or verify is None) and session.verify is True:
+        verify = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), verify)
+    return requests.Session.merge_environment_settings(session, url, proxies, stream, verify, cert)
+
+
+def _wait_for_the_next_token(bucket: TableTokenBucket, key: str, writes: int = 1) -> float:
+    return bucket._waits.get(bucket._row(key), writes / bucket.rate)
+
+
+def _send_every_time(scheduler: QueueWorkScheduler, resource_id: str, delay_seconds: float) -> None:
+    delay = min(queues.MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay_seconds)))
+    try:
+        scheduler.client.send_message(fanout_message(resource_id), visibility_timeout=delay)
+    except AzureError:
+        pass  # as the scheduler: best effort, the next sweep takes the target anyway
+
+
+def _one_request_per_row(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
+    for record in records:
+        store.table.ready().create_entity(tables._entity(target_key, [tables._fields(record)]))
+
+
+def _one_transaction(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
+    rows = [tables._entity(target_key, [tables._fields(record)]) for record in records]
+    for start in range(0, len(rows), 100):  # Table storage's limit of operations per transaction
+        store.table.ready().submit_transaction([("create", row) for row in rows[start : start + 100]])
 
 
 def settings_for(settings: Settings, variant: str) -> Settings:
@@ -49,16 +105,37 @@ def undone(variant: str) -> Iterator[None]:
     changes = VARIANTS[variant]
     http_logger = logging.getLogger(HTTP_LOGGER)
     level, reserve = http_logger.level, budget_table.RESERVE_TAKES
+    cas_from_last_write = budget_table.CAS_FROM_LAST_WRITE
+    reserve_only_above = budget_table.RESERVE_ONLY_ABOVE
+    if "fullreserve" in changes:
+        budget_table.RESERVE_ONLY_ABOVE = 0.0
     append_all: Any = TableHistoryStore.append_all
+    wait_seconds: Any = TableTokenBucket.wait_seconds
+    schedule: Any = QueueWorkScheduler.schedule
+    merge: Any = LeanSession.merge_environment_settings
+    if "merge" in changes:
+        LeanSession.merge_environment_settings = _generic_merge  # type: ignore[method-assign,assignment]
+    if "requeue" in changes:
+        TableTokenBucket.wait_seconds = _wait_for_the_next_token  # type: ignore[method-assign,assignment]
+        QueueWorkScheduler.schedule = _send_every_time  # type: ignore[method-assign,assignment]
     if "logging" in changes:
         http_logger.setLevel(logging.INFO)
     if "reserve" in changes:
         budget_table.RESERVE_TAKES = 0
     if "history" in changes:
-        TableHistoryStore.append_all = HistoryStore.append_all  # type: ignore[method-assign]
+        TableHistoryStore.append_all = _one_request_per_row  # type: ignore[method-assign,assignment]
+    if "transaction" in changes:
+        TableHistoryStore.append_all = _one_transaction  # type: ignore[method-assign,assignment]
+    if "casread" in changes:
+        budget_table.CAS_FROM_LAST_WRITE = False
     try:
         yield
     finally:
         http_logger.setLevel(level)
         budget_table.RESERVE_TAKES = reserve
+        budget_table.CAS_FROM_LAST_WRITE = cas_from_last_write
+        budget_table.RESERVE_ONLY_ABOVE = reserve_only_above
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]
+        TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
+        QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]
+        LeanSession.merge_environment_settings = merge  # type: ignore[method-assign]

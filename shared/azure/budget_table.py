@@ -39,6 +39,11 @@ RESERVE_SECONDS = 0.5
 # earlier than it is spent, and Key Vault counts writes in a sliding 10 s window (0.5 s of 10 s at Azure's
 # rates; a budget sized for a shorter window, e.g. the fleet bench's compressed clock, holds less).
 RESERVE_REFILL_SHARE = 0.05
+RESERVE_ONLY_ABOVE = 0.5  # of the burst (below: take exactly what is asked, nothing lapses)
+# A compare-and-swap needs the entity's ETag, not a fresh read: with the ETag this process's last write
+# returned, the next take is one Table request (before: a read and a write). When another instance wrote
+# since, Table answers 412 and the take reads and retries — a stale ETag can cost a request, never a token.
+CAS_FROM_LAST_WRITE = True
 
 
 class TableTokenBucket(WriteRateLimiter):
@@ -62,6 +67,8 @@ class TableTokenBucket(WriteRateLimiter):
         self._lock = threading.Lock()
         self._waits: dict[str, float] = {}
         self._reserve: dict[str, tuple[int, float]] = {}  # row -> (tokens held here, until)
+        self._last_write: dict[str, tuple[float, str]] = {}  # row -> (tat, ETag) this process wrote
+        self._booked: dict[str, float] = {}  # row -> when the last refused take was told to come back
         self._reserve_seconds = min(RESERVE_SECONDS, RESERVE_REFILL_SHARE * self.burst / self.rate)
         # One compare-and-swap in flight per bucket per process: this process's threads take turns instead
         # of racing each other for the same entity (at 16 threads on one vault's bucket most rounds were
@@ -131,34 +138,42 @@ class TableTokenBucket(WriteRateLimiter):
         ``_waits`` is shared by this process's threads, and an entry left by an earlier refusal must not
         turn a lost race into a deferral. ``returned`` tokens held here and never spent go back first."""
         now = self.clock()
-        try:
-            entity = self.client.get_entity(PARTITION, row)
-        except ResourceNotFoundError:
-            allowed, tat, wait, taken = self._take(0.0, now, writes)
-            if not allowed:
-                self._waits[row] = wait
-                return False
+        last = self._last_write.pop(row, None) if CAS_FROM_LAST_WRITE else None
+        if last is not None:
+            seen, etag = last
+        else:
             try:
-                self.client.create_entity({"PartitionKey": PARTITION, "RowKey": row, "tat": tat})
-            except ResourceExistsError:
-                return None
-            self._taken(row, now, taken - writes)
-            return True
-        seen = float(entity.get("tat", 0.0)) - returned / self.rate
-        allowed, tat, wait, taken = self._take(seen, now, writes)
+                entity = self.client.get_entity(PARTITION, row)
+            except ResourceNotFoundError:
+                allowed, tat, wait, taken = self._take(0.0, now, writes)
+                if not allowed:
+                    self._waits[row] = wait
+                    return False
+                try:
+                    written = self.client.create_entity(
+                        {"PartitionKey": PARTITION, "RowKey": row, "tat": tat}
+                    )
+                except ResourceExistsError:
+                    return None
+                self._taken(row, tat, now, taken - writes, written.get("etag"))
+                return True
+            seen, etag = float(entity.get("tat", 0.0)), str(entity.metadata["etag"])
+        allowed, tat, wait, taken = self._take(seen - returned / self.rate, now, writes)
         if not allowed:
+            if last is not None:
+                return None  # refused by what this instance wrote last: read what the fleet holds now
             self._waits[row] = wait
             return False
         try:
-            self.client.update_entity(
+            written = self.client.update_entity(
                 {"PartitionKey": PARTITION, "RowKey": row, "tat": tat},
                 mode=UpdateMode.REPLACE,
-                etag=entity.metadata["etag"],
+                etag=etag,
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            return None
-        self._taken(row, now, taken - writes)
+            return None  # another instance wrote since: the next attempt reads
+        self._taken(row, tat, now, taken - writes, written.get("etag"))
         return True
 
     def _take(self, seen_tat: float, now: float, writes: int) -> tuple[bool, float, float, int]:
@@ -168,14 +183,29 @@ class TableTokenBucket(WriteRateLimiter):
         if not allowed:
             return False, seen_tat, wait, 0
         available = int((now - max(seen_tat, now)) * self.rate + self.burst + 1e-9)
-        taken = max(writes, min(available, writes * (1 + RESERVE_TAKES)))
+        # Reserve only from a bucket more than half full: when the budget is what limits the work, reserved
+        # tokens that lapse unspent are throughput lost (a sweep ends, its deferred targets wait).
+        spare = available - int(self.burst * RESERVE_ONLY_ABOVE)
+        taken = max(writes, min(spare, writes * (1 + RESERVE_TAKES)))
         return True, max(seen_tat, now) + taken / self.rate, 0.0, taken
 
-    def _taken(self, row: str, now: float, extra: int) -> None:
+    def _taken(self, row: str, tat: float, now: float, extra: int, etag: str | None) -> None:
         self._reserve[row] = (extra, now + self._reserve_seconds)  # what was held went back in this take
+        if etag:
+            self._last_write[row] = (tat, etag)
 
     def wait_seconds(self, subscription_id: str, writes: int = 1) -> float:
-        return self._waits.get(self._row(subscription_id), writes / self.rate)
+        """After a refusal: when to come back. Each refused take books the tokens after those booked by the
+        takes refused before it in this process, so deferred targets return spread at the refill rate —
+        each once — instead of all at the next token, where all but one are refused again (and each refusal
+        costs a queue message and an invocation)."""
+        row = self._row(subscription_id)
+        wait = self._waits.get(row, writes / self.rate)
+        with self._lock:
+            now = self.clock()
+            slot = max(now + wait, self._booked.get(row, 0.0) + writes / self.rate)
+            self._booked[row] = slot
+        return slot - now
 
     def penalize(self, subscription_id: str, retry_after_seconds: float) -> None:
         """Azure answered 429 anyway (another client of the same bucket): push the shared bucket back so
@@ -197,6 +227,7 @@ class TableTokenBucket(WriteRateLimiter):
 
     def _move_tat(self, row: str, move: Callable[[float, float], float]) -> None:
         """Compare-and-swap ``tat`` to ``move(tat, now)``; best effort (a missing entity: nothing taken)."""
+        self._last_write.pop(row, None)  # this write changes the ETag
         for _ in range(CAS_ATTEMPTS):
             now = self.clock()
             try:

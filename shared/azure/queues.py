@@ -6,6 +6,9 @@ the budgets allow never waits for the next timer tick — and nothing sleeps (I6
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections.abc import Callable
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
@@ -17,13 +20,30 @@ from shared.fanout import fanout_message
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600  # Queue Storage's limit for a message's initial invisibility
 
 
+# A message this process sent that is still invisible and due no later than this many seconds after the
+# time asked for already brings the target back: another one would only run it twice (a sweep that defers a
+# target again before its message is due asked for the same thing).
+ALREADY_SCHEDULED_SLACK = 1.0
+
+
 class QueueWorkScheduler(WorkScheduler):
-    def __init__(self, client: QueueClient) -> None:
+    def __init__(self, client: QueueClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client  # built with TextBase64EncodePolicy: the Functions queue trigger's encoding
+        self.clock = clock
+        self._pending: dict[str, float] = {}  # target -> when the message this process sent becomes visible
+        self._lock = threading.Lock()
 
     def schedule(self, resource_id: str, delay_seconds: float) -> None:
         delay = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay_seconds)))
+        with self._lock:
+            now = self.clock()
+            pending = self._pending.get(resource_id)
+            if pending is not None and now < pending <= now + delay + ALREADY_SCHEDULED_SLACK:
+                return
+            self._pending[resource_id] = now + delay
         try:
             self.client.send_message(fanout_message(resource_id), visibility_timeout=delay)
         except AzureError as error:  # the next sweep takes the target anyway
+            with self._lock:
+                self._pending.pop(resource_id, None)
             logger.warning("rotation.schedule_failed %s: %s", resource_id, type(error).__name__)

@@ -4,6 +4,7 @@ connection string — Azurite locally)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -158,52 +159,32 @@ class TableStateStore(StateStore):
 _MAX_MICROS = 10**19 - 1
 
 
-TRANSACTION_LIMIT = 100  # operations per entity-group transaction (Table storage's limit)
+# One invocation's rows for a target are written as ONE entity: the newest row's columns (what the
+# invocation ended with, readable in any table browser as before) plus every row of the invocation as JSON
+# in ``records``. Why not an entity-group transaction: its multipart body is built and parsed with the
+# ``email`` package and azure-core prepares its parts on a fresh thread pool — 5-7 ms of CPU per request
+# against ~2 ms for one insert (docs/BENCHMARKS.md §7). A string property holds 64 KiB (32K UTF-16
+# characters): a larger invocation is split into several entities.
+PACK_CHARS = 30_000
 
 
 class TableHistoryStore(HistoryStore):
-    """Row keys sort newest first: inverted microseconds since the epoch, plus a random suffix."""
+    """Row keys sort newest first: inverted microseconds since the epoch (of the entity's newest row),
+    plus a random suffix."""
 
     def __init__(self, client: TableClient) -> None:
         self.table = _Table(client)
 
     def append(self, target_key: str, record: HistoryRecord) -> None:
-        try:
-            self.table.ready().create_entity(self._entity(target_key, record))
-        except (AzureError, OSError) as error:
-            raise self.table.failure(error, "table.create_entity") from None
+        self.append_all(target_key, [record])
 
     def append_all(self, target_key: str, records: Sequence[HistoryRecord]) -> None:
-        """One entity-group transaction per 100 rows (they share the target's partition): a phase's rows
-        cost one request instead of one each."""
-        rows = [self._entity(target_key, record) for record in records]
+        """One insert per target and invocation (one per PACK_CHARS of rows)."""
         try:
-            for start in range(0, len(rows), TRANSACTION_LIMIT):
-                self.table.ready().submit_transaction(
-                    [("create", row) for row in rows[start : start + TRANSACTION_LIMIT]]
-                )
+            for pack in _packs([_fields(record) for record in records]):
+                self.table.ready().create_entity(_entity(target_key, pack))
         except (AzureError, OSError) as error:
-            raise self.table.failure(error, "table.submit_transaction") from None
-
-    def _entity(self, target_key: str, record: HistoryRecord) -> dict[str, Any]:
-        micros = int(record.at.timestamp() * 1_000_000)
-        entity: dict[str, Any] = {
-            "PartitionKey": target_key,
-            "RowKey": f"{_MAX_MICROS - micros:019d}-{uuid.uuid4().hex[:8]}",
-            "target": record.target,
-            "at": record.at.astimezone(UTC).isoformat(),
-            "step": record.step,
-            "outcome": record.outcome,
-            "trigger": record.trigger,
-            "requester": record.requester,
-            "reason": record.reason,
-            "cycle": record.cycle,
-            "slot": record.slot,
-            "error": record.error,
-            "duration_ms": record.duration_ms,
-            "emergency": record.emergency,
-        }
-        return {k: v for k, v in entity.items() if v is not None}
+            raise self.table.failure(error, "table.create_entity") from None
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
         records: list[HistoryRecord] = []
@@ -212,17 +193,71 @@ class TableHistoryStore(HistoryStore):
                 "PartitionKey eq @pk", parameters={"pk": target_key}, results_per_page=max(1, limit)
             )
             for entity in pages:
-                records.append(HistoryRecord(
-                    target=entity["target"], at=datetime.fromisoformat(entity["at"]), step=entity["step"],
-                    outcome=entity["outcome"], trigger=entity.get("trigger", ""),
-                    requester=entity.get("requester", ""), reason=entity.get("reason", ""),
-                    cycle=entity.get("cycle"), slot=entity.get("slot"), error=entity.get("error"),
-                    duration_ms=int(entity.get("duration_ms", 0)), emergency=bool(entity.get("emergency")),
-                ))  # fmt: skip
-                if len(records) >= limit:
+                newest = datetime.fromisoformat(entity["at"])
+                # Entities sort by their newest row; one entity's rows may be older than the next one's
+                # newest, so stop only once ``limit`` rows are at least as new as anything still unread.
+                if len(records) >= limit and sorted(r.at for r in records)[-limit] >= newest:
                     break
+                packed = entity.get("records")
+                records.extend(_record(f) for f in (json.loads(packed) if packed else [entity]))
         except ResourceNotFoundError:
             return []  # no table yet: nothing recorded
         except (AzureError, OSError) as error:
             raise self.table.failure(error, "table.query_entities") from None
-        return records
+        records.sort(key=lambda r: r.at, reverse=True)
+        return records[:limit]
+
+
+def _fields(record: HistoryRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "target": record.target,
+        "at": record.at.astimezone(UTC).isoformat(),
+        "step": record.step,
+        "outcome": record.outcome,
+        "trigger": record.trigger,
+        "requester": record.requester,
+        "reason": record.reason,
+        "cycle": record.cycle,
+        "slot": record.slot,
+        "error": record.error,
+        "duration_ms": record.duration_ms,
+        "emergency": record.emergency,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _record(fields: Any) -> HistoryRecord:
+    return HistoryRecord(
+        target=fields["target"], at=datetime.fromisoformat(fields["at"]), step=fields["step"],
+        outcome=fields["outcome"], trigger=fields.get("trigger", ""), requester=fields.get("requester", ""),
+        reason=fields.get("reason", ""), cycle=fields.get("cycle"), slot=fields.get("slot"),
+        error=fields.get("error"), duration_ms=int(fields.get("duration_ms", 0)),
+        emergency=bool(fields.get("emergency")),
+    )  # fmt: skip
+
+
+def _packs(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    pack: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        length = len(json.dumps(row)) + 1
+        if pack and size + length > PACK_CHARS:
+            yield pack
+            pack, size = [], 0
+        pack.append(row)
+        size += length
+    if pack:
+        yield pack
+
+
+def _entity(target_key: str, pack: list[dict[str, Any]]) -> dict[str, Any]:
+    newest = max(pack, key=lambda row: datetime.fromisoformat(row["at"]))
+    micros = int(datetime.fromisoformat(newest["at"]).timestamp() * 1_000_000)
+    entity = {
+        "PartitionKey": target_key,
+        "RowKey": f"{_MAX_MICROS - micros:019d}-{uuid.uuid4().hex[:8]}",
+        **newest,
+    }
+    if len(pack) > 1:
+        entity["records"] = json.dumps(pack)
+    return entity

@@ -11,6 +11,7 @@ import math
 import pytest
 
 from bench import (
+    async_prototype,
     call_counts,
     consumer_get,
     cost_per_cycle,
@@ -121,7 +122,7 @@ def test_cost_per_cycle_rotates_every_target_in_a_function_shaped_process(
     assert engine.by_service["arm"] >= 4 * 2 and engine.by_service["dataplane"] == 4  # one probe each
     for variant in ("now", "before"):
         assert data["figures"][variant]["calls_per_cycle"] >= sum(call_counts.MINIMUM_PER_CYCLE.values())
-    # one transaction per target and invocation instead of a request per history row
+    # one history entity per target and invocation instead of a request per history row
     assert engine.by_service["table"] < before.by_service["table"]
     assert engine.client_cpu > 0 and data["reference"][0].calls == 2 * 5  # the script: 5 calls a cycle
     assert_printed_ratios(capsys.readouterr().out, report.ratios)
@@ -132,4 +133,13 @@ def test_emulator_scaling_measures_each_size(capsys: pytest.CaptureFixture[str])
     sizes = report.data["sizes"]
     assert [s["accounts"] for s in sizes] == [5, 20]
     assert all(s["requests"] > 0 and s["emulator_ms_per_request"] > 0 for s in sizes)
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
+def test_async_prototype_runs_the_same_step_on_both_client_stacks(capsys: pytest.CaptureFixture[str]) -> None:
+    report = async_prototype.main(["--targets", "4", "--rounds", "1", "--latency-scale", "0.05"])
+    for side in ("sync", "async"):
+        [run] = report.data["sides"][side]
+        assert run["calls"] == 4 * async_prototype.CALLS_PER_STEP  # the same 5 calls per target each
+        assert run["cpu_ms_per_call"] > 0
     assert_printed_ratios(capsys.readouterr().out, report.ratios)

@@ -140,10 +140,11 @@ def test_a_lost_race_after_an_earlier_refusal_is_retried_not_read_as_a_refusal(
     frozen[0] += 1.0  # the bucket is full again
     racing.armed = True
     assert bucket.try_acquire("https://kv-a", 2)  # lost one compare-and-swap to the rival, then took it
-    # Spent from the table: the rival 1 + a reserve of 2 takes, this instance 2 + 4 → 1 of 10 is left.
+    # Spent from the table: the rival 1 + a reserve of 2 takes (the bucket was over half full), this
+    # instance exactly its 2 (at 7 of 10 it may reserve only what is above half) → 5 of 10 are left.
     assert RESERVE_TAKES == 2
     third = TableTokenBucket(table, "kv", 10, 10, clock=lambda: frozen[0])
-    assert third.try_acquire("https://kv-a") and not third.try_acquire("https://kv-a")
+    assert third.try_acquire("https://kv-a", 5) and not third.try_acquire("https://kv-a")
 
 
 def test_reserved_tokens_that_lapse_go_back_to_the_bucket(azurite: AzuriteProcess) -> None:
@@ -153,11 +154,104 @@ def test_reserved_tokens_that_lapse_go_back_to_the_bucket(azurite: AzuriteProces
         "budget" + uuid.uuid4().hex[:8]
     )
     frozen = [1_000.0]
-    first = TableTokenBucket(table, "kv", 1, 9, clock=lambda: frozen[0])
-    second = TableTokenBucket(table, "kv", 1, 9, clock=lambda: frozen[0])
-    assert first.try_acquire("https://kv-a", 3)  # 3 + a reserve of 2 takes: all 9 tokens
-    assert not second.try_acquire("https://kv-a")
-    frozen[0] += 0.46  # the reserve (0.05 of a 9 s refill) lapsed; less than one token refilled
-    assert first.try_acquire("https://kv-a")  # gives the 6 back, takes 1 + a reserve of 2
-    assert second.try_acquire("https://kv-a", 3)  # 9 - 3 - 3 = 3 left for the other instance
-    assert not second.try_acquire("https://kv-a")
+    first = TableTokenBucket(table, "kv", 1, 10, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "kv", 1, 10, clock=lambda: frozen[0])
+    assert first.try_acquire("https://kv-a", 3)  # 3 + a reserve of 2 (what is above half the bucket)
+    assert second.try_acquire("https://kv-a", 5) and not second.try_acquire("https://kv-a")  # empty
+    frozen[0] += 0.51  # the reserve (0.5 s) lapsed; less than one token refilled
+    assert first.try_acquire("https://kv-a")  # possible only because its 2 lapsed tokens go back first
+    assert second.try_acquire("https://kv-a") and not second.try_acquire("https://kv-a")  # 2 - 1 = 1 left
+
+
+def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_costs_no_token(
+    azurite: AzuriteProcess,
+) -> None:
+    """The compare-and-swap reuses the ETag of this instance's last write instead of reading the entity
+    first; when another instance wrote since, Table answers 412 and the take reads and retries."""
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    requests: list[str] = []
+    for name in ("get_entity", "update_entity", "create_entity"):
+        original = getattr(table, name)
+
+        def counted(
+            *args: object, _name: str = name, _original: object = original, **kwargs: object
+        ) -> object:
+            requests.append(_name)
+            return _original(*args, **kwargs)  # type: ignore[operator]
+
+        setattr(table, name, counted)
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=1000, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=1000, clock=lambda: frozen[0])
+    takes_per_write = 1 + RESERVE_TAKES
+    for _ in range(2 * takes_per_write):
+        assert first.try_acquire("sub-1", 10)
+    # the first write creates the row after a 404; the next one reuses that write's ETag: no read
+    assert requests == ["get_entity", "create_entity", "update_entity"], requests
+    requests.clear()
+    assert second.try_acquire("sub-1", 10)  # the other instance reads, then writes: first's ETag is stale
+    frozen[0] += 1.0  # first's reserve lapses
+    requests.clear()
+    assert first.try_acquire("sub-1", 10)
+    assert requests[:3] == ["update_entity", "get_entity", "update_entity"], requests  # 412, read, retry
+    granted = 2 * takes_per_write + 2  # takes of 10 granted so far
+    while first.try_acquire("sub-1", 10) or second.try_acquire("sub-1", 10):
+        granted += 1
+    assert granted * 10 <= 1000 + 10 * 1.0 + 1e-9  # the burst plus one second of refill, never more
+
+
+def test_refused_takes_come_back_spread_at_the_refill_rate_not_all_at_the_next_token(
+    azurite: AzuriteProcess,
+) -> None:
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=3, clock=lambda: frozen[0])
+    assert bucket.try_acquire("vault", 3)
+    waits = []
+    for _ in range(4):
+        assert not bucket.try_acquire("vault", 3)
+        waits.append(bucket.wait_seconds("vault", 3))
+    # the first comes back when 3 tokens have refilled, each next one 3 tokens (0.3 s) later
+    assert [round(w, 3) for w in waits] == [0.3, 0.6, 0.9, 1.2], waits
+    frozen[0] += 0.3
+    assert bucket.try_acquire("vault", 3)  # the first deferred take finds its tokens when told to come
+
+
+def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(azurite: AzuriteProcess) -> None:
+    """A sweep that defers a target again before its message is due does not add a second message; an
+    earlier time than the pending message's, or a target whose message is due already, gets one."""
+    name = "dedup-" + uuid.uuid4().hex[:8]
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
+    )
+    queue.create_queue()
+    now = [0.0]
+    scheduler = QueueWorkScheduler(queue, clock=lambda: now[0])
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=5)
+    now[0] = 1.0
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=4.5)  # due at 5 anyway: not sent again
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=30)  # later than the pending one: not sent
+    assert queue.get_queue_properties().approximate_message_count == 1
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=1)  # earlier than the pending one: sent
+    now[0] = 10.0  # both are due: a new deferral gets its own message
+    scheduler.schedule("/subscriptions/s/a", delay_seconds=2)
+    scheduler.schedule("/subscriptions/s/b", delay_seconds=2)  # another target
+    assert queue.get_queue_properties().approximate_message_count == 4
+
+
+def test_an_instance_reserves_nothing_from_a_bucket_under_half_full(azurite: AzuriteProcess) -> None:
+    """When the budget is what limits the work, tokens reserved by one instance and left unspent are lost to
+    every instance: below half the burst a take takes exactly what it asks."""
+    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
+        "budget" + uuid.uuid4().hex[:8]
+    )
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
+    assert second.try_acquire("vault", 12)  # 8 left: under half of 20
+    assert first.try_acquire("vault", 2)  # takes 2, not 2 plus a reserve of 4
+    assert [second.try_acquire("vault", 2) for _ in range(4)] == [True, True, True, False]  # the other 6

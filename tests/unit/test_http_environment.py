@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 from azure.core.credentials import AccessTokenInfo
 
 from shared.azure.token_cache import SingleFlightCredential
@@ -126,3 +127,31 @@ def test_sdk_http_logging_is_quieted_unless_the_operator_set_it() -> None:
         assert http_logger.level == logging.INFO
     finally:
         http_logger.setLevel(saved)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "stream", "verify", "cert"),
+    [
+        ({}, None, None, None),
+        (None, True, False, "/c.pem"),
+        ({"https": "http://given:1", "http": None}, False, "/v.pem", ("/c", "/k")),
+        ({"https": None}, None, True, None),
+    ],
+)
+def test_without_a_proxy_the_merge_is_requests_own(
+    monkeypatch: pytest.MonkeyPatch, proxies: Any, stream: Any, verify: Any, cert: Any
+) -> None:
+    """The shortcut past requests' generic merge gives what requests gives (no CA variable set)."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    plain = requests.Session()
+    plain.trust_env = False
+    expected = plain.merge_environment_settings(URL, proxies, stream, verify, cert)
+    assert (
+        LeanSession(HttpEnvironment()).merge_environment_settings(URL, proxies, stream, verify, cert)
+        == expected
+    )
+    with_proxy, plain.proxies = LeanSession(HttpEnvironment()), {"https": "http://session:3128"}
+    with_proxy.proxies = dict(plain.proxies)  # proxies set on the session: requests' own merge
+    expected = plain.merge_environment_settings(URL, proxies, stream, verify, cert)
+    assert with_proxy.merge_environment_settings(URL, proxies, stream, verify, cert) == expected
