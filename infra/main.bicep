@@ -43,9 +43,9 @@ param discoveryTag string = 'key-rotation=enabled'
 @description('Rotation period of every target (ISO 8601 duration).')
 param rotationPeriod string = 'P30D'
 
-@description('Key Vault secret writes per vault per 10 s, shared by every instance (Key Vault allows 300).')
+@description('Key Vault secret writes per vault per 10 s, shared by every instance (at most 250, which leaves Key Vault\'s 300 room for the time between taking a token and writing).')
 @minValue(1)
-@maxValue(272)
+@maxValue(250)
 param keyVaultSecretWritesPer10s int = 250
 
 @description('Table of the fleet-wide write budgets.')

@@ -43,13 +43,26 @@ WRITES_PER_REGENERATE = 2
 # checks cannot starve the same subscription's rotations.
 LIST_KEYS_ACTIONS = frozenset({Action.ADOPT, Action.CHECK_DRIFT})
 # Key Vault secret writes (CREATE secret: 300 per 10 s per vault) an action and the steps that follow it
-# in the same invocation make: taken from the vault's budget before the action, like the ARM tokens.
-# START_CYCLE runs regenerate (1: the new slot) and the swap (2: P-active, pointer); BEGIN_RETIRE the
-# retire (1: the old slot); adoption stores both slots, P-active and the pointer (4).
-KEY_VAULT_WRITES_AHEAD = {
+# in the same invocation make — what the fan-out paces a wave by: START_CYCLE runs regenerate (1: the new
+# slot) and the swap (2: P-active, pointer); BEGIN_RETIRE the retire (1: the old slot); adoption stores
+# both slots, P-active and the pointer (4).
+KEY_VAULT_WRITES_PER_INVOCATION = {
     Action.ADOPT: 4,
     Action.START_CYCLE: 3,
     Action.REGENERATE_NEW: 3,
+    Action.VERIFY_AND_SWAP: 2,
+    Action.BEGIN_RETIRE: 1,
+    Action.RETIRE_OLD: 1,
+}
+# What is taken from the vault's budget before an action: only the writes of the step it starts, never a
+# later step's. Key Vault counts a write when it arrives, the bucket when its token is taken: the window
+# holds only if the time between the two stays short (docs/ENGINE.md "Budgets across instances"), so the
+# swap's tokens are not taken before the regenerate's ARM calls and the probe. An intent action takes its
+# step's tokens (a cycle does not start, nor a retire, while its first write cannot be made).
+KEY_VAULT_WRITES_TAKEN = {
+    Action.ADOPT: 4,
+    Action.START_CYCLE: 1,
+    Action.REGENERATE_NEW: 1,
     Action.VERIFY_AND_SWAP: 2,
     Action.BEGIN_RETIRE: 1,
     Action.RETIRE_OLD: 1,

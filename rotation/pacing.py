@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rotation.decision import (
-    KEY_VAULT_WRITES_AHEAD,
+    KEY_VAULT_WRITES_PER_INVOCATION,
     LIST_KEYS_ACTIONS,
     SPENDS_REGENERATE_BUDGET,
     WRITES_PER_REGENERATE,
@@ -45,7 +45,7 @@ def pace(
         sub = target.subscription_id.lower()
         key = vault_key(target.vault_url)
         arm_spent[sub] = arm_spent.get(sub, 0.0) + arm_writes(action)
-        vault_spent[key] = vault_spent.get(key, 0.0) + KEY_VAULT_WRITES_AHEAD.get(action, 0)
+        vault_spent[key] = vault_spent.get(key, 0.0) + KEY_VAULT_WRITES_PER_INVOCATION.get(action, 0)
         delays.append(
             max(
                 0.0,

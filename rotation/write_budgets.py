@@ -10,8 +10,8 @@ returned too, so no token is ever lost to work that did not happen.
 from __future__ import annotations
 
 from rotation.decision import (
-    KEY_VAULT_WRITES_AHEAD,
     KEY_VAULT_WRITES_SPENT,
+    KEY_VAULT_WRITES_TAKEN,
     LIST_KEYS_ACTIONS,
     SPENDS_REGENERATE_BUDGET,
     WRITES_PER_REGENERATE,
@@ -30,7 +30,7 @@ def take_budget(ctx: StepContext, action: Action) -> str | None:
     ports = ctx.ports
     vault = ports.vault_key(ctx.target.vault_url)
     subscription = ctx.target.subscription_id
-    needed = KEY_VAULT_WRITES_AHEAD.get(action, 0) - ctx.kv_writes_held
+    needed = KEY_VAULT_WRITES_TAKEN.get(action, 0) - ctx.kv_writes_held
     if needed > 0:
         if not ports.vault_limiter.try_acquire(vault, needed):
             ctx.retry_in = ports.vault_limiter.wait_seconds(vault, needed)

@@ -187,7 +187,8 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         settings.arm_write_burst,
     )
     # Key Vault's limit is a window (300 secret writes in any 10 s); a bucket of rate r and burst r*1 s
-    # lets at most 11*r through in 10 s, so r = writes/10 keeps the window under 1.1x the setting.
+    # lets at most 11*r tokens be taken in 10 s, and writes that follow their tokens by up to D s add r*D:
+    # r = writes/10 with the setting at most 250 keeps the window under 300 for D <= 1 s.
     per_second = settings.vault_secret_writes_per_10s / 10
     vault_limiter = TableTokenBucket(budgets, "kv", per_second, max(1.0, per_second))
     vaults = VaultStores(settings, credential)

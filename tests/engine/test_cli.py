@@ -169,7 +169,7 @@ def test_ctrl_c_stops_a_sweep_cleanly_and_the_next_one_resumes(fresh_emulator, a
 
     # the next sweeps take exactly the targets that were not started, with a pool sized to their threads;
     # adopting 32 targets writes 128 secrets, more than the vault's write budget (KEY_VAULT_SECRET_WRITES_
-    # PER_10S, at most 272 per 10 s) lets through at once, so what it holds back is deferred, never failed,
+    # PER_10S, at most 250 per 10 s) lets through at once, so what it holds back is deferred, never failed,
     # and a later sweep adopts it
     fresh_emulator.control.set_latency(0)
     wide = tmp_path / "wide.env"

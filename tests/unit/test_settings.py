@@ -74,6 +74,8 @@ def test_defaults_and_durations() -> None:
         ([{"resourceId": rid("a")}], {"VERIFY_TIMEOUT": "10m"}, "VERIFY_TIMEOUT"),
         ([{"resourceId": rid("a")}], {"KEY_VAULT_URL": "http://kv"}, "KEY_VAULT_URL"),
         ([{"resourceId": rid("a")}], {"KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "nah"}, "KEY_VAULT_VERIFY"),
+        # 251 per 10 s would leave Key Vault's 300 no room for a write that follows its token by 1 s
+        ([{"resourceId": rid("a")}], {"KEY_VAULT_SECRET_WRITES_PER_10S": "251"}, "outside 1..250"),
     ],
 )
 def test_bad_settings_fail_fast_naming_the_entry(

@@ -62,10 +62,42 @@ def test_tokens_held_for_writes_not_made_go_back_when_the_invocation_stops_to_wa
     rig.service.request_rotation(target.resource_id, reason="test")
     state = rig.state()
     assert state is not None and state.phase.value == "verifying"
-    # the cycle took 3 secret writes ahead (new slot, then P-active and pointer at the swap) and wrote 1:
-    # the 2 held for the swap are back; ARM spent exactly regenerate + listKeys
+    # the cycle took 1 secret write (the new slot) and wrote it, then the swap's 2 before the probe, which
+    # waits: the 2 are back; ARM spent exactly regenerate + listKeys
     assert tokens_left(vault, vault_key, VAULT_BURST) == VAULT_BURST - 4 - 1
     assert tokens_left(arm, target.subscription_id, ARM_BURST) == ARM_BURST - 1 - WRITES_PER_REGENERATE
+    rig.check_invariants()
+
+
+class RecordingBucket(TokenBucketLimiter):
+    """Records each take and how many secret versions the vault held when it was asked."""
+
+    def __init__(self, rig_world: Rig, **kwargs: object) -> None:
+        super().__init__(rate_per_second=1, burst=VAULT_BURST, clock=lambda: 1_000.0)
+        self.rig = rig_world
+        self.takes: list[tuple[int, int]] = []
+
+    def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
+        written = sum(len(versions) for versions in self.rig.world.vault.values())
+        self.takes.append((writes, written))
+        return super().try_acquire(subscription_id, writes)
+
+
+def test_a_steps_vault_tokens_are_taken_right_before_it_never_a_step_earlier() -> None:
+    # Key Vault counts a write when it arrives and the bucket when its token is taken: tokens taken a
+    # step early (before the regenerate's ARM calls and the probe) would let the window overflow.
+    rig, arm, _ = rig_with_budgets()
+    target = rig.target()
+    rig.service.advance_target(target.resource_id)  # adoption
+    vault = RecordingBucket(rig)
+    rig.service.ports.vault_limiter = vault
+    rig.service.request_rotation(target.resource_id, reason="test")
+    state = rig.state()
+    assert state is not None and state.phase.value == "draining"
+    (first, before_first), (second, before_second) = vault.takes
+    # the new slot's 1 write at the cycle's start; the swap's 2 only once that write was made
+    assert (first, second) == (1, 2)
+    assert before_second == before_first + 1
     rig.check_invariants()
 
 
