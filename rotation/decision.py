@@ -58,9 +58,11 @@ KEY_VAULT_WRITES_PER_INVOCATION = {
 # later step's. Key Vault counts a write when it arrives, the bucket when its token is taken: the window
 # holds only if the time between the two stays short (docs/ENGINE.md "Budgets across instances"), so the
 # swap's tokens are not taken before the regenerate's ARM calls and the probe. An intent action takes its
-# step's tokens (a cycle does not start, nor a retire, while its first write cannot be made).
+# step's tokens (a cycle does not start, nor a retire, while its first write cannot be made). Adoption
+# reads the account, its keys and four secrets before its writes: it takes its 4 itself, between its reads
+# and its writes (``take_vault_writes``).
 KEY_VAULT_WRITES_TAKEN = {
-    Action.ADOPT: 4,
+    Action.ADOPT: 0,
     Action.START_CYCLE: 1,
     Action.REGENERATE_NEW: 1,
     Action.VERIFY_AND_SWAP: 2,

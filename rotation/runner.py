@@ -49,7 +49,7 @@ from rotation.ports import Clock, Ports, utc_now
 from rotation.steps import STEPS
 from rotation.steps.context import StepContext, StepResult
 from rotation.views import TargetResult
-from rotation.write_budgets import mark_spent, return_unspent, take_budget
+from rotation.write_budgets import WritesDeferred, mark_spent, return_unspent, take_budget
 
 MAX_STEPS_PER_INVOCATION = 12
 
@@ -141,6 +141,12 @@ class StepRunner:
                 started = time.monotonic()
                 try:
                     result = self._run(decision.action, ctx, state, now)
+                except WritesDeferred as deferred:  # the step wrote nothing: as a deferral before it
+                    mark_spent(ctx, decision.action, wrote=False)  # its ARM calls were made
+                    ctx.steps.pop()
+                    decision, ctx.deferred = Decision(Action.WAIT, str(deferred), now), True
+                    self.ports.scheduler.schedule(target.resource_id, ctx.retry_in)
+                    break
                 except RotationError as exc:
                     mark_spent(ctx, decision.action)
                     failed = self._failure_state(state, decision.action, exc, now, ctx, started)
@@ -210,7 +216,7 @@ class StepRunner:
         ctx.steps.append(action.value)
         try:
             return STEPS[action](ctx, state, now)
-        except RotationError:
+        except (RotationError, WritesDeferred):
             raise
         except Exception as unexpected:  # recorded as the target's error; its lease is released at once
             logger.error("rotation.unexpected_error in %s", action.value, exc_info=True)

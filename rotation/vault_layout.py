@@ -57,14 +57,6 @@ def store_slot(ctx: StepContext, slot: Slot, value: SecretValue, generation: str
     ctx.values[slot] = value
 
 
-def store_slot_if_changed(ctx: StepContext, slot: Slot, value: SecretValue, generation: str) -> bool:
-    stored = ctx.secrets.get_secret(ctx.target.slot_secret(slot))
-    if stored is not None and stored.value == value:
-        return False
-    store_slot(ctx, slot, value, generation)
-    return True
-
-
 def slot_value(ctx: StepContext, slot: Slot) -> SecretValue:
     if slot not in ctx.values:
         stored = ctx.secrets.get_secret(ctx.target.slot_secret(slot))

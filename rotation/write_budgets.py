@@ -23,6 +23,25 @@ BUDGET_EXHAUSTED = "ARM write budget exhausted for the subscription"
 VAULT_BUDGET_EXHAUSTED = "Key Vault secret-write budget exhausted for the vault"
 
 
+class WritesDeferred(Exception):
+    """A step found the vault's budget empty right before its writes, having written nothing: the runner
+    reschedules the target as it does a deferral before a step (not a failure: no backoff, no error)."""
+
+
+def take_vault_writes(ctx: StepContext, writes: int) -> None:
+    """Take ``writes`` secret writes from the vault's budget now, right before a step's writes, or raise
+    ``WritesDeferred``. For steps whose reads would otherwise sit between the token and the write (Key
+    Vault counts the write when it arrives: docs/ENGINE.md "Budgets across instances")."""
+    ports = ctx.ports
+    vault = ports.vault_key(ctx.target.vault_url)
+    needed = writes - ctx.kv_writes_held
+    if needed > 0:
+        if not ports.vault_limiter.try_acquire(vault, needed):
+            ctx.retry_in = ports.vault_limiter.wait_seconds(vault, needed)
+            raise WritesDeferred(VAULT_BUDGET_EXHAUSTED)
+        ctx.kv_writes_held += needed
+
+
 def take_budget(ctx: StepContext, action: Action) -> str | None:
     """Take the Key Vault and ARM write tokens ``action`` will spend; or say which budget has none left
     (and set ``ctx.retry_in``), having taken nothing more. The vault goes first: its budget (30 writes/s)

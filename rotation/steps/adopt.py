@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rotation.decision import KEY_VAULT_WRITES_SPENT, Action
 from rotation.errors import KeylessAccount
 from rotation.model import Phase, Slot, Target, TargetState, staggered_due
 from rotation.outcomes import StepOutcome
@@ -11,11 +12,14 @@ from rotation.steps.context import StepContext, StepResult
 from rotation.steps.keyless import keyless_state
 from rotation.vault_layout import (
     observed_versions,
+    read_active,
     read_pointer,
-    store_slot_if_changed,
+    store_slot,
+    stored_generation,
     sync_active,
     write_pointer,
 )
+from rotation.write_budgets import take_vault_writes
 
 
 def first_due(target: Target, now: datetime) -> datetime:
@@ -38,8 +42,14 @@ def adopt(ctx: StepContext, state: TargetState, now: datetime) -> StepResult:
         return keyless_state(ctx, state, now, account)
     pointer = read_pointer(ctx, fresh=True)
     active = pointer or state.active_slot or Slot.KEY1  # an existing pointer is kept (seed material)
-    for slot in Slot:
-        store_slot_if_changed(ctx, slot, keys.of(slot), "adopted")
+    # Every read first, then the vault's tokens, then the writes back to back: the time between a token
+    # and its write stays that of the writes before it.
+    stored = {slot: stored_generation(ctx, slot) for slot in Slot}
+    read_active(ctx)
+    take_vault_writes(ctx, KEY_VAULT_WRITES_SPENT[Action.ADOPT])
+    for slot, current in stored.items():
+        if current is None or current.value != keys.of(slot):
+            store_slot(ctx, slot, keys.of(slot), "adopted")
     protection = sync_active(ctx, state, active, keys.of(active), "adopted", now)
     if pointer is None:
         write_pointer(ctx, active, "adopted")

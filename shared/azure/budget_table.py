@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -46,6 +47,14 @@ RESERVE_ONLY_ABOVE = 0.5  # of the burst (below: take exactly what is asked, not
 CAS_FROM_LAST_WRITE = True
 
 
+@dataclass
+class _Ask:
+    """One thread's take, queued while another thread of this process holds the bucket's row lock."""
+
+    writes: int
+    granted: bool | None = None
+
+
 class TableTokenBucket(WriteRateLimiter):
     """``scope`` names the bucket family (``arm|<client id>``, ``kv``); the key passed to ``try_acquire``
     (a subscription id, a vault URL) completes the row key."""
@@ -74,6 +83,10 @@ class TableTokenBucket(WriteRateLimiter):
         # of racing each other for the same entity (at 16 threads on one vault's bucket most rounds were
         # lost races, each two wasted Table calls, and 8 lost in a row deferred the target).
         self._row_locks: dict[str, threading.Lock] = {}
+        # Takes waiting for the row lock. The thread that gets the lock serves every take queued by then in
+        # one compare-and-swap, in order (group commit): with the lock held across a Table round trip, 4
+        # processes x 24 threads on one vault's bucket spent two thirds of their time queued behind it.
+        self._asks: dict[str, list[_Ask]] = {}
 
     def _row(self, key: str) -> str:
         # Table keys may not contain / \ # ? (vault URLs and ids are flattened).
@@ -96,47 +109,73 @@ class TableTokenBucket(WriteRateLimiter):
 
     def try_acquire(self, subscription_id: str, writes: int = 1) -> bool:
         row = self._row(subscription_id)
+        ask = _Ask(writes)
+        with self._lock:
+            self._asks.setdefault(row, []).append(ask)
         with self._row_lock(row):
-            now = self.clock()
-            held, until = self._reserve.pop(row, (0, 0.0))
-            if held >= writes and now < until:
-                self._reserve[row] = (held - writes, until)
-                self._waits.pop(row, None)
-                return True
-            # A refusal is always read from the table: tokens another instance released (``release``)
-            # must be seen at once, so no refusal is decided from a tat this process saw earlier.
-            # Held tokens that lapsed (or are too few) were never spent: this take's compare-and-swap gives
-            # them back to the bucket, so a reserve costs the fleet nothing once a next take comes.
-            taken = self._acquire_shared(row, writes, held)
-            if not taken and held and now < until:
-                self._reserve[row] = (held, until)  # not given back: still this process's to spend
-            return taken
+            if ask.granted is None:  # not served by the thread that held the lock before: serve the queue
+                with self._lock:
+                    queued = [other for other in self._asks.pop(row, []) if other is not ask]
+                unserved = self._serve(row, [ask, *queued])
+                if unserved and unserved[0] is ask:
+                    ask.granted = False
+                    unserved = unserved[1:]
+                with self._lock:  # the others make their own attempt when they get the lock
+                    self._asks[row] = unserved + self._asks.get(row, [])
+        assert ask.granted is not None
+        return ask.granted
 
-    def _acquire_shared(self, row: str, writes: int, returned: int = 0) -> bool:
+    def _serve(self, row: str, asks: list[_Ask]) -> list[_Ask]:
+        """Grant a prefix of ``asks`` — from this process's reserve first, then in one compare-and-swap —
+        and return the rest, the asks the bucket could not pay in order (the first of them refused, with
+        ``_waits[row]`` saying when to come back)."""
+        now = self.clock()
+        held, until = self._reserve.pop(row, (0, 0.0))
+        while asks and now < until and held >= asks[0].writes:
+            held -= asks[0].writes
+            asks.pop(0).granted = True
+        if not asks:
+            self._reserve[row] = (held, until)
+            self._waits.pop(row, None)
+            return []
+        # A refusal is always read from the table: tokens another instance released (``release``)
+        # must be seen at once, so no refusal is decided from a tat this process saw earlier.
+        # Held tokens that lapsed (or are too few) were never spent: this compare-and-swap gives them back
+        # to the bucket, so a reserve costs the fleet nothing once a next take comes.
+        granted = self._acquire_shared(row, [ask.writes for ask in asks], held)
+        for ask in asks[:granted]:
+            ask.granted = True
+        if not granted and held and now < until:
+            self._reserve[row] = (held, until)  # not given back: still this process's to spend
+        return asks[granted:]
+
+    def _acquire_shared(self, row: str, asks: Sequence[int], returned: int = 0) -> int:
+        """How many of ``asks`` (a prefix) the shared bucket granted."""
         try:
             self._ensure_table()
-            return self._acquire(row, writes, returned)
+            return self._acquire(row, asks, returned)
         except AzureError as error:
             logger.warning("rotation.budget_unavailable %s: %s", self.scope, type(error).__name__)
             self._waits[row] = UNREACHABLE_WAIT
-            return False
+            return 0
 
-    def _acquire(self, row: str, writes: int, returned: int) -> bool:
+    def _acquire(self, row: str, asks: Sequence[int], returned: int) -> int:
         for _ in range(CAS_ATTEMPTS):
-            taken = self._attempt(row, writes, returned)
-            if taken is None:
+            granted = self._attempt(row, asks, returned)
+            if granted is None:
                 continue  # another instance changed the entity first: recompute
-            if taken:
+            if granted == len(asks):
                 self._waits.pop(row, None)
-            return taken
+            return granted
         self._waits[row] = 0.5  # lost every race: other instances are spending it now
-        return False
+        return 0
 
-    def _attempt(self, row: str, writes: int, returned: int = 0) -> bool | None:
-        """One compare-and-swap round: True when taken; False (with ``_waits[row]`` set) when refused;
-        None when another instance changed the entity first (retry). A race is never read as a refusal:
-        ``_waits`` is shared by this process's threads, and an entry left by an earlier refusal must not
-        turn a lost race into a deferral. ``returned`` tokens held here and never spent go back first."""
+    def _attempt(self, row: str, asks: Sequence[int], returned: int = 0) -> int | None:
+        """One compare-and-swap round: how many of ``asks`` (a prefix) were taken — 0 with ``_waits[row]``
+        set when refused; None when another instance changed the entity first (retry). A race is never
+        read as a refusal: ``_waits`` is shared by this process's threads, and an entry left by an earlier
+        refusal must not turn a lost race into a deferral. ``returned`` tokens held here and never spent go
+        back first."""
         now = self.clock()
         last = self._last_write.pop(row, None) if CAS_FROM_LAST_WRITE else None
         if last is not None:
@@ -145,25 +184,25 @@ class TableTokenBucket(WriteRateLimiter):
             try:
                 entity = self.client.get_entity(PARTITION, row)
             except ResourceNotFoundError:
-                allowed, tat, wait, taken = self._take(0.0, now, writes)
-                if not allowed:
+                granted, tat, wait, extra = self._take(0.0, now, asks)
+                if not granted:
                     self._waits[row] = wait
-                    return False
+                    return 0
                 try:
                     written = self.client.create_entity(
                         {"PartitionKey": PARTITION, "RowKey": row, "tat": tat}
                     )
                 except ResourceExistsError:
                     return None
-                self._taken(row, tat, now, taken - writes, written.get("etag"))
-                return True
+                self._taken(row, tat, now, extra, written.get("etag"), wait)
+                return granted
             seen, etag = float(entity.get("tat", 0.0)), str(entity.metadata["etag"])
-        allowed, tat, wait, taken = self._take(seen - returned / self.rate, now, writes)
-        if not allowed:
+        granted, tat, wait, extra = self._take(seen - returned / self.rate, now, asks)
+        if not granted:
             if last is not None:
                 return None  # refused by what this instance wrote last: read what the fleet holds now
             self._waits[row] = wait
-            return False
+            return 0
         try:
             written = self.client.update_entity(
                 {"PartitionKey": PARTITION, "RowKey": row, "tat": tat},
@@ -173,24 +212,36 @@ class TableTokenBucket(WriteRateLimiter):
             )
         except ResourceModifiedError:
             return None  # another instance wrote since: the next attempt reads
-        self._taken(row, tat, now, taken - writes, written.get("etag"))
-        return True
+        self._taken(row, tat, now, extra, written.get("etag"), wait)
+        return granted
 
-    def _take(self, seen_tat: float, now: float, writes: int) -> tuple[bool, float, float, int]:
-        """(allowed, new tat, wait, tokens taken): ``writes`` plus up to RESERVE_TAKES more takes of the
-        same size when the bucket holds them."""
-        allowed, _, wait = gcra(seen_tat, now, writes, self.rate, self.burst)
-        if not allowed:
-            return False, seen_tat, wait, 0
+    def _take(self, seen_tat: float, now: float, asks: Sequence[int]) -> tuple[int, float, float, int]:
+        """(asks granted — the longest prefix the bucket holds, new tat, wait for the first ask refused,
+        tokens reserved besides): up to RESERVE_TAKES more takes of the first ask's size when every ask was
+        granted and the bucket holds them."""
+        granted, needed, wait = 0, 0, 0.0
+        for writes in asks:
+            allowed, _, wait = gcra(seen_tat, now, needed + writes, self.rate, self.burst)
+            if not allowed:
+                break
+            granted, needed = granted + 1, needed + writes
+        if not granted:
+            return 0, seen_tat, wait, 0
         available = int((now - max(seen_tat, now)) * self.rate + self.burst + 1e-9)
         # Reserve only from a bucket more than half full: when the budget is what limits the work, reserved
         # tokens that lapse unspent are throughput lost (a sweep ends, its deferred targets wait).
         spare = available - int(self.burst * RESERVE_ONLY_ABOVE)
-        taken = max(writes, min(spare, writes * (1 + RESERVE_TAKES)))
-        return True, max(seen_tat, now) + taken / self.rate, 0.0, taken
+        taken = needed
+        if granted == len(asks):
+            taken = max(needed, min(spare, needed + asks[0] * RESERVE_TAKES))
+        return granted, max(seen_tat, now) + taken / self.rate, wait, taken - needed
 
-    def _taken(self, row: str, tat: float, now: float, extra: int, etag: str | None) -> None:
+    def _taken(
+        self, row: str, tat: float, now: float, extra: int, etag: str | None, wait: float = 0.0
+    ) -> None:
         self._reserve[row] = (extra, now + self._reserve_seconds)  # what was held went back in this take
+        if wait:
+            self._waits[row] = wait  # some asks were refused: when the bucket has the first of them
         if etag:
             self._last_write[row] = (tat, etag)
 

@@ -86,7 +86,7 @@ class RecordingBucket(TokenBucketLimiter):
 def test_a_steps_vault_tokens_are_taken_right_before_it_never_a_step_earlier() -> None:
     # Key Vault counts a write when it arrives and the bucket when its token is taken: tokens taken a
     # step early (before the regenerate's ARM calls and the probe) would let the window overflow.
-    rig, arm, _ = rig_with_budgets()
+    rig, _, _ = rig_with_budgets()
     target = rig.target()
     rig.service.advance_target(target.resource_id)  # adoption
     vault = RecordingBucket(rig)
@@ -98,6 +98,47 @@ def test_a_steps_vault_tokens_are_taken_right_before_it_never_a_step_earlier() -
     # the new slot's 1 write at the cycle's start; the swap's 2 only once that write was made
     assert (first, second) == (1, 2)
     assert before_second == before_first + 1
+    rig.check_invariants()
+
+
+def test_adoption_takes_its_vault_tokens_after_its_reads_right_before_its_writes() -> None:
+    rig, _, vault = rig_with_budgets()
+    target = rig.target()
+    calls: list[str] = []
+    fault, try_acquire = rig.world.fault, vault.try_acquire
+
+    def logged_fault(operation: str) -> None:
+        calls.append(operation)
+        fault(operation)
+
+    def logged_take(key: str, writes: int = 1) -> bool:
+        calls.append(f"take {writes}")
+        return try_acquire(key, writes)
+
+    rig.world.fault = logged_fault  # type: ignore[method-assign]
+    vault.try_acquire = logged_take  # type: ignore[method-assign]
+    assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.ADVANCED
+    # after the take: only the 4 writes (both slots, P-active, the pointer), no read or ARM call between
+    taken = calls.index("take 4")
+    assert calls[taken : taken + 5] == ["take 4"] + ["keyvault.set_secret"] * 4, calls
+    assert any(call.startswith("arm.") for call in calls[: calls.index("take 4")])
+
+
+def test_an_adoption_the_vault_cannot_pay_after_its_reads_is_deferred_having_written_nothing() -> None:
+    rig, arm, vault = rig_with_budgets()
+    target = rig.target()
+    vault_key = rig.service.ports.vault_key(target.vault_url)
+    assert vault.try_acquire(vault_key, VAULT_BURST - 3)  # 3 left: adoption writes 4
+    result = rig.service.advance_target(target.resource_id)
+    assert result.outcome is TargetOutcome.DEFERRED and result.steps == ()
+    assert rig.world.vault == {}  # not one secret written
+    state = rig.state()
+    assert state is not None and state.phase.value == "adopting" and state.lease_owner is None
+    assert tokens_left(vault, vault_key, VAULT_BURST) == 3  # nothing taken from the vault
+    assert tokens_left(arm, target.subscription_id, ARM_BURST) == ARM_BURST - 1  # listKeys was made
+    vault.release(vault_key, VAULT_BURST)  # the bucket refilled: the next invocation adopts
+    assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.ADVANCED
+    assert tokens_left(vault, vault_key, VAULT_BURST) == VAULT_BURST - 4
     rig.check_invariants()
 
 
