@@ -365,6 +365,13 @@ def main(argv: Sequence[str] | None = None) -> Report:
             )
             report.add(f"{name}: CPU outside the run", f"{outside:.1f} s ({outside / wall:.0%} of a core)")
             report.ratio(f"{name} wall / floor", wall / max(floor.values()))
+            # the same with the CPU floor over the cores other jobs left this run (not the goal's figure:
+            # it tells a slow wave from a busy machine)
+            cores = max(0.5, (os.cpu_count() or 1) - outside / wall)
+            report.add(
+                f"{name}: wall / floor on the cores left",
+                f"{wall / max(floor['key_vault'], floor['arm'], cpu / cores):.2f}x ({cores:.2f} cores)",
+            )
 
         adopted = lambda states: len(states) >= n and all(s.phase.value == "idle" for s in states)  # noqa: E731
         # a target whose drain ended while the wave ran may already be retired by a later message
