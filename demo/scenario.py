@@ -20,173 +20,44 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from demo.consumers import KINDS, SITE_KIND, ConsumerFleet, ConsumerGroup
 from demo.event_receiver import EventReceiver
 from demo.function_host import FunctionHost
 from demo.observed_ports import Observations, PointerReader, observe
-from demo.watchers import InvariantLog, PhaseChange, PhaseWatcher, PointerSampler
-from rotation.consumers import quiet_drain
-from rotation.model import HistoryRecord, Policy, Target
-
-SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-RESOURCE_GROUP = "rg-demo"
-PRIMARY = "ai-services"  # the seed material's names: ai-services-key1, -key2, -active-key
-SECONDARY = "contoso-openai"
-NEAR_EXPIRY_WINDOW = timedelta(days=30)  # Key Vault emits SecretNearExpiry 30 days before exp
-EVENT_DELIVERY_SECONDS = 2.5  # the emulator evaluates events every second; the webhook then delivers them
-# Issue 14: an App Service app reads the secondary's key only through a Key Vault reference to P-active
-# (emulated: emulator/consumers.py); the engine refreshes it after each swap and retires the old key once
-# the site shows the new version — its drain ends by acknowledgement, not after the 24 h reference bound.
-SITE = "contoso-web"
-SITE_SETTING = "OPENAI_API_KEY"
-
-
-def site_id(name: str) -> str:
-    return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
-            f"/providers/Microsoft.Web/sites/{name}")
-
-
-def account_id(name: str) -> str:
-    return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
-            f"/providers/Microsoft.CognitiveServices/accounts/{name}")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One injected fault (emulator control API ``POST /faults``)."""
-
-    label: str
-    operation: str
-    options: dict[str, Any]
-
-
-DEFAULT_FAULTS = (
-    Fault("429 throttled (Retry-After 1)", "arm.regenerate_key", {"status": 429, "retry_after": 1}),
-    Fault("500 x2 (absorbed by the SDK's retries)", "arm.regenerate_key", {"status": 500, "count": 2}),
-    Fault("timeout (no answer for 1 s)", "arm.regenerate_key", {"action": "timeout", "timeout_seconds": 1}),
-    Fault("503 after the effect (regenerated twice)", "arm.regenerate_key", {"status": 503, "when": "after"}),
-    Fault("dropped connection", "arm.regenerate_key", {"action": "drop"}),
+from demo.run_context import app_settings, captured_logs, started_azurite, table_client
+from demo.scenario_types import (
+    DEFAULT_FAULTS,
+    EVENT_DELIVERY_SECONDS,
+    NEAR_EXPIRY_WINDOW,
+    PRIMARY,
+    RESOURCE_GROUP,
+    SECONDARY,
+    SITE,
+    SITE_SETTING,
+    SUBSCRIPTION,
+    Action,
+    Fault,
+    ScenarioConfig,
+    ScenarioResult,
+    account_id,
+    site_id,
+    utc,
 )
+from demo.watchers import PhaseChange, PhaseWatcher, PointerSampler
+from rotation.consumers import quiet_drain
+from rotation.model import Policy, Target
 
-
-@dataclass(frozen=True)
-class ScenarioConfig:
-    duration: float = 60.0  # seconds during which new cycles are triggered
-    tick_interval: float = 0.5  # the sweep timer's period
-    primary_period: str = "PT3S"
-    primary_drain: str = "PT2S"
-    secondary_period: str = "P7D"  # rotated by admin requests and near-expiry events, not by the timer
-    # The secondary declares its consumers instead of a drain (issue 14): the App Service site (24 h bound,
-    # acknowledged after the refresh) and the library/P-active readers: bound 1.4 s, which with its margin
-    # (half the bound) is 2.1 s, covering TTL + max_stale (1.5 s).
-    secondary_library_bound: str = "PT1.4S"
-    secondary_action_every: float = 3.0  # alternate admin request / near-expiry event for the secondary
-    consumers_per_kind: int = 4  # per target and integration kind (x 2 targets x 3 kinds)
-    consumer_ttl: float = 0.5
-    consumer_max_stale: float = 1.0  # must stay below drain - ttl
-    consumer_pace: float = 0.05
-    control_consumers: int = 0  # negative control: consumers whose cache outlives the drain
-    control_ttl: float = 8.0
-    crash_at: float | None = 2.0  # seconds into the run: crash after the next regenerate of the primary
-    faults: tuple[Fault, ...] = DEFAULT_FAULTS
-    fault_every: float = 4.0
-    settle_timeout: float = 30.0
-    # A crashed invocation's lease expires after this. It must exceed twice the slowest step (the engine
-    # renews a lease with less than half left, then runs the step): 500 x2 costs ~2.4 s of SDK backoff.
-    lease_seconds: float = 8.0
-    backoff_seconds: float = 1.0  # first retry after a failed step (doubles, capped at 4 x)
-
-
-@dataclass(frozen=True)
-class Action:
-    at: float
-    kind: str  # admin | event | fault | crash
-    target: str
-    detail: str
-
-
-@dataclass
-class ScenarioResult:
-    config: ScenarioConfig
-    targets: tuple[Target, ...]
-    started: float = 0.0
-    rotation_started: float = 0.0
-    rotation_ended: float = 0.0
-    finished: float = 0.0
-    settled: bool = False
-    actions: list[Action] = field(default_factory=list)
-    phase_changes: list[PhaseChange] = field(default_factory=list)
-    history: dict[str, list[HistoryRecord]] = field(default_factory=dict)
-    state_rows: list[dict[str, Any]] = field(default_factory=list)
-    history_rows: list[dict[str, Any]] = field(default_factory=list)
-    fleet: ConsumerFleet | None = None
-    observations: Observations = field(default_factory=Observations)
-    invariants: InvariantLog = field(default_factory=InvariantLog)
-    watcher_errors: list[str] = field(default_factory=list)
-    admin_responses: list[tuple[int, str]] = field(default_factory=list)
-    kv_events: list[dict[str, Any]] = field(default_factory=list)
-    lifecycle_events: list[dict[str, Any]] = field(default_factory=list)
-    events_received: int = 0
-    event_deliveries_failed: int = 0
-    faults_left: list[dict[str, Any]] = field(default_factory=list)
-    emulator_calls: dict[str, int] = field(default_factory=dict)
-    emulator_stderr: str = ""
-    log_lines: list[str] = field(default_factory=list)
-
-
-class _LogCapture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self._guard = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-            if record.exc_info:
-                text += "\n" + logging.Formatter().formatException(record.exc_info)
-        except Exception:
-            text = str(record.msg)
-        with self._guard:
-            self.lines.append(f"{record.levelname} {record.name} {text}")
-
-
-@contextmanager
-def _captured_logs() -> Iterator[_LogCapture]:
-    capture = _LogCapture()
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.INFO)
-    try:
-        yield capture
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(previous)
-
-
-@contextmanager
-def _app_settings(values: dict[str, str]) -> Iterator[None]:
-    """The Function App reads its settings from the process environment, as on Azure."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
+# The configuration and result types moved to demo/scenario_types.py; callers keep importing them from here.
+__all__ = [
+    "DEFAULT_FAULTS", "EVENT_DELIVERY_SECONDS", "NEAR_EXPIRY_WINDOW", "PRIMARY", "RESOURCE_GROUP",
+    "SECONDARY", "SITE", "SITE_SETTING", "SUBSCRIPTION", "Action", "Fault", "Progress", "Scenario",
+    "ScenarioConfig", "ScenarioResult", "account_id", "site_id", "utc",
+]
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -208,10 +79,10 @@ class Scenario:
 
         result = ScenarioResult(config=self.config, targets=())
         result.started = time.time()
-        with _captured_logs() as logs, EventReceiver() as receiver:
+        with captured_logs() as logs, EventReceiver() as receiver:
             self._emit("starting", what="emulator and Azurite")
             with EmulatorProcess(accounts=[account_id(PRIMARY)], event_webhook=receiver.url) as emulator, \
-                    _started_azurite(AzuriteProcess()) as azurite:
+                    started_azurite(AzuriteProcess()) as azurite:
                 try:
                     self._run_with(emulator, azurite, receiver, result)
                 finally:
@@ -255,7 +126,7 @@ class Scenario:
         }
         fleet: ConsumerFleet | None = None
         watchers: list[Any] = []
-        with _app_settings(settings_env):
+        with app_settings(settings_env):
             settings = load_settings(os.environ)
             targets = settings.targets
             result.targets = targets
@@ -282,7 +153,7 @@ class Scenario:
                 emulator.control.add_site(site_id(SITE), {SITE_SETTING: reference})  # the app starts
                 site_settings = emulator.control.site_app_settings
                 remember = result.observations.remember
-                table = TableStateStore(_table_client(azurite.connection_string, settings.state_table))
+                table = TableStateStore(table_client(azurite.connection_string, settings.state_table))
                 watcher = PhaseWatcher(table, targets, observer_secrets, observer_arm, result.invariants,
                                        on_change=lambda change: self._emit("phase", change=change))
                 sampler = PointerSampler(targets, observer_secrets, emulator.dataplane_url,
@@ -447,7 +318,7 @@ class Scenario:
                                                          key=lambda r: r.at)
         for table_name, rows in ((settings.state_table, result.state_rows),
                                  (settings.history_table, result.history_rows)):
-            with _table_client(azurite.connection_string, table_name) as client:
+            with table_client(azurite.connection_string, table_name) as client:
                 rows.extend(dict(entity) for entity in client.list_entities())
         result.kv_events = emulator.control.kv_events()
         result.lifecycle_events = emulator.control.eventgrid_events()
@@ -457,37 +328,9 @@ class Scenario:
         result.event_deliveries_failed = receiver.failed
 
 
-@contextmanager
-def _started_azurite(azurite: Any) -> Iterator[Any]:
-    """Azurite's table and queue services start in parallel (each is a Node.js process taking seconds)."""
-    starters = [threading.Thread(target=service.start, args=(azurite.startup_timeout,))
-                for service in (azurite.table, azurite.queue)]
-    try:
-        for starter in starters:
-            starter.start()
-        for starter in starters:
-            starter.join()
-        if azurite.table.url is None or azurite.queue.url is None:
-            raise RuntimeError("Azurite did not start (is `npm ci` done? `make deps` runs it)")
-        azurite.wait_until_serving()
-        yield azurite
-    finally:
-        azurite.stop()
-
-
-def _table_client(connection_string: str, table: str) -> Any:
-    from azure.data.tables import TableClient
-
-    return TableClient.from_connection_string(connection_string, table)
-
-
 def _in_cycle(change: PhaseChange | None) -> bool:
     return change is not None and change.phase in ("regenerating", "verifying", "draining", "retiring")
 
 
 def _at_rest(change: PhaseChange | None) -> bool:
     return change is not None and change.phase == "idle" and not change.lease_held
-
-
-def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
