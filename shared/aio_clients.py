@@ -1,0 +1,185 @@
+"""The SDKs' ``.aio`` clients for the asynchronous I/O path (``ROTATION_ASYNC_IO``; ``shared/aio_loop.py``
+says why), each wrapped in a ``BlockingClient`` so the adapters in ``shared/azure/`` take it in place of the
+synchronous client.
+
+All of them share one ``AioHttpTransport`` over one ``aiohttp.ClientSession`` per process (per connection
+limit and proxy choice, in practice one): one connection pool, sized from SWEEP_CONCURRENCY, and TLS
+contexts built once per CA bundle rather than per request. The environment is read as
+``shared/http_settings.py`` decides for the synchronous sessions: proxies only when a proxy variable is set
+(``trust_env``), the CA bundle looked up by name per request (``REQUESTS_CA_BUNDLE`` then
+``CURL_CA_BUNDLE``, as requests does; otherwise the bundle requests ships with (certifi's)).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+from typing import Any
+
+import aiohttp
+from azure.core.pipeline.transport import AioHttpTransport
+from requests.certs import where as requests_ca_bundle
+
+from shared.aio_loop import BlockingClient, IoLoop, process_loop
+from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
+from shared.http_session import CA_VARIABLES
+
+
+class TlsContexts:
+    """One ``SSLContext`` per CA bundle file (and its modification time): azure-core's aiohttp transport
+    would build one per request when given a path, which costs more than the request."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[tuple[str, float], ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+
+    def for_environment(self) -> ssl.SSLContext:
+        path = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), None) or requests_ca_bundle()
+        key = (path, os.stat(path).st_mtime)  # a missing file raises FileNotFoundError: errors.py names it
+        with self._lock:
+            context = self._contexts.get(key)
+            if context is None:
+                context = self._contexts[key] = ssl.create_default_context(cafile=path)
+            return context
+
+
+class LeanAioTransport(AioHttpTransport):
+    """azure-core's aiohttp transport with the TLS context taken from ``TlsContexts``."""
+
+    def __init__(self, session: aiohttp.ClientSession, contexts: TlsContexts) -> None:
+        super().__init__(session=session, session_owner=False, use_env_settings=session.trust_env)
+        self.contexts = contexts
+
+    def _build_ssl_config(self, cert: Any, verify: Any) -> Any:
+        if not cert and verify is True:
+            return self.contexts.for_environment()
+        return super()._build_ssl_config(cert, verify)
+
+
+_TRANSPORTS: dict[tuple[IoLoop, int, bool], LeanAioTransport] = {}
+_TRANSPORTS_LOCK = threading.Lock()
+
+
+def process_transport(io: IoLoop, concurrency: int, trust_env: bool) -> LeanAioTransport:
+    """The process's transport for this connection limit and proxy choice, its session closed with the
+    loop. Every sweep thread has at most one request in flight, so ``concurrency`` connections per host
+    (at least 10, azure-core's default) never make a thread wait for a connection."""
+    key = (io, concurrency, trust_env)
+    with _TRANSPORTS_LOCK:
+        transport = _TRANSPORTS.get(key)
+        if transport is None:
+
+            async def open_session() -> aiohttp.ClientSession:
+                # created on the loop: aiohttp binds a session to the loop it is made on
+                return aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0, limit_per_host=max(10, concurrency)),
+                    trust_env=trust_env,
+                )
+
+            session = io.run(open_session, 30.0)
+
+            async def close_session() -> None:
+                with _TRANSPORTS_LOCK:
+                    _TRANSPORTS.pop(key, None)
+                await session.close()
+
+            io.on_close(close_session)
+            transport = _TRANSPORTS[key] = LeanAioTransport(session, TlsContexts())
+        return transport
+
+
+def async_credential(credential: Any) -> AsyncSingleFlightCredential:
+    """The ``.aio`` face of the composition root's credential (one token per scope for both paths)."""
+    single = isinstance(credential, SingleFlightCredential)
+    tokens = credential if single else SingleFlightCredential(credential)
+    return AsyncSingleFlightCredential(tokens)
+
+
+class AsyncClients:
+    """Builds the ``.aio`` clients, wrapped for the synchronous adapters. ``options`` are the composition
+    root's ``CLIENT_OPTIONS`` (retries, timeouts): the same on both paths."""
+
+    def __init__(
+        self,
+        credential: Any,
+        concurrency: int,
+        trust_env: bool,
+        options: dict[str, Any],
+        io: IoLoop | None = None,
+    ) -> None:
+        self.io = io or process_loop()
+        self.credential = async_credential(credential)
+        self.transport = process_transport(self.io, concurrency, trust_env)
+        self.options = {**options, "transport": self.transport}
+        # A call's own bound is azure-core's absolute ``timeout`` plus one attempt's read timeout (the retry
+        # policy checks the absolute one between attempts); the loop is given a little more before the
+        # waiting thread gives up on it.
+        self.wait_seconds = float(options.get("timeout", 40)) + float(options.get("read_timeout", 30)) + 5
+
+    def wrap(self, client: Any) -> Any:
+        return BlockingClient(client, self.io, self.wait_seconds)
+
+    def secret_client(self, vault_url: str, verify_challenge_resource: bool) -> Any:
+        from azure.keyvault.secrets.aio import SecretClient
+
+        return self.wrap(
+            SecretClient(
+                vault_url,
+                self.credential,
+                verify_challenge_resource=verify_challenge_resource,
+                **self.options,
+            )
+        )
+
+    def arm_client(self, subscription_id: str, arm_endpoint: str, arm_scope: str) -> Any:
+        from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
+
+        return self.wrap(
+            CognitiveServicesManagementClient(
+                self.credential,
+                subscription_id,
+                base_url=arm_endpoint,
+                credential_scopes=[arm_scope],
+                **self.options,
+            )
+        )
+
+    def table_service(self, connection_string: str | None, endpoint: str | None, credential: Any) -> Any:
+        """The raw ``.aio`` service client (``table`` wraps each table's client)."""
+        from azure.data.tables.aio import TableServiceClient
+
+        if connection_string:
+            return TableServiceClient.from_connection_string(connection_string, **self.options)
+        assert endpoint is not None  # load_settings guarantees one of the two
+        own = credential is None
+        return TableServiceClient(
+            endpoint=endpoint,
+            credential=self.credential if own else async_credential(credential),
+            **self.options,
+        )
+
+    def table(self, service: Any, name: str) -> Any:
+        return self.wrap(service.get_table_client(name))
+
+    def queue_client(
+        self, connection_string: str | None, queue_url: str | None, queue_name: str, encoding: Any
+    ) -> Any:
+        from azure.storage.queue.aio import QueueClient
+
+        if connection_string:
+            return self.wrap(
+                QueueClient.from_connection_string(
+                    connection_string, queue_name, message_encode_policy=encoding, **self.options
+                )
+            )
+        return self.wrap(
+            QueueClient(
+                queue_url or "", queue_name, self.credential, message_encode_policy=encoding, **self.options
+            )
+        )
+
+    def event_grid(self, endpoint: str) -> Any:
+        from azure.eventgrid.aio import EventGridPublisherClient
+
+        return self.wrap(EventGridPublisherClient(endpoint, self.credential, **self.options))
