@@ -27,21 +27,22 @@ from shared.http_session import CA_VARIABLES
 
 
 class TlsContexts:
-    """One ``SSLContext`` per CA bundle file (and its modification time): azure-core's aiohttp transport
-    would build one per request when given a path, which costs more than the request."""
+    """One ``SSLContext`` per CA bundle path: azure-core's aiohttp transport would build one per request
+    when given a path, which costs more than the request. Looked up by name per request, as requests does
+    (two dictionary reads), so an operator's change of REQUESTS_CA_BUNDLE applies to the next request."""
 
     def __init__(self) -> None:
-        self._contexts: dict[tuple[str, float], ssl.SSLContext] = {}
+        self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
     def for_environment(self) -> ssl.SSLContext:
         path = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), None) or requests_ca_bundle()
-        key = (path, os.stat(path).st_mtime)  # a missing file raises FileNotFoundError: errors.py names it
-        with self._lock:
-            context = self._contexts.get(key)
-            if context is None:
-                context = self._contexts[key] = ssl.create_default_context(cafile=path)
-            return context
+        context = self._contexts.get(path)
+        if context is None:
+            with self._lock:
+                # a missing file raises FileNotFoundError here: shared/azure/errors.py names the setting
+                context = self._contexts.setdefault(path, ssl.create_default_context(cafile=path))
+        return context
 
 
 class LeanAioTransport(AioHttpTransport):

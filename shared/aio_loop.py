@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
@@ -69,30 +68,53 @@ class IoLoop:
     def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
         """Run the coroutine ``make()`` builds on the loop and wait at most ``timeout`` seconds for it.
 
-        ``make`` is called on the loop's thread, so SDK objects are only ever touched there."""
+        ``make`` is called on the loop's thread, so SDK objects are only ever touched there. The hand-off
+        is a task and a plain lock, not ``asyncio.run_coroutine_threadsafe``: its concurrent future (a
+        condition variable, callbacks chained both ways) cost more CPU per call than the request's own
+        Python work saved (docs/BENCHMARKS.md §7, third pass)."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("IoLoop.run called from its own loop: this would wait on itself")
         loop = self._start()
         if not loop.is_running():  # its thread died or it was stopped under its callers
             raise ServiceRequestError("the asynchronous I/O loop is not running (ROTATION_ASYNC_IO)")
+        finished = threading.Lock()
+        finished.acquire()
+        outcome: list[Any] = []  # [True, result] or [False, exception], written once on the loop
+        started: list[asyncio.Task[T]] = []
 
-        async def on_loop() -> T:
-            return await make()
+        def done(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                outcome.extend((False, ServiceResponseError("the call was cancelled on the I/O loop")))
+            elif (error := task.exception()) is not None:
+                outcome.extend((False, error))
+            else:
+                outcome.extend((True, task.result()))
+            finished.release()
 
-        work = on_loop()
+        def start() -> None:
+            try:
+                task = loop.create_task(make())
+            except BaseException as error:  # handed to the caller, who raises it
+                outcome.extend((False, error))
+                finished.release()
+                return
+            started.append(task)
+            task.add_done_callback(done)
+
         try:
-            future = asyncio.run_coroutine_threadsafe(work, loop)
-        except RuntimeError:  # closed between the check and the call
-            work.close()
+            loop.call_soon_threadsafe(start)
+        except RuntimeError:  # closed: its thread died or the service shut it down
             raise ServiceRequestError("the asynchronous I/O loop is closed (ROTATION_ASYNC_IO)") from None
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
+        if not finished.acquire(timeout=timeout):
+            loop.call_soon_threadsafe(lambda: [task.cancel() for task in started])
             raise ServiceResponseError(
                 f"no answer within {timeout:g} s on the asynchronous I/O loop (ROTATION_ASYNC_IO): the call "
                 "was cancelled; a later invocation retries"
-            ) from None
+            )
+        succeeded, value = outcome
+        if succeeded:
+            return cast(T, value)
+        raise value
 
     def on_close(self, close: Callable[[], Awaitable[None]]) -> None:
         """``close()`` is awaited on the loop when it shuts down (sessions, clients)."""
@@ -112,9 +134,6 @@ class IoLoop:
                     await close()
                 except Exception as error:  # best effort: the rest must still close
                     logger.warning("aio_loop.close_failed: %s", type(error).__name__)
-            # aiohttp closes TLS transports a moment after the session: let them finish before the loop
-            # stops, or the interpreter warns about unclosed transports
-            await asyncio.sleep(0.05)
 
         try:
             asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout)

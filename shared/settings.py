@@ -112,7 +112,7 @@ APP_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "ROTATION_ASYNC_IO",
         False,
-        "false",
+        "true",
         "true: the Azure SDKs' asynchronous clients on one event loop do the HTTP (less CPU per call)",
     ),
     SettingSpec(
@@ -160,7 +160,7 @@ class Settings:
     discovery_tag: DiscoveryTag = DEFAULT_DISCOVERY_TAG
     vault_secret_writes_per_10s: int = 250
     budget_table: str = "rotationbudgets"
-    async_io: bool = False  # ROTATION_ASYNC_IO: shared/aio_loop.py
+    async_io: bool = True  # ROTATION_ASYNC_IO: shared/aio_loop.py
     # Not an app setting: the platform's CA bundle and proxy variables, read once (shared/http_settings.py).
     http: HttpEnvironment = field(default_factory=HttpEnvironment)
 
