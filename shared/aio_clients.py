@@ -22,6 +22,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from requests.certs import where as requests_ca_bundle
 
 from shared.aio_loop import BlockingClient, IoLoop, process_loop
+from shared.azure.data_plane_probe import MAX_BODY_BYTES, ProbeConnectionFailed, ProbeNoAnswer, ProbeSender
 from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
 from shared.http_session import CA_VARIABLES
 
@@ -184,3 +185,44 @@ class AsyncClients:
         from azure.eventgrid.aio import EventGridPublisherClient
 
         return self.wrap(EventGridPublisherClient(endpoint, self.credential, **self.options))
+
+    def probe_sender(self) -> ProbeSender:
+        """The data-plane probe's request on the same session (``DataPlaneProbe(sender=...)``): redirects not
+        followed, TLS verified with the same contexts, at most MAX_BODY_BYTES of a refusal's body read."""
+        session, contexts = self.transport.session, self.transport.contexts
+        assert session is not None  # process_transport opened it
+
+        def send(
+            method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: tuple[float, float]
+        ) -> tuple[int, bytes, dict[str, str]]:
+            async def request() -> tuple[int, bytes, dict[str, str]]:
+                try:
+                    async with session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=body,
+                        allow_redirects=False,
+                        timeout=aiohttp.ClientTimeout(sock_connect=timeout[0], sock_read=timeout[1]),
+                        ssl=contexts.for_environment(),
+                        # as requests: no Content-Type unless the probe names one
+                        skip_auto_headers=() if "Content-Type" in headers else ("Content-Type",),
+                    ) as response:
+                        read = b""
+                        if not 200 <= response.status < 300:
+                            while len(read) < MAX_BODY_BYTES:
+                                chunk = await response.content.read(MAX_BODY_BYTES - len(read))
+                                if not chunk:
+                                    break
+                                read += chunk
+                        return response.status, read, dict(response.headers)
+                except TimeoutError as error:  # aiohttp's ServerTimeoutError is one too
+                    raise ProbeNoAnswer(type(error).__name__) from None
+                except aiohttp.ClientConnectionError as error:  # refused, DNS, TLS, dropped: retried once
+                    raise ProbeConnectionFailed(type(error).__name__) from None
+                except aiohttp.ClientError as error:
+                    raise ProbeNoAnswer(type(error).__name__) from None
+
+            return self.io.run(request, timeout[0] + timeout[1] + 5)
+
+        return send

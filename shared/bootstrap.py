@@ -267,7 +267,10 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         secrets=vaults.new_store(settings.key_vault_url),
         keys=keys,
         # one pool per account host: each probe of a new account opens its connection (as in Azure)
-        probe=DataPlaneProbe(http_session(settings.sweep_concurrency, settings.http)),
+        probe=DataPlaneProbe(
+            http_session(settings.sweep_concurrency, settings.http),
+            sender=aio.probe_sender() if aio is not None else None,
+        ),
         states=TableStateStore(table(settings.state_table)),
         history=TableHistoryStore(table(settings.history_table)),
         lifecycle=lifecycle,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import socket
 import threading
 import uuid
 import warnings
@@ -17,6 +18,7 @@ import pytest
 from emulator.client.azurite import AzuriteProcess
 from emulator.client.launcher import EmulatorProcess
 from rotation.errors import TransientAzureError
+from rotation.ports import DataPlane, ProbeResult
 from shared.aio_clients import AsyncClients, LeanAioTransport
 from shared.aio_loop import BlockingClient, IoLoop
 from shared.azure.key_vault import KeyVaultSecretStore
@@ -105,3 +107,16 @@ def test_closing_the_loop_closes_the_session_and_leaves_no_thread_or_warning(
     assert not any(t.name == "close-test" for t in threading.enumerate())
     assert not [w for w in caught if "nclosed" in str(w.message)], [str(w.message) for w in caught]
     assert "nclosed" not in caplog.text
+
+
+@pytest.mark.parametrize("async_io", ["false", "true"])
+def test_a_data_plane_nobody_answers_on_is_inconclusive_on_both_paths(
+    emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch, async_io: str
+) -> None:
+    emulator.apply_env(monkeypatch)
+    probe = _ports(emulator, azurite, async_io).probe
+    with socket.socket() as unused:  # a loopback port with no listener: connection refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    plane = DataPlane(f"https://127.0.0.1:{port}/accounts/gone/", "AIServices", "eastus", True)
+    assert probe.probe(plane, _value("0" * 32)) is ProbeResult.INCONCLUSIVE
