@@ -18,6 +18,14 @@ from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 REFRESH_MARGIN_SECONDS = 300
 
 
+def _token_options(
+    claims: str | None = None, tenant_id: str | None = None, enable_cae: bool = False, **_: Any
+) -> dict[str, Any]:
+    """``get_token``'s keywords as ``get_token_info``'s options (the ones set)."""
+    options = {"claims": claims, "tenant_id": tenant_id, "enable_cae": enable_cae}
+    return {k: v for k, v in options.items() if v}
+
+
 class SingleFlightCredential:
     """A ``TokenCredential`` (and ``SupportsTokenInfo``) over another one, fetching each scope once."""
 
@@ -72,8 +80,8 @@ class SingleFlightCredential:
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
-        options = {"claims": claims, "tenant_id": tenant_id, "enable_cae": enable_cae}
-        token = self.get_token_info(*scopes, options={k: v for k, v in options.items() if v})
+        options = _token_options(claims=claims, tenant_id=tenant_id, enable_cae=enable_cae)
+        token = self.get_token_info(*scopes, options=options)
         return AccessToken(token.token, token.expires_on)
 
     def close(self) -> None:
@@ -97,16 +105,9 @@ class AsyncSingleFlightCredential:
             return token
         return await asyncio.to_thread(self.tokens.get_token_info, *scopes, options=options)
 
-    async def get_token(
-        self,
-        *scopes: str,
-        claims: str | None = None,
-        tenant_id: str | None = None,
-        enable_cae: bool = False,
-        **kwargs: Any,
-    ) -> AccessToken:
-        options = {"claims": claims, "tenant_id": tenant_id, "enable_cae": enable_cae}
-        token = await self.get_token_info(*scopes, options={k: v for k, v in options.items() if v})
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        """The legacy interface (claims, tenant_id, enable_cae as keywords), served like the sync one."""
+        token = await self.get_token_info(*scopes, options=_token_options(**kwargs))
         return AccessToken(token.token, token.expires_on)
 
     async def close(self) -> None:
