@@ -98,6 +98,7 @@ def test_closing_the_loop_closes_the_session_and_leaves_no_thread_or_warning(
     assert table.get_entity("p", "r")["n"] == 1
     session = aio.transport.session
     assert session is not None and not session.closed
+    gc.collect()  # what earlier tests left behind (their synchronous sockets) is not this test's business
     with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loop.close()
@@ -105,8 +106,12 @@ def test_closing_the_loop_closes_the_session_and_leaves_no_thread_or_warning(
         gc.collect()
     assert session.closed
     assert not any(t.name == "close-test" for t in threading.enumerate())
-    assert not [w for w in caught if "nclosed" in str(w.message)], [str(w.message) for w in caught]
-    assert "nclosed" not in caplog.text
+    # aiohttp's and asyncio's own complaints: "Unclosed client session", "Unclosed connector", "unclosed
+    # transport <asyncio...>" (a synchronous client's ssl.SSLSocket is never one of these objects)
+    ours = ("client session", "connector", "transport")
+    unclosed = [str(w.message) for w in caught if "nclosed" in str(w.message)]
+    assert not [m for m in unclosed if any(word in m for word in ours)], unclosed
+    assert not any(word in caplog.text for word in ("Unclosed client session", "Unclosed connector"))
 
 
 @pytest.mark.parametrize("async_io", ["false", "true"])
