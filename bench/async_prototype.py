@@ -88,6 +88,27 @@ class SyncStep:
         self.secrets.set_secret(f"{name}-key2", keys.key2 or "", tags={"slot": "key2"})
 
 
+class BlockingStep(SyncStep):
+    """The engine's asynchronous I/O path (ROTATION_ASYNC_IO): the same synchronous calls from 16 threads,
+    the ``.aio`` clients behind ``shared.aio_loop.BlockingClient`` doing the HTTP on the process's loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        from shared.aio_clients import AsyncClients
+        from shared.bootstrap import CLIENT_OPTIONS
+
+        aio = AsyncClients(
+            build_credential(settings),
+            settings.sweep_concurrency,
+            settings.http.use_proxy_settings,
+            CLIENT_OPTIONS,
+        )
+        self.secrets = aio.secret_client(settings.key_vault_url, settings.verify_challenge_resource)
+        self.arm = {
+            subscription: aio.arm_client(subscription, settings.arm_endpoint, settings.arm_scope)
+            for subscription in {parse_resource_id(r.resource_id)[0] for r in settings.targets}
+        }
+
+
 class AsyncStep:
     """The same calls on the SDKs' ``.aio`` clients over one aiohttp transport."""
 
@@ -173,7 +194,7 @@ def measured(emulator: EmulatorProcess, work: Any, steps: int) -> dict[str, floa
 
 def measure(targets: int, rounds: int, concurrency: int, latency_scale: float) -> Report:
     report = Report("bench.async_prototype: one step on .aio clients (aiohttp) vs the engine's sync clients")
-    sides: dict[str, list[dict[str, float]]] = {"sync": [], "async": []}
+    sides: dict[str, list[dict[str, float]]] = {"sync": [], "async": [], "threads+loop": []}
     with local_azure() as (emulator, azurite), pinned_here({ENGINE_CORE}) as engine_pinned:
         if engine_pinned and emulator._process is not None:
             pin([emulator._process.pid], {SERVER_CORE})
@@ -195,6 +216,11 @@ def measure(targets: int, rounds: int, concurrency: int, latency_scale: float) -
                 def sync_round() -> None:
                     list(pool.map(sync.run, ids))
 
+                blocking = BlockingStep(settings)
+
+                def blocking_round() -> None:
+                    list(pool.map(blocking.run, ids))
+
                 loop = asyncio.new_event_loop()
                 try:
                     step = loop.run_until_complete(AsyncStep(settings).__aenter__())
@@ -203,11 +229,13 @@ def measure(targets: int, rounds: int, concurrency: int, latency_scale: float) -
                         def async_round() -> None:
                             loop.run_until_complete(step.run_all(ids, concurrency))
 
-                        sync_round()  # warm-up both sides: tokens, connections, challenge caches
+                        sync_round()  # warm-up every side: tokens, connections, challenge caches
                         async_round()
+                        blocking_round()
                         for _ in range(rounds):  # interleaved
                             sides["sync"].append(measured(emulator, sync_round, targets))
                             sides["async"].append(measured(emulator, async_round, targets))
+                            sides["threads+loop"].append(measured(emulator, blocking_round, targets))
                     finally:
                         loop.run_until_complete(step.__aexit__())
                 finally:
@@ -239,6 +267,11 @@ def measure(targets: int, rounds: int, concurrency: int, latency_scale: float) -
         figures["async"]["cpu_ms_per_call"] / figures["sync"]["cpu_ms_per_call"],
     )
     report.ratio("wall async/sync", figures["async"]["wall_s"] / figures["sync"]["wall_s"])
+    report.ratio(
+        "client CPU per call threads+loop/sync (the engine's ROTATION_ASYNC_IO path)",
+        figures["threads+loop"]["cpu_ms_per_call"] / figures["sync"]["cpu_ms_per_call"],
+    )
+    report.ratio("wall threads+loop/sync", figures["threads+loop"]["wall_s"] / figures["sync"]["wall_s"])
     report.data = {"targets": targets, "sides": sides, "figures": figures}
     return report
 

@@ -219,6 +219,7 @@ def measure(
     latency_scale: float,
     drain: float,
     variants: Sequence[str] = ("now",),
+    warm_rounds: int = 0,
 ) -> Report:
     report = Report("bench.cost_per_cycle: client CPU per target-cycle, Function-shaped process")
     profile = {operation: seconds * latency_scale for operation, seconds in LATENCY_PROFILE.items()}
@@ -258,6 +259,12 @@ def measure(
             try:
                 for resource_id in theirs:
                     reference.store_keys(resource_id)  # the script's Task 1: setup, not a cycle
+                # Adoption warms only the first variant's clients (imports, connections, tokens); a warm
+                # round gives every variant one unmeasured cycle first, so none is measured cold.
+                for _ in range(warm_rounds):
+                    for variant in variants:
+                        with undone(variant):
+                            engine_round(services[variant], clock, meter, drain, targets)
                 for _ in range(rounds):
                     for variant in variants:  # interleaved: every variant once per round
                         with undone(variant):
@@ -266,10 +273,9 @@ def measure(
                     reference_sides.append(reference_round(reference, theirs, meter, drain))
             finally:
                 reference.close()
+            cycles = (rounds + warm_rounds) * len(variants)
             completed = sum(
-                1
-                for s in service.status()
-                if s.phase == Phase.IDLE.value and s.cycles_completed == rounds * len(variants)
+                1 for s in service.status() if s.phase == Phase.IDLE.value and s.cycles_completed == cycles
             )
             log_records = handler.records
     minimum = sum(MINIMUM_PER_CYCLE.values())
@@ -348,6 +354,12 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--targets", type=int, default=200, help="engine targets N")
     parser.add_argument("--reference-targets", type=int, default=30, help="accounts the reference rotates")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved engine/reference cycles")
+    parser.add_argument(
+        "--warm-rounds",
+        type=int,
+        default=0,
+        help="unmeasured engine cycles of every variant first (adoption warms only the first variant)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="SWEEP_CONCURRENCY")
     parser.add_argument("--latency-scale", type=float, default=1.0, help="multiply every latency")
     parser.add_argument("--drain", type=float, default=2.0, help="drain time in seconds")
@@ -381,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             args.latency_scale,
             args.drain,
             args.variants,
+            args.warm_rounds,
         )
     report.print()
     return report

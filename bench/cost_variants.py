@@ -18,6 +18,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   by name stays);
 - ``fullreserve``: a take reserves tokens for more takes however low the bucket is (they may lapse unspent
   while the budget limits the work);
+- ``sync`` / ``async``: the engine on the synchronous clients (requests) / on the SDKs' ``.aio`` clients on
+  one event loop (``ROTATION_ASYNC_IO``, this issue's third pass), whichever the default is;
 - ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
@@ -57,6 +59,8 @@ VARIANTS: dict[str, frozenset[str]] = {
     "requeue": frozenset({"requeue"}),
     "merge": frozenset({"merge"}),
     "fullreserve": frozenset({"fullreserve"}),
+    "sync": frozenset({"sync"}),
+    "async": frozenset({"async"}),
     "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
 }
 
@@ -93,9 +97,12 @@ def _one_transaction(store: TableHistoryStore, target_key: str, records: Sequenc
 
 
 def settings_for(settings: Settings, variant: str) -> Settings:
-    """``env`` needs its own service: its sessions are built trusting the environment."""
-    if "env" in VARIANTS[variant]:
-        return dataclasses.replace(settings, http=HttpEnvironment(use_proxy_settings=True))
+    """``env``, ``sync`` and ``async`` need their own service: its clients are built differently."""
+    changes = VARIANTS[variant]
+    if "env" in changes:
+        settings = dataclasses.replace(settings, http=HttpEnvironment(use_proxy_settings=True))
+    if "sync" in changes or "async" in changes:
+        settings = dataclasses.replace(settings, async_io="async" in changes)
     return settings
 
 

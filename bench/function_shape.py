@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # Platform variables of a Linux Functions host (names as documented), with assumed typical value sizes.
 HOST_VARIABLES: dict[str, int] = {
@@ -251,6 +252,7 @@ class RequestCounter:
         self.counts: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._original = http.client.HTTPConnection.putrequest
+        self._original_aio: Any = None
 
     def __enter__(self) -> RequestCounter:
         original, counts, lock = self._original, self.counts, self._lock
@@ -264,10 +266,24 @@ class RequestCounter:
             return original(connection, *args, **kwargs)
 
         http.client.HTTPConnection.putrequest = putrequest  # type: ignore[method-assign,assignment]
+        # The asynchronous I/O path (ROTATION_ASYNC_IO) sends through aiohttp, not http.client.
+        import aiohttp
+
+        original_request = self._original_aio = aiohttp.ClientSession._request
+
+        async def request(session: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any) -> Any:
+            with lock:
+                counts[urlsplit(str(url)).port or 0] += 1
+            return await original_request(session, method, url, **kwargs)
+
+        aiohttp.ClientSession._request = request  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import aiohttp
+
         http.client.HTTPConnection.putrequest = self._original  # type: ignore[method-assign]
+        aiohttp.ClientSession._request = self._original_aio  # type: ignore[method-assign]
 
     def take(self, port: int) -> int:
         with self._lock:

@@ -73,6 +73,9 @@ param rotationFanout bool = false
 @minValue(1)
 param sweepConcurrency int = 16
 
+@description('true: the SDKs\' asynchronous clients on one event loop do the HTTP (less CPU per call); false: the synchronous clients.')
+param asyncIo bool = true
+
 @description('regenerateKey calls per second per subscription (ARM allows about 10/s).')
 @minValue(1)
 param armWritesPerSecond int = 5
@@ -225,6 +228,7 @@ var rotationAppSettings = {
   ROTATION_QUEUE: rotationQueueName
   ROTATION_FANOUT: rotationFanout ? 'true' : 'false'
   SWEEP_CONCURRENCY: string(sweepConcurrency)
+  ROTATION_ASYNC_IO: asyncIo ? 'true' : 'false'
   ARM_WRITES_PER_SECOND: string(armWritesPerSecond)
   ARM_WRITE_BURST: string(armWriteBurst)
   KEY_VAULT_SECRET_WRITES_PER_10S: string(keyVaultSecretWritesPer10s)

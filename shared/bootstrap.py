@@ -13,12 +13,12 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import RequestsTransport
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
@@ -49,6 +49,9 @@ from shared.azure.token_cache import SingleFlightCredential
 from shared.http_session import LeanSession
 from shared.http_settings import HttpEnvironment
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # imported at run time only when ROTATION_ASYNC_IO is on (aiohttp is a cold-start cost)
+    from shared.aio_clients import AsyncClients
 
 # azure-core already retries 429/5xx/timeouts with backoff (honouring Retry-After); keep it short so one
 # slow target cannot hold a sweep thread for minutes — later invocations retry with stored backoff.
@@ -102,9 +105,14 @@ def build_credential(settings: Settings) -> TokenCredential:
     """One token request per scope however many threads start at once (SingleFlightCredential)."""
     if settings.use_managed_identity:
         return SingleFlightCredential(ManagedIdentityCredential(client_id=settings.azure_client_id))
-    return SingleFlightCredential(
-        DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
-    )
+    return SingleFlightCredential(DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id))
+
+
+def storage_identity(settings: Settings) -> TokenCredential | None:
+    """Storage's own identity when AzureWebJobsStorage__clientId names another one than AZURE_CLIENT_ID."""
+    if settings.storage_client_id and settings.storage_client_id != settings.azure_client_id:
+        return SingleFlightCredential(ManagedIdentityCredential(client_id=settings.storage_client_id))
+    return None
 
 
 def build_table_service(settings: Settings, credential: TokenCredential) -> TableServiceClient:
@@ -112,10 +120,20 @@ def build_table_service(settings: Settings, credential: TokenCredential) -> Tabl
     if settings.storage_connection_string:
         return TableServiceClient.from_connection_string(settings.storage_connection_string, **options)
     assert settings.table_service_uri is not None  # load_settings guarantees one of the two
-    storage_credential = credential
-    if settings.storage_client_id and settings.storage_client_id != settings.azure_client_id:
-        storage_credential = ManagedIdentityCredential(client_id=settings.storage_client_id)
+    storage_credential = storage_identity(settings) or credential
     return TableServiceClient(endpoint=settings.table_service_uri, credential=storage_credential, **options)
+
+
+def build_tables(
+    settings: Settings, credential: TokenCredential, aio: AsyncClients | None
+) -> Callable[[str], TableClient]:
+    """table name -> its client, on the path ROTATION_ASYNC_IO chose."""
+    if aio is None:
+        return build_table_service(settings, credential).get_table_client
+    service = aio.table_service(
+        settings.storage_connection_string, settings.table_service_uri, storage_identity(settings)
+    )
+    return lambda name: aio.table(service, name)
 
 
 # A vault other than KEY_VAULT_URL is named per target: errors say where to change it.
@@ -126,9 +144,12 @@ class VaultStores:
     """One SecretClient per vault a target names (``vault`` / tag ``key-rotation-vault``), built on first
     use and kept for the life of the process."""
 
-    def __init__(self, settings: Settings, credential: TokenCredential) -> None:
+    def __init__(
+        self, settings: Settings, credential: TokenCredential, aio: AsyncClients | None = None
+    ) -> None:
         self.settings = settings
         self.credential = credential
+        self.aio = aio
         self._stores: dict[str, SecretStore] = {}
         self._lock = threading.Lock()
 
@@ -137,8 +158,14 @@ class VaultStores:
         with self._lock:
             store = self._stores.get(key)
             if store is None:
-                store = self._stores[key] = KeyVaultSecretStore(self.build_client(vault_url), VAULT_ORIGIN)
+                store = self._stores[key] = self.new_store(vault_url, VAULT_ORIGIN)
             return store
+
+    def new_store(self, vault_url: str, origin: str = "") -> KeyVaultSecretStore:
+        if self.aio is None:
+            return KeyVaultSecretStore(self.build_client(vault_url), origin)
+        client = self.aio.secret_client(vault_url, self.settings.verify_challenge_resource)
+        return KeyVaultSecretStore(client, origin, recovery=self.build_client(vault_url))
 
     def build_client(self, vault_url: str) -> SecretClient:
         return SecretClient(
@@ -150,9 +177,17 @@ class VaultStores:
         )
 
 
-def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkScheduler:
+def build_scheduler(
+    settings: Settings, credential: TokenCredential, aio: AsyncClients | None = None
+) -> WorkScheduler:
     """Deferred work goes back on the fan-out queue with a visibility delay (QueueWorkScheduler)."""
     encoding = TextBase64EncodePolicy()
+    if aio is not None and (settings.storage_connection_string or settings.queue_service_uri):
+        return QueueWorkScheduler(
+            aio.queue_client(
+                settings.storage_connection_string, settings.queue_service_uri, settings.queue_name, encoding
+            )
+        )
     if settings.storage_connection_string:
         client = QueueClient.from_connection_string(
             settings.storage_connection_string,
@@ -175,9 +210,20 @@ def build_scheduler(settings: Settings, credential: TokenCredential) -> WorkSche
     return NoScheduler()
 
 
+def build_async_clients(settings: Settings, credential: TokenCredential) -> AsyncClients | None:
+    """The ``.aio`` clients' factory when ROTATION_ASYNC_IO is on (aiohttp imported only then)."""
+    if not settings.async_io:
+        return None
+    from shared.aio_clients import AsyncClients
+
+    proxies = settings.http.use_proxy_settings
+    return AsyncClients(credential, settings.sweep_concurrency, proxies, CLIENT_OPTIONS)
+
+
 def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
-    tables = build_table_service(settings, credential)
-    budgets = tables.get_table_client(settings.budget_table)
+    aio = build_async_clients(settings, credential)
+    table = build_tables(settings, credential, aio)
+    budgets = table(settings.budget_table)
     # ARM counts writes per subscription *and principal*: every instance shares the identity, so they
     # share the bucket (its row key names the identity).
     limiter = TableTokenBucket(
@@ -191,8 +237,7 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     # r = writes/10 with the setting at most 250 keeps the window under 300 for D <= 1 s.
     per_second = settings.vault_secret_writes_per_10s / 10
     vault_limiter = TableTokenBucket(budgets, "kv", per_second, max(1.0, per_second))
-    vaults = VaultStores(settings, credential)
-    secrets = vaults.build_client(settings.key_vault_url)
+    vaults = VaultStores(settings, credential, aio)
     lifecycle: LifecycleSink = NullLifecycleSink()
     if settings.events_topic_endpoint:
         # imported only when a topic is configured: azure.eventgrid is a cold-start cost otherwise
@@ -201,7 +246,9 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         from shared.azure.event_grid import EventGridLifecyclePublisher
 
         lifecycle = EventGridLifecyclePublisher(
-            EventGridPublisherClient(
+            aio.event_grid(settings.events_topic_endpoint)
+            if aio is not None
+            else EventGridPublisherClient(
                 settings.events_topic_endpoint,
                 credential,
                 transport=sized_transport(settings.sweep_concurrency, settings.http),
@@ -215,14 +262,18 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
         limiter,
         # one transport for every subscription's client: one pool per ARM host, sized to the sweep
         {**CLIENT_OPTIONS, "transport": sized_transport(settings.sweep_concurrency, settings.http)},
+        None if aio is None else lambda sub: aio.arm_client(sub, settings.arm_endpoint, settings.arm_scope),
     )
     return Ports(
-        secrets=KeyVaultSecretStore(secrets),
+        secrets=vaults.new_store(settings.key_vault_url),
         keys=keys,
         # one pool per account host: each probe of a new account opens its connection (as in Azure)
-        probe=DataPlaneProbe(http_session(settings.sweep_concurrency, settings.http)),
-        states=TableStateStore(tables.get_table_client(settings.state_table)),
-        history=TableHistoryStore(tables.get_table_client(settings.history_table)),
+        probe=DataPlaneProbe(
+            http_session(settings.sweep_concurrency, settings.http),
+            sender=aio.probe_sender() if aio is not None else None,
+        ),
+        states=TableStateStore(table(settings.state_table)),
+        history=TableHistoryStore(table(settings.history_table)),
         lifecycle=lifecycle,
         limiter=limiter,
         vault_limiter=vault_limiter,
@@ -237,7 +288,7 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
             if settings.discovery
             else None
         ),
-        scheduler=build_scheduler(settings, credential),
+        scheduler=build_scheduler(settings, credential, aio),
         default_vault_url=settings.key_vault_url,
         consumers=ArmConsumerPlatforms(
             ArmRest(credential, settings.arm_endpoint, settings.arm_scope, dict(CLIENT_OPTIONS))

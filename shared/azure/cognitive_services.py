@@ -8,6 +8,7 @@ Permissions on each account: Microsoft.CognitiveServices/accounts/read, .../list
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -28,18 +29,24 @@ class CognitiveServicesKeys(KeyService):
         arm_scope: str,
         limiter: WriteRateLimiter,
         client_options: dict[str, Any] | None = None,
+        client_factory: Callable[[str], CognitiveServicesManagementClient] | None = None,
     ) -> None:
+        """``client_factory(subscription_id)`` builds a subscription's client instead (the asynchronous
+        path: the ``.aio`` client behind a ``shared.aio_loop.BlockingClient``, same methods)."""
         self.credential = credential
         self.arm_endpoint = arm_endpoint.rstrip("/")
         self.arm_scope = arm_scope  # Settings.arm_scope: {ARM_ENDPOINT}/.default
         self.limiter = limiter
         self.client_options = client_options or {}
+        self.client_factory = client_factory
         self._clients: dict[str, CognitiveServicesManagementClient] = {}
         self._lock = threading.Lock()
 
     def _client(self, subscription_id: str) -> CognitiveServicesManagementClient:
         with self._lock:
             client = self._clients.get(subscription_id)
+            if client is None and self.client_factory is not None:
+                client = self._clients[subscription_id] = self.client_factory(subscription_id)
             if client is None:
                 client = CognitiveServicesManagementClient(
                     self.credential,
@@ -121,5 +128,3 @@ class CognitiveServicesKeys(KeyService):
             return self.get_account(resource_id).disable_local_auth
         except Exception:
             return False
-
-

@@ -9,7 +9,10 @@ but a response body (an issued token) is not worth keeping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import requests
+import urllib3
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from rotation.model import ProbeOverride, SecretValue
@@ -19,10 +22,36 @@ from shared.azure.probe_table import ProbeRequest, probe_request, verdict
 MAX_BODY_BYTES = 8192  # an error envelope; a models list may be longer, but 2xx needs no body
 
 
+class ProbeConnectionFailed(Exception):
+    """No connection to the data plane (another transport's "connection refused", DNS, TLS)."""
+
+
+class ProbeNoAnswer(Exception):
+    """Connected, but no complete answer (another transport's timeout or reset)."""
+
+
+# (method, url, headers, body, (connect, read) timeouts) -> (status, body up to MAX_BODY_BYTES unless 2xx,
+# headers); raises ProbeConnectionFailed or ProbeNoAnswer. The asynchronous path's is
+# ``shared.aio_clients.AsyncClients.probe_sender``.
+ProbeSender = Callable[
+    [str, str, dict[str, str], bytes | None, tuple[float, float]], tuple[int, bytes, dict[str, str]]
+]
+
+
+# What a probe that got no verdict raises, on either path: inconclusive, retried by a later invocation.
+UNANSWERED = (requests.RequestException, urllib3.exceptions.HTTPError, ProbeConnectionFailed, ProbeNoAnswer)
+
+
 class DataPlaneProbe(KeyProbe):
-    def __init__(self, session: requests.Session | None = None, timeout: tuple[float, float] = (5.0, 10.0)):
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (5.0, 10.0),
+        sender: ProbeSender | None = None,
+    ):
         self.session = session or requests.Session()
         self.timeout = timeout
+        self.sender = sender
 
     def probe(
         self, plane: DataPlane, key: SecretValue, override: ProbeOverride | None = None
@@ -34,16 +63,26 @@ class DataPlaneProbe(KeyProbe):
             headers["Content-Type"] = request.content_type
         try:
             status, body, answer_headers = self._send(request, base + request.path, headers)
-        except requests.RequestException:
+        except UNANSWERED:
+            # urllib3's own errors too: the composition root's session turns urllib3's retries off, and
+            # then urllib3 raises the connection error itself instead of requests' wrapper
             return ProbeResult.INCONCLUSIVE
         return verdict(status, body, answer_headers)
 
     # One immediate retry of a dropped connection (no wait: nothing here sleeps); anything slower is left
     # to the next invocation via the stored verification retry.
-    @retry(retry=retry_if_exception_type(requests.ConnectionError), stop=stop_after_attempt(2), reraise=True)
+    @retry(
+        retry=retry_if_exception_type(
+            (requests.ConnectionError, urllib3.exceptions.NewConnectionError, ProbeConnectionFailed)
+        ),
+        stop=stop_after_attempt(2),
+        reraise=True,
+    )
     def _send(
         self, request: ProbeRequest, url: str, headers: dict[str, str]
     ) -> tuple[int, bytes, dict[str, str]]:
+        if self.sender is not None:
+            return self.sender(request.method, url, headers, request.body, self.timeout)
         with self.session.request(
             request.method,
             url,

@@ -18,8 +18,14 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KeyVaultSecretStore(SecretStore):
-    def __init__(self, client: SecretClient, origin: str = "") -> None:
+    """``client`` is a ``SecretClient`` or, on the asynchronous path, the ``.aio`` one behind a
+    ``shared.aio_loop.BlockingClient`` (same methods). ``recovery`` is the synchronous client that
+    ``recover_secret`` uses when ``client`` is not one: the ``.aio`` client's ``recover_deleted_secret``
+    waits for the recovery to finish, polling with sleeps, which nothing here may do (I6)."""
+
+    def __init__(self, client: SecretClient, origin: str = "", recovery: SecretClient | None = None) -> None:
         self.client = client
+        self.recovery = recovery or client
         # Where the vault's URL came from, so an error tells the operator what to fix (a tag, a setting).
         self.where = f"{client.vault_url} ({origin})" if origin else client.vault_url
 
@@ -60,7 +66,7 @@ class KeyVaultSecretStore(SecretStore):
         """POST /deletedsecrets/{name}/recover. Permission: secrets/recover. Does not wait for the
         recovery to finish (nothing here sleeps, I6): the next invocation finds the secret back."""
         try:
-            self.client.begin_recover_deleted_secret(name)  # a poller we never wait on
+            self.recovery.begin_recover_deleted_secret(name)  # a poller we never wait on
         except ResourceNotFoundError:
             return  # purged, or already recovered
         except (AzureError, OSError) as error:

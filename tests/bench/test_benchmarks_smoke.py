@@ -128,6 +128,22 @@ def test_cost_per_cycle_rotates_every_target_in_a_function_shaped_process(
     assert_printed_ratios(capsys.readouterr().out, report.ratios)
 
 
+def test_cost_per_cycle_measures_the_async_path_against_the_sync_one_after_a_warm_round(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = cost_per_cycle.main(
+        ["--targets", "4", "--reference-targets", "2", "--rounds", "1", "--latency-scale", "0.05",
+         "--drain", "1", "--variants", "async", "sync", "--warm-rounds", "1"]
+    )  # fmt: skip
+    data = report.data
+    assert data["completed"] == 4  # every target finished the warm and the measured cycles of both
+    on_loop, threads = data["engine"]["async"][0], data["engine"]["sync"][0]
+    for side in (on_loop, threads):  # the same work counted on both transports (aiohttp, http.client)
+        assert side.by_service["table"] >= 4 * 4 and side.by_service["keyvault"] >= 4 * 6
+        assert side.calls >= 4 * sum(call_counts.MINIMUM_PER_CYCLE.values())
+    assert_printed_ratios(capsys.readouterr().out, report.ratios)
+
+
 def test_emulator_scaling_measures_each_size(capsys: pytest.CaptureFixture[str]) -> None:
     report = cost_per_cycle.main(["--emulator-scaling", "5", "20"])
     sizes = report.data["sizes"]
@@ -138,7 +154,7 @@ def test_emulator_scaling_measures_each_size(capsys: pytest.CaptureFixture[str])
 
 def test_async_prototype_runs_the_same_step_on_both_client_stacks(capsys: pytest.CaptureFixture[str]) -> None:
     report = async_prototype.main(["--targets", "4", "--rounds", "1", "--latency-scale", "0.05"])
-    for side in ("sync", "async"):
+    for side in ("sync", "async", "threads+loop"):
         [run] = report.data["sides"][side]
         assert run["calls"] == 4 * async_prototype.CALLS_PER_STEP  # the same 5 calls per target each
         assert run["cpu_ms_per_call"] > 0

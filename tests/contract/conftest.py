@@ -13,13 +13,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from emulator.client.azurite import AzuriteProcess
 from emulator.client.launcher import EmulatorProcess
 from rotation.ports import HistoryStore, KeyProbe, KeyService, SecretStore, StateStore
-from shared.bootstrap import build_credential, build_ports
+from shared.aio_clients import AsyncClients
+from shared.bootstrap import CLIENT_OPTIONS, build_credential, build_ports
 from shared.settings import load_settings
 from testkit.clock import ManualClock
 from testkit.fakes import (
@@ -69,9 +73,13 @@ def fake_backend() -> Backend:
 
 
 def real_backend(
-    emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch
+    emulator: EmulatorProcess,
+    azurite: AzuriteProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    async_io: bool = False,
 ) -> Iterator[Backend]:
-    """The production adapters, built exactly as the engine harness builds them (tables unique per test)."""
+    """The production adapters, built exactly as the engine harness builds them (tables unique per test);
+    ``async_io``: on the asynchronous I/O path (ROTATION_ASYNC_IO, the ``.aio`` clients on one loop)."""
     emulator.apply_env(monkeypatch)
     suffix = uuid.uuid4().hex[:8]
     settings = load_settings({
@@ -80,6 +88,7 @@ def real_backend(
         "AzureWebJobsStorage": azurite.connection_string,
         "ROTATION_STATE_TABLE": f"contractstate{suffix}",
         "ROTATION_HISTORY_TABLE": f"contracthistory{suffix}",
+        "ROTATION_ASYNC_IO": str(async_io).lower(),
     })  # fmt: skip
     ports = build_ports(settings, build_credential(settings))
 
@@ -100,16 +109,69 @@ def _backend(request: pytest.FixtureRequest, emulator_fixture: str) -> Iterator[
         yield fake_backend()
         return
     emulator, azurite = request.getfixturevalue(emulator_fixture), request.getfixturevalue("azurite")
-    yield from real_backend(emulator, azurite, request.getfixturevalue("monkeypatch"))
+    async_io = request.param == "real-async"
+    yield from real_backend(emulator, azurite, request.getfixturevalue("monkeypatch"), async_io)
 
 
-@pytest.fixture(params=["fake", "real"])
+# Every adapter runs on both I/O paths: the synchronous clients ("real") and the ``.aio`` clients on the
+# process's event loop ("real-async", ROTATION_ASYNC_IO=true).
+REAL_PATHS = ("real", "real-async")
+
+
+@pytest.fixture(params=["fake", *REAL_PATHS])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Fake, then real against the session's emulator (cases use unique names; no global change)."""
     yield from _backend(request, "emulator")
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", *REAL_PATHS])
 def clocked_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Like ``backend``, for cases that move the clock: the real one gets a private emulator."""
     yield from _backend(request, "fresh_emulator")
+
+
+@dataclass
+class StoragePath:
+    """Table and queue clients on one I/O path, for cases that build the storage adapters themselves."""
+
+    name: str  # "sync" | "async"
+    table: Callable[[str], Any]  # table name -> TableClient (or the .aio one behind a BlockingClient)
+    queue: Callable[[str], Any]  # queue name -> QueueClient, base64 messages as the Functions trigger
+
+
+@pytest.fixture(params=["sync", "async"])
+def storage(request: pytest.FixtureRequest, azurite: AzuriteProcess) -> StoragePath:
+    """Azurite through the synchronous clients, then through the ``.aio`` ones on the process's loop."""
+    return storage_path(request.param, azurite)
+
+
+def storage_path(path: str, azurite: AzuriteProcess) -> StoragePath:
+    connection = azurite.connection_string
+    if path == "sync":
+        return StoragePath(
+            "sync",
+            lambda name: TableServiceClient.from_connection_string(connection).get_table_client(name),
+            lambda name: QueueClient.from_connection_string(
+                connection,
+                name,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+            ),
+        )
+    aio = AsyncClients(None, 16, False, CLIENT_OPTIONS)
+    service = aio.table_service(connection, None, None)
+
+    def queue(name: str) -> Any:
+        from azure.storage.queue.aio import QueueClient as AioQueueClient
+
+        return aio.wrap(
+            AioQueueClient.from_connection_string(
+                connection,
+                name,
+                message_encode_policy=TextBase64EncodePolicy(),
+                message_decode_policy=TextBase64DecodePolicy(),
+                **aio.options,
+            )
+        )
+
+    return StoragePath("async", lambda name: aio.table(service, name), queue)

@@ -68,6 +68,7 @@ def real_backend(request: pytest.FixtureRequest) -> DirectoryBackend:
             "ROTATION_DISCOVERY_SCOPES": ",".join(scopes),
             "AzureWebJobsStorage": azurite.connection_string,
             "ROTATION_STATE_TABLE": "dirstate" + uuid.uuid4().hex[:8],
+            "ROTATION_ASYNC_IO": str(request.param == "real-async").lower(),
         })  # fmt: skip
         built = build_ports(settings, build_credential(settings)).directory
         assert built is not None
@@ -86,7 +87,7 @@ def real_backend(request: pytest.FixtureRequest) -> DirectoryBackend:
     )
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture(params=["fake", "real", "real-async"])
 def directory_backend(request: pytest.FixtureRequest) -> Iterator[DirectoryBackend]:
     yield fake_backend() if request.param == "fake" else real_backend(request)
 

@@ -11,20 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from emulator.client.azurite import AzuriteProcess
 from rotation.ports import WriteRateLimiter
 from shared.azure.budget_table import RESERVE_TAKES, TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
 from shared.budgets import TokenBucketLimiter
+from tests.contract.conftest import StoragePath, storage_path
 
 
-def test_two_instances_share_one_bucket_and_never_exceed_it(azurite: AzuriteProcess) -> None:
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+def test_two_instances_share_one_bucket_and_never_exceed_it(storage: StoragePath) -> None:
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     frozen = [1_000.0]
     first = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=20, clock=lambda: frozen[0])
     second = TableTokenBucket(table, "arm|id", rate_per_second=10, burst=20, clock=lambda: frozen[0])
@@ -43,14 +39,9 @@ def test_two_instances_share_one_bucket_and_never_exceed_it(azurite: AzuriteProc
     assert first.try_acquire("sub-1")
 
 
-def test_a_deferred_target_is_rescheduled_as_an_invisible_queue_message(azurite: AzuriteProcess) -> None:
+def test_a_deferred_target_is_rescheduled_as_an_invisible_queue_message(storage: StoragePath) -> None:
     name = "sched-" + uuid.uuid4().hex[:8]
-    queue = QueueClient.from_connection_string(
-        azurite.connection_string,
-        name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
+    queue = storage.queue(name)
     queue.create_queue()
     QueueWorkScheduler(queue).schedule("/subscriptions/s/x", delay_seconds=1.2)
     assert list(queue.receive_messages()) == []  # not before its budget refills
@@ -59,20 +50,18 @@ def test_a_deferred_target_is_rescheduled_as_an_invisible_queue_message(azurite:
     assert json.loads(message.content) == {"target": "/subscriptions/s/x"}
 
 
-def test_one_instances_threads_share_a_reserve_and_never_exceed_the_bucket(azurite: AzuriteProcess) -> None:
+def test_one_instances_threads_share_a_reserve_and_never_exceed_the_bucket(storage: StoragePath) -> None:
     """16 sweep threads taking tokens at once: every token of the bucket is spent, never one more, and
     most takes are served from the instance's reserve instead of a Table read + compare-and-swap each."""
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     reads = [0]
     get_entity = table.get_entity
 
     def counted_get_entity(*args: object, **kwargs: object) -> object:
         reads[0] += 1
-        return get_entity(*args, **kwargs)  # type: ignore[arg-type]
+        return get_entity(*args, **kwargs)
 
-    table.get_entity = counted_get_entity  # type: ignore[method-assign]
+    table.get_entity = counted_get_entity
     frozen = [1_000.0]
     bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=60, clock=lambda: frozen[0])
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -86,13 +75,11 @@ def test_one_instances_threads_share_a_reserve_and_never_exceed_the_bucket(azuri
     assert not other.try_acquire("vault", 1)  # the other instance sees the same empty bucket
 
 
-def test_threads_queued_behind_a_take_are_served_by_one_compare_and_swap(azurite: AzuriteProcess) -> None:
+def test_threads_queued_behind_a_take_are_served_by_one_compare_and_swap(storage: StoragePath) -> None:
     """Group commit: while one thread's compare-and-swap is on the wire, the takes queued behind it are
     granted together by the next one, in order, never beyond the bucket — instead of one round trip each
     (4 processes x 24 threads on one vault's bucket spent two thirds of their time in that queue)."""
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     writes = [0]
     update_entity, create_entity = table.update_entity, table.create_entity
 
@@ -104,8 +91,8 @@ def test_threads_queued_behind_a_take_are_served_by_one_compare_and_swap(azurite
 
         return wrapped
 
-    table.update_entity = slow(update_entity)  # type: ignore[method-assign]
-    table.create_entity = slow(create_entity)  # type: ignore[method-assign]
+    table.update_entity = slow(update_entity)
+    table.create_entity = slow(create_entity)
     frozen = [1_000.0]
     bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=30, clock=lambda: frozen[0])
     with ThreadPoolExecutor(max_workers=24) as pool:
@@ -117,17 +104,14 @@ def test_threads_queued_behind_a_take_are_served_by_one_compare_and_swap(azurite
     assert not other.try_acquire("vault", 1)  # the table holds what was granted: the bucket is empty
 
 
-@pytest.mark.parametrize("kind", ["memory", "table"])
+@pytest.mark.parametrize("kind", ["memory", "sync", "async"])
 def test_released_tokens_come_back_to_every_instance_and_never_beyond_the_burst(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
     """What the runner does when one budget grants and the other refuses: the granted tokens go back."""
     frozen = [1_000.0]
-    if kind == "table":
-        azurite: AzuriteProcess = request.getfixturevalue("azurite")
-        table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-            "budget" + uuid.uuid4().hex[:8]
-        )
+    if kind != "memory":  # Table storage on that I/O path
+        table = storage_path(kind, request.getfixturevalue("azurite")).table("budget" + uuid.uuid4().hex[:8])
         first: WriteRateLimiter = TableTokenBucket(table, "kv", 10, 8, clock=lambda: frozen[0])
         second: WriteRateLimiter = TableTokenBucket(table, "kv", 10, 8, clock=lambda: frozen[0])
     else:
@@ -158,11 +142,9 @@ class _RacingTable:
 
 
 def test_a_lost_race_after_an_earlier_refusal_is_retried_not_read_as_a_refusal(
-    azurite: AzuriteProcess,
+    storage: StoragePath,
 ) -> None:
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     frozen = [1_000.0]
     rival = TableTokenBucket(table, "kv", 10, 10, clock=lambda: frozen[0])
     racing = _RacingTable(table, lambda: rival.try_acquire("https://kv-a"))
@@ -178,12 +160,10 @@ def test_a_lost_race_after_an_earlier_refusal_is_retried_not_read_as_a_refusal(
     assert third.try_acquire("https://kv-a", 5) and not third.try_acquire("https://kv-a")
 
 
-def test_reserved_tokens_that_lapse_go_back_to_the_bucket(azurite: AzuriteProcess) -> None:
+def test_reserved_tokens_that_lapse_go_back_to_the_bucket(storage: StoragePath) -> None:
     """A reserve not spent in time is given back in the instance's next compare-and-swap: the fleet does
     not lose the tokens one instance took ahead and did not use."""
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     frozen = [1_000.0]
     first = TableTokenBucket(table, "kv", 1, 10, clock=lambda: frozen[0])
     second = TableTokenBucket(table, "kv", 1, 10, clock=lambda: frozen[0])
@@ -195,13 +175,11 @@ def test_reserved_tokens_that_lapse_go_back_to_the_bucket(azurite: AzuriteProces
 
 
 def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_costs_no_token(
-    azurite: AzuriteProcess,
+    storage: StoragePath,
 ) -> None:
     """The compare-and-swap reuses the ETag of this instance's last write instead of reading the entity
     first; when another instance wrote since, Table answers 412 and the take reads and retries."""
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     requests: list[str] = []
     for name in ("get_entity", "update_entity", "create_entity"):
         original = getattr(table, name)
@@ -234,11 +212,9 @@ def test_a_take_after_this_instances_own_write_is_one_request_and_a_stale_etag_c
 
 
 def test_refused_takes_come_back_spread_at_the_refill_rate_not_all_at_the_next_token(
-    azurite: AzuriteProcess,
+    storage: StoragePath,
 ) -> None:
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     frozen = [1_000.0]
     bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=3, clock=lambda: frozen[0])
     assert bucket.try_acquire("vault", 3)
@@ -252,13 +228,11 @@ def test_refused_takes_come_back_spread_at_the_refill_rate_not_all_at_the_next_t
     assert bucket.try_acquire("vault", 3)  # the first deferred take finds its tokens when told to come
 
 
-def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(azurite: AzuriteProcess) -> None:
+def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(storage: StoragePath) -> None:
     """A sweep that defers a target again before its message is due does not add a second message; an
     earlier time than the pending message's, or a target whose message is due already, gets one."""
     name = "dedup-" + uuid.uuid4().hex[:8]
-    queue = QueueClient.from_connection_string(
-        azurite.connection_string, name, message_encode_policy=TextBase64EncodePolicy()
-    )
+    queue = storage.queue(name)
     queue.create_queue()
     now = [0.0]
     scheduler = QueueWorkScheduler(queue, clock=lambda: now[0])
@@ -274,12 +248,10 @@ def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(azurite: 
     assert queue.get_queue_properties().approximate_message_count == 4
 
 
-def test_an_instance_reserves_nothing_from_a_bucket_under_half_full(azurite: AzuriteProcess) -> None:
+def test_an_instance_reserves_nothing_from_a_bucket_under_half_full(storage: StoragePath) -> None:
     """When the budget is what limits the work, tokens reserved by one instance and left unspent are lost to
     every instance: below half the burst a take takes exactly what it asks."""
-    table = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "budget" + uuid.uuid4().hex[:8]
-    )
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
     frozen = [1_000.0]
     first = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
     second = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])

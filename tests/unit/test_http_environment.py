@@ -4,6 +4,7 @@ and the token wrapper asks the real credential once per scope."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 import requests
 from azure.core.credentials import AccessTokenInfo
 
-from shared.azure.token_cache import SingleFlightCredential
+from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
 from shared.bootstrap import HTTP_LOGGER, quiet_sdk_http_logging
 from shared.http_session import LeanSession
 from shared.http_settings import HttpEnvironment, read_http_environment
@@ -113,6 +114,40 @@ def test_a_tenant_or_claims_challenge_is_not_answered_from_another_tokens_cache(
     credential.get_token_info(scope, options={"claims": '{"access_token":{}}'})
     credential.get_token_info(scope, options={"claims": '{"access_token":{}}'})
     assert len(inner.calls) == 4  # a new tenant is its own entry; claims always go to the credential
+
+
+def test_the_async_clients_share_the_sync_clients_tokens_and_fetch_off_the_loop() -> None:
+    """ROTATION_ASYNC_IO: the ``.aio`` clients' credential serves the same per-scope cache; 16 coroutines
+    starting together still fetch one token per scope, on a worker thread (the loop keeps running)."""
+    inner = CountingCredential()
+    tokens = SingleFlightCredential(inner)  # type: ignore[arg-type]
+    credential = AsyncSingleFlightCredential(tokens)
+    vault, arm = "https://vault.azure.net/.default", "https://management.azure.com/.default"
+    fetched_by_sync = tokens.get_token_info(vault).token
+    order: list[str] = []
+
+    async def ticker() -> None:  # ~20 ms of loop turns, all during the 50 ms fetch if it is off the loop
+        for _ in range(20):
+            await asyncio.sleep(0.001)
+        order.append("ticked")
+
+    async def fetches() -> list[str]:
+        got = await asyncio.gather(*(credential.get_token_info(arm if i % 2 else vault) for i in range(16)))
+        order.append("fetched")
+        return [token.token for token in got]
+
+    async def first_calls() -> list[str]:
+        got, _ = await asyncio.gather(fetches(), ticker())
+        return got
+
+    got = asyncio.run(first_calls())
+    assert len(inner.calls) == 2  # the vault scope came from the sync side's fetch; ARM fetched once
+    assert set(got) == {fetched_by_sync, "token-2"}
+    assert order == ["ticked", "fetched"]  # the loop kept turning while the token was fetched
+    legacy = asyncio.run(credential.get_token(arm))
+    assert legacy.token == "token-2" and len(inner.calls) == 2
+    asyncio.run(credential.get_token(arm, claims='{"access_token":{}}'))  # a claims challenge: fetched
+    assert len(inner.calls) == 3
 
 
 def test_sdk_http_logging_is_quieted_unless_the_operator_set_it() -> None:
