@@ -308,6 +308,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--speedup", type=float, default=4.0)
     parser.add_argument("--vaults", type=int, default=1, help="spread the fleet over this many vaults")
     parser.add_argument("--timeline", help="append one JSON line per queue message handled to this file")
+    parser.add_argument(
+        "--keep-queue",
+        action="store_true",
+        help="one Azurite queue service for every wave (default: a fresh one per wave; docs/BENCHMARKS.md)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.vaults <= 50:
         parser.error("--vaults must be 1-50")
@@ -326,6 +331,11 @@ def main(argv: Sequence[str] | None = None) -> Report:
         waves: dict[str, dict[str, float]] = {}
 
         def measure(name: str, offset: timedelta, done: Any, kv_per_target: int, arm: int) -> None:
+            if waves and not args.keep_queue:
+                # Azurite's queue stops every client for seconds in its once-a-minute mark-and-sweep of
+                # every message it ever held (azurite.restart_queue): not the engine's cost, not Azure's
+                azurite.restart_queue()
+                env["AzureWebJobsStorage"] = azurite.connection_string
             fleet = Fleet(env, args.speedup, offset)
             wall, by_process, sent, deferred = run_wave(
                 env, fleet, args.workers, offset, args.speedup, done, meter, args.timeline

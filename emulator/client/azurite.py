@@ -116,6 +116,15 @@ class AzuriteProcess:
             raise
         return self
 
+    def restart_queue(self) -> None:
+        """A fresh queue service on a new port (``connection_string`` changes): Azurite's queue service runs
+        a mark-and-sweep of every message extent it ever stored each 60 s (QueueGCManager, interval not
+        configurable), stopping every client for seconds once thousands of messages went through it —
+        a pause Azure Queue Storage does not have. A benchmark restarts it between phases."""
+        self.queue.stop()
+        self.queue.start(self.startup_timeout)
+        self.wait_until_serving()
+
     def stop(self) -> None:
         self.table.request_stop()
         self.queue.request_stop()  # both wind down at once
