@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -44,7 +43,7 @@ from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER
 from shared.fanout import fanout_message
-from shared.http_session import CA_VARIABLES, LeanSession
+from shared.http_session import LeanSession, ca_bundle_from_environment
 from shared.http_settings import HttpEnvironment
 from shared.settings import Settings
 
@@ -69,7 +68,7 @@ def _generic_merge(
     session: LeanSession, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
 ) -> dict[str, Any]:
     if not session.trust_env and (verify is True or verify is None) and session.verify is True:
-        verify = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), verify)
+        verify = ca_bundle_from_environment() or verify
     return requests.Session.merge_environment_settings(session, url, proxies, stream, verify, cert)
 
 

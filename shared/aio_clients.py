@@ -12,7 +12,6 @@ contexts built once per CA bundle rather than per request. The environment is re
 
 from __future__ import annotations
 
-import os
 import ssl
 import threading
 from typing import Any
@@ -24,7 +23,7 @@ from requests.certs import where as requests_ca_bundle
 from shared.aio_loop import BlockingClient, IoLoop, process_loop
 from shared.azure.data_plane_probe import MAX_BODY_BYTES, ProbeConnectionFailed, ProbeNoAnswer, ProbeSender
 from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
-from shared.http_session import CA_VARIABLES
+from shared.http_session import ca_bundle_from_environment
 
 
 class TlsContexts:
@@ -37,7 +36,7 @@ class TlsContexts:
         self._lock = threading.Lock()
 
     def for_environment(self) -> ssl.SSLContext:
-        path = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), None) or requests_ca_bundle()
+        path = ca_bundle_from_environment() or requests_ca_bundle()
         context = self._contexts.get(path)
         if context is None:
             with self._lock:

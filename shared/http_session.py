@@ -12,6 +12,11 @@ from shared.http_settings import HttpEnvironment
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # requests' own order
 
 
+def ca_bundle_from_environment() -> str | None:
+    """The CA bundle the environment names, looked up per request as requests does; None when unset."""
+    return next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), None)
+
+
 class LeanSession(requests.Session):
     """A session that reads only the CA variables per request, unless a proxy makes it trust the whole
     environment (then it is a plain ``requests.Session``)."""
@@ -26,7 +31,7 @@ class LeanSession(requests.Session):
         if self.trust_env:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         if (verify is True or verify is None) and self.verify is True:
-            verify = next((os.environ[n] for n in CA_VARIABLES if os.environ.get(n)), verify)
+            verify = ca_bundle_from_environment() or verify
         if self.proxies:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         # requests' own merge (``merge_setting`` per value) for a session without proxies, without its
