@@ -28,18 +28,26 @@ class WritesDeferred(Exception):
     reschedules the target as it does a deferral before a step (not a failure: no backoff, no error)."""
 
 
+def _take_vault(ctx: StepContext, writes: int) -> int | None:
+    """Hold ``writes`` secret writes of the vault's budget: how many were taken now (0 when already held),
+    or None when the vault refused (``ctx.retry_in`` set, nothing taken)."""
+    needed = writes - ctx.kv_writes_held
+    if needed <= 0:
+        return 0
+    vault = ctx.ports.vault_key(ctx.target.vault_url)
+    if not ctx.ports.vault_limiter.try_acquire(vault, needed):
+        ctx.retry_in = ctx.ports.vault_limiter.wait_seconds(vault, needed)
+        return None
+    ctx.kv_writes_held += needed
+    return needed
+
+
 def take_vault_writes(ctx: StepContext, writes: int) -> None:
     """Take ``writes`` secret writes from the vault's budget now, right before a step's writes, or raise
     ``WritesDeferred``. For steps whose reads would otherwise sit between the token and the write (Key
     Vault counts the write when it arrives: docs/ENGINE.md "Budgets across instances")."""
-    ports = ctx.ports
-    vault = ports.vault_key(ctx.target.vault_url)
-    needed = writes - ctx.kv_writes_held
-    if needed > 0:
-        if not ports.vault_limiter.try_acquire(vault, needed):
-            ctx.retry_in = ports.vault_limiter.wait_seconds(vault, needed)
-            raise WritesDeferred(VAULT_BUDGET_EXHAUSTED)
-        ctx.kv_writes_held += needed
+    if _take_vault(ctx, writes) is None:
+        raise WritesDeferred(VAULT_BUDGET_EXHAUSTED)
 
 
 def take_budget(ctx: StepContext, action: Action) -> str | None:
@@ -47,14 +55,10 @@ def take_budget(ctx: StepContext, action: Action) -> str | None:
     (and set ``ctx.retry_in``), having taken nothing more. The vault goes first: its budget (30 writes/s)
     is the scarcer one."""
     ports = ctx.ports
-    vault = ports.vault_key(ctx.target.vault_url)
     subscription = ctx.target.subscription_id
-    needed = KEY_VAULT_WRITES_TAKEN.get(action, 0) - ctx.kv_writes_held
-    if needed > 0:
-        if not ports.vault_limiter.try_acquire(vault, needed):
-            ctx.retry_in = ports.vault_limiter.wait_seconds(vault, needed)
-            return VAULT_BUDGET_EXHAUSTED
-    taken_vault = max(0, needed)
+    taken_vault = _take_vault(ctx, KEY_VAULT_WRITES_TAKEN.get(action, 0))
+    if taken_vault is None:
+        return VAULT_BUDGET_EXHAUSTED
     arm_writes = 0
     if action in SPENDS_REGENERATE_BUDGET and not ctx.regenerate_budget:
         arm_writes += WRITES_PER_REGENERATE
@@ -62,10 +66,10 @@ def take_budget(ctx: StepContext, action: Action) -> str | None:
         arm_writes += 1
     if arm_writes and not ports.limiter.try_acquire(subscription, arm_writes):
         ctx.retry_in = ports.limiter.wait_seconds(subscription, arm_writes)
-        if taken_vault:
-            ports.vault_limiter.release(vault, taken_vault)  # not spent: the step will not run now
+        if taken_vault:  # not spent: the step will not run now
+            ports.vault_limiter.release(ports.vault_key(ctx.target.vault_url), taken_vault)
+            ctx.kv_writes_held -= taken_vault
         return BUDGET_EXHAUSTED
-    ctx.kv_writes_held += taken_vault
     if action in SPENDS_REGENERATE_BUDGET:
         ctx.regenerate_budget = True
     if action in LIST_KEYS_ACTIONS:
