@@ -117,7 +117,7 @@ class TableTokenBucket(WriteRateLimiter):
                 with self._lock:
                     queued = [other for other in self._asks.pop(row, []) if other is not ask]
                 unserved = self._serve(row, [ask, *queued])
-                if unserved and unserved[0] is ask:
+                if ask.granted is None:  # refused: it led the queue, so it heads what was not served
                     ask.granted = False
                     unserved = unserved[1:]
                 with self._lock:  # the others make their own attempt when they get the lock
