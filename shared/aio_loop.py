@@ -74,7 +74,7 @@ class IoLoop:
         Python work saved (docs/BENCHMARKS.md §7, third pass)."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("IoLoop.run called from its own loop: this would wait on itself")
-        loop = self._start()
+        loop = self._loop or self._start()  # the lock only until the loop exists: this is every call
         if not loop.is_running():  # its thread died or it was stopped under its callers
             raise ServiceRequestError("the asynchronous I/O loop is not running (ROTATION_ASYNC_IO)")
         finished = threading.Lock()
@@ -158,10 +158,10 @@ class BlockingClient:
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
         if isinstance(value, _PLAIN):
-            return value
-        if callable(value):
-            return self._blocking(value)
-        return BlockingClient(value, self._io, self._timeout)
+            return value  # read each time: a plain attribute may change
+        wrapped = self._blocking(value) if callable(value) else BlockingClient(value, self._io, self._timeout)
+        self.__dict__[name] = wrapped  # methods and operation groups are fixed: wrapped once, not per call
+        return wrapped
 
     def _blocking(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
