@@ -247,9 +247,9 @@ def run_wave(
     done: Any,
     meter: CpuMeter,
     timeline: str | None = None,
-) -> tuple[float, dict[str, float], int, int]:
-    """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds by process, messages,
-    deferrals)."""
+) -> tuple[float, dict[str, float], float, int, int]:
+    """Start W workers, fan out, wait for ``done``; (wall seconds, CPU seconds by process, CPU seconds
+    outside the run, messages, deferrals)."""
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     deferred = context.Value("i", 0)
@@ -279,13 +279,13 @@ def run_wave(
         process_cpu_seconds(p.pid or 0) - before for p, before in zip(processes, worker_cpu, strict=True)
     )
     # not part of the floor: what other jobs (and Azurite's queue service) took from the same cores
-    by_process["outside the run"] = max(0.0, machine_busy_seconds() - busy - sum(by_process.values()))
+    outside = max(0.0, machine_busy_seconds() - busy - sum(by_process.values()))
     stop.set()
     for process in processes:
         process.join(timeout=10)
         if process.is_alive():
             process.terminate()
-    return wall, by_process, sent, deferred.value
+    return wall, by_process, outside, sent, deferred.value
 
 
 def floors(kv_writes: int, arm_writes_per_sub: int, cpu: float, speedup: float) -> dict[str, float]:
@@ -337,10 +337,9 @@ def main(argv: Sequence[str] | None = None) -> Report:
                 azurite.restart_queue()
                 env["AzureWebJobsStorage"] = azurite.connection_string
             fleet = Fleet(env, args.speedup, offset)
-            wall, by_process, sent, deferred = run_wave(
+            wall, by_process, outside, sent, deferred = run_wave(
                 env, fleet, args.workers, offset, args.speedup, done, meter, args.timeline
             )
-            outside = by_process.pop("outside the run")
             cpu = sum(by_process.values())
             floor = floors(kv_per_target * max(per_vault), arm, cpu, args.speedup)
             vault_floors = [floors(kv_per_target * k, 0, 0, args.speedup)["key_vault"] for k in per_vault]
