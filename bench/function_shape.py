@@ -250,6 +250,7 @@ class RequestCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[int] = Counter()
+        self.by_path: Counter[tuple[int, str, str]] = Counter()  # (port, method, first name in the path)
         self._lock = threading.Lock()
         self._original = http.client.HTTPConnection.putrequest
         self._original_aio: Any = None
@@ -271,9 +272,16 @@ class RequestCounter:
 
         original_request = self._original_aio = aiohttp.ClientSession._request
 
+        by_path = self.by_path
+
         async def request(session: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any) -> Any:
+            parts = urlsplit(str(url))
+            # Azurite's paths name the account first, then the table: /devstoreaccount1/state(PartitionKey=…)
+            names = [p for p in parts.path.split("/") if p]
+            name = names[1 if len(names) > 1 and names[0].startswith("devstore") else 0] if names else ""
             with lock:
-                counts[urlsplit(str(url)).port or 0] += 1
+                counts[parts.port or 0] += 1
+                by_path[(parts.port or 0, method, name.split("(")[0])] += 1
             return await original_request(session, method, url, **kwargs)
 
         aiohttp.ClientSession._request = request  # type: ignore[method-assign,assignment]
@@ -285,10 +293,12 @@ class RequestCounter:
         http.client.HTTPConnection.putrequest = self._original  # type: ignore[method-assign]
         aiohttp.ClientSession._request = self._original_aio  # type: ignore[method-assign]
 
+    def clear(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.by_path.clear()
+
     def take(self, port: int) -> int:
         with self._lock:
             return self.counts.pop(port, 0)
 
-    def clear(self) -> None:
-        with self._lock:
-            self.counts.clear()

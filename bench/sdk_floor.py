@@ -1,0 +1,161 @@
+"""The floor under a cycle's client CPU: each Azure call a cycle cannot do without, made on its own through
+the same SDK clients, transport and event loop the engine uses (``shared.aio_clients``), 16 at a time, with
+nothing of the engine around it — no steps, no state, no logging of ours, no thread hand-off. Its CPU per
+call, times the calls of the minimum cycle (``bench.call_counts.MINIMUM_PER_CYCLE``: 13), is what one
+target-cycle costs however lean the engine becomes while it calls Azure through these SDKs. Next to it, the
+same request shape on aiohttp alone (no SDK, no azure-core pipeline): the transport's own share.
+
+Measured by ``bench.cost_per_cycle`` in its own run (docs/BENCHMARKS.md §7), before adoption, on scratch
+accounts and secrets the engine does not rotate; it then waits out Key Vault's 10 s write window so the
+engine's writes are not counted against the floor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from bench.function_shape import own_cpu_seconds
+from rotation.model import parse_resource_id
+from shared.aio_clients import AsyncClients
+from shared.bootstrap import CLIENT_OPTIONS, build_credential
+from shared.settings import Settings
+
+# The minimum cycle (bench.call_counts.MINIMUM_PER_CYCLE), by SDK operation: regenerateKey x2 (its answer
+# carries both keys), Key Vault 2 reads (the I2 guard's pointer) + 4 writes, one probe, 4 state writes.
+MINIMUM_CYCLE: dict[str, int] = {
+    "arm.regenerate_key": 2,
+    "keyvault.get_secret": 2,
+    "keyvault.set_secret": 4,
+    "dataplane.request": 1,
+    "table.update_entity": 4,
+}
+BARE_READ = "aiohttp.get_secret"  # not part of the cycle: the transport's share of a Key Vault read
+KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
+KEY_VAULT_WINDOW_SECONDS = 10.0  # Key Vault counts secret writes per vault in a sliding 10 s window
+
+
+async def _gathered(make: Callable[[int], Awaitable[Any]], count: int, concurrency: int) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(index: int) -> None:
+        async with gate:
+            await make(index)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def _cpu_per_call(make: Callable[[int], Awaitable[Any]], count: int, concurrency: int) -> float:
+    """Milliseconds of this process's CPU per call; one unmeasured round first (connections, tokens)."""
+    await _gathered(make, concurrency, concurrency)
+    started = own_cpu_seconds()
+    await _gathered(make, count, concurrency)
+    return (own_cpu_seconds() - started) * 1000 / count
+
+
+def measure_floor(
+    settings: Settings,
+    scratch_ids: Sequence[str],
+    table_connection_string: str,
+    calls: int = 48,
+    concurrency: int = 16,
+) -> dict[str, float]:
+    """CPU ms per call of each operation of ``MINIMUM_CYCLE``, plus ``aiohttp.request`` (the probe's own
+    request: aiohttp alone, a fresh TLS connection per account host, as the probe's). ``scratch_ids`` are
+    accounts nobody else rotates (their keys are regenerated here)."""
+    from azure.data.tables import UpdateMode
+    from azure.data.tables.aio import TableServiceClient
+    from azure.keyvault.secrets.aio import SecretClient
+    from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
+
+    aio = AsyncClients(
+        build_credential(settings), concurrency, settings.http.use_proxy_settings, CLIENT_OPTIONS
+    )
+    session, tls = aio.transport.session, aio.transport.contexts.for_environment()
+    assert session is not None
+    run = uuid.uuid4().hex[:6]
+
+    async def floor() -> dict[str, float]:
+        secrets = SecretClient(
+            settings.key_vault_url,
+            aio.credential,
+            verify_challenge_resource=settings.verify_challenge_resource,
+            **aio.options,
+        )
+        subscription = parse_resource_id(scratch_ids[0])[0]
+        arm = CognitiveServicesManagementClient(
+            aio.credential,
+            subscription,
+            base_url=settings.arm_endpoint,
+            credential_scopes=[settings.arm_scope],
+            **aio.options,
+        )
+        tables = TableServiceClient.from_connection_string(table_connection_string, **aio.options)
+        table = await tables.create_table(f"floor{run}")
+        entity = {"PartitionKey": "floor", "phase": "verifying", "slot": "key2", "cycle": run, "tat": 1.5}
+        accounts = [parse_resource_id(r) for r in scratch_ids]
+        hosts: list[str] = []
+        for _, group, name in accounts:
+            found = await arm.accounts.get(group, name)
+            assert found.properties is not None and found.properties.endpoint
+            hosts.append(found.properties.endpoint)
+        await secrets.set_secret(f"floor-{run}", "x")
+        try:
+            per_call = {
+                "arm.regenerate_key": await _cpu_per_call(
+                    lambda i: arm.accounts.regenerate_key(
+                        accounts[i % len(accounts)][1], accounts[i % len(accounts)][2], key_name="Key2"
+                    ),
+                    calls,
+                    concurrency,
+                ),
+                "keyvault.get_secret": await _cpu_per_call(
+                    lambda i: secrets.get_secret(f"floor-{run}"), calls, concurrency
+                ),
+                "keyvault.set_secret": await _cpu_per_call(
+                    lambda i: secrets.set_secret(f"floor-{run}-{i % concurrency}", "x"), calls, concurrency
+                ),
+                "table.update_entity": await _cpu_per_call(
+                    lambda i: table.upsert_entity(
+                        {**entity, "RowKey": f"r{i % concurrency}"}, mode=UpdateMode.REPLACE
+                    ),
+                    calls,
+                    concurrency,
+                ),
+            }
+
+            async def request(i: int) -> None:
+                # a fresh connection per request, as the probe's first request to each account's host
+                host = hosts[i % len(hosts)]
+                async with session.get(host, ssl=tls, headers={"Connection": "close"}) as got:
+                    await got.read()
+
+            per_call["dataplane.request"] = await _cpu_per_call(request, calls, concurrency)
+            # the Key Vault read again without the SDK: the same GET and bearer token on aiohttp alone
+            token = (await aio.credential.get_token_info(KEY_VAULT_SCOPE)).token
+            url = f"{settings.key_vault_url.rstrip('/')}/secrets/floor-{run}/?api-version=7.5"
+
+            async def bare_read(i: int) -> None:
+                async with session.get(url, ssl=tls, headers={"Authorization": f"Bearer {token}"}) as got:
+                    if got.status != 200:
+                        raise RuntimeError(f"bare Key Vault read answered {got.status}")
+                    await got.json()
+
+            per_call[BARE_READ] = await _cpu_per_call(bare_read, calls, concurrency)
+            return per_call
+        finally:
+            await tables.delete_table(f"floor{run}")
+            await tables.close()
+            await arm.close()
+            await secrets.close()
+
+    figures = aio.io.run(floor, 600)
+    time.sleep(KEY_VAULT_WINDOW_SECONDS)  # the floor's secret writes leave Key Vault's window
+    return figures
+
+
+def cycle_floor_ms(per_call: dict[str, float]) -> float:
+    return sum(count * per_call[operation] for operation, count in MINIMUM_CYCLE.items())
