@@ -11,6 +11,9 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   instead of one entity holding them all;
 - ``casread``: the write budgets read the entity before every compare-and-swap instead of reusing the
   ETag of this instance's last write;
+- ``refuseread``: every budget refusal reads the entity (as queued takes did one after the other), and
+  ``release``/``penalize`` read before their compare-and-swap, instead of deciding from this instance's
+  view of the entity when that view was sent after the take began;
 - ``requeue``: a refused take comes back at the next token, and every deferral sends its queue message
   (before: deferred targets are not spread at the refill rate, and a target deferred again before its
   message is due gets another one);
@@ -55,6 +58,7 @@ VARIANTS: dict[str, frozenset[str]] = {
     "history": frozenset({"history"}),
     "transaction": frozenset({"transaction"}),
     "casread": frozenset({"casread"}),
+    "refuseread": frozenset({"refuseread"}),
     "requeue": frozenset({"requeue"}),
     "merge": frozenset({"merge"}),
     "fullreserve": frozenset({"fullreserve"}),
@@ -112,6 +116,7 @@ def undone(variant: str) -> Iterator[None]:
     http_logger = logging.getLogger(HTTP_LOGGER)
     level, reserve = http_logger.level, budget_table.RESERVE_TAKES
     cas_from_last_write = budget_table.CAS_FROM_LAST_WRITE
+    decide_from_view = budget_table.DECIDE_FROM_VIEW
     reserve_only_above = budget_table.RESERVE_ONLY_ABOVE
     if "fullreserve" in changes:
         budget_table.RESERVE_ONLY_ABOVE = 0.0
@@ -134,12 +139,15 @@ def undone(variant: str) -> Iterator[None]:
         TableHistoryStore.append_all = _one_transaction  # type: ignore[method-assign,assignment]
     if "casread" in changes:
         budget_table.CAS_FROM_LAST_WRITE = False
+    if "refuseread" in changes:
+        budget_table.DECIDE_FROM_VIEW = False
     try:
         yield
     finally:
         http_logger.setLevel(level)
         budget_table.RESERVE_TAKES = reserve
         budget_table.CAS_FROM_LAST_WRITE = cas_from_last_write
+        budget_table.DECIDE_FROM_VIEW = decide_from_view
         budget_table.RESERVE_ONLY_ABOVE = reserve_only_above
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]
         TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]

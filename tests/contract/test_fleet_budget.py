@@ -5,6 +5,8 @@ budget refills."""
 from __future__ import annotations
 
 import json
+import random
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -258,3 +260,165 @@ def test_an_instance_reserves_nothing_from_a_bucket_under_half_full(storage: Sto
     assert second.try_acquire("vault", 12)  # 8 left: under half of 20
     assert first.try_acquire("vault", 2)  # takes 2, not 2 plus a reserve of 4
     assert [second.try_acquire("vault", 2) for _ in range(4)] == [True, True, True, False]  # the other 6
+
+
+def _counted(table: Any, *names: str) -> list[str]:
+    """The Table requests ``table`` sends through the named methods, in order."""
+    requests: list[str] = []
+    for name in names:
+        original = getattr(table, name)
+
+        def counted(*args: object, _name: str = name, _original: Any = original, **kwargs: object) -> object:
+            requests.append(_name)
+            return _original(*args, **kwargs)
+
+        setattr(table, name, counted)
+    return requests
+
+
+def test_a_burst_of_refused_takes_is_decided_by_the_next_read_not_by_a_read_each(
+    storage: StoragePath,
+) -> None:
+    """16 threads refused by an empty bucket: the takes that began while a read was on the wire are all
+    refused by the next read (a view at least as recent as each of them), not by a read each (16 before)."""
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
+    frozen = [1_000.0]
+    other = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
+    assert other.try_acquire("vault", 20)  # another instance spent the bucket
+    started, everyone = [0], threading.Event()
+    get_entity = table.get_entity
+
+    def slow_read(*args: object, **kwargs: object) -> object:
+        everyone.wait(10)  # the first read is on the wire while every other take begins
+        time.sleep(0.05)
+        return get_entity(*args, **kwargs)
+
+    table.get_entity = slow_read
+    reads = _counted(table, "get_entity", "update_entity", "create_entity")
+    bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=20, clock=lambda: frozen[0])
+    lock = threading.Lock()
+
+    def take(_: int) -> bool:
+        with lock:
+            started[0] += 1
+            if started[0] == 16:
+                everyone.set()
+        return bucket.try_acquire("vault", 2)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        taken = list(pool.map(take, range(16)))
+    assert taken.count(True) == 0
+    # the first read began before the other 15 takes, so it refuses only its own; the second decides all
+    assert reads == ["get_entity", "get_entity"], reads
+    assert 0 < bucket.wait_seconds("vault", 2) <= 0.2 + 1e-9  # told when the bucket has them, as before
+    reads.clear()
+    assert not bucket.try_acquire("vault", 2)  # a take that begins after every view: read again
+    assert reads == ["get_entity"], reads
+
+
+def test_takes_refused_by_the_write_that_emptied_the_bucket_read_nothing(storage: StoragePath) -> None:
+    """Group commit: the takes queued behind the compare-and-swap that spent the last tokens are refused
+    by what that write returned — they began before it was sent — instead of each reading the entity."""
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
+    update_entity, create_entity = table.update_entity, table.create_entity
+
+    def slow(call: Any) -> Any:
+        def wrapped(*args: object, **kwargs: object) -> object:
+            time.sleep(0.2)  # a Table round trip under load: the other threads queue meanwhile
+            return call(*args, **kwargs)
+
+        return wrapped
+
+    table.update_entity = slow(update_entity)
+    table.create_entity = slow(create_entity)
+    requests = _counted(table, "get_entity", "update_entity", "create_entity")
+    frozen = [1_000.0]
+    bucket = TableTokenBucket(table, "kv", rate_per_second=10, burst=30, clock=lambda: frozen[0])
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        taken = list(pool.map(lambda _: bucket.try_acquire("vault", 2), range(24)))
+    assert taken.count(True) == 15  # 30 tokens, 2 at a time: all of them, not one more
+    assert requests.count("get_entity") == 1, requests  # the 404 before the row exists; no refusal reads
+    assert bucket.wait_seconds("vault", 2) > 0
+    other = TableTokenBucket(table, "kv", rate_per_second=10, burst=30, clock=lambda: frozen[0])
+    assert not other.try_acquire("vault", 1)  # the table holds what was granted: the bucket is empty
+
+
+def test_a_release_by_another_instance_is_seen_by_the_next_take_despite_a_fresh_refusing_view(
+    storage: StoragePath,
+) -> None:
+    """This instance's view (its last read, a moment ago) refuses, but a take that begins after another
+    instance released reads before refusing: the release counts at once, the clock has not moved."""
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "kv", rate_per_second=10, burst=8, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "kv", rate_per_second=10, burst=8, clock=lambda: frozen[0])
+    assert second.try_acquire("https://kv-a", 8)
+    requests = _counted(table, "get_entity", "update_entity")
+    assert not first.try_acquire("https://kv-a", 2)  # read: its view is the empty bucket
+    second.release("https://kv-a", 2)  # from second's own view (its write): one request
+    assert first.try_acquire("https://kv-a", 2)  # its view is older than this take: read, then taken
+    assert requests == ["get_entity", "update_entity", "get_entity", "update_entity"], requests
+    assert not second.try_acquire("https://kv-a") and not first.try_acquire("https://kv-a")
+
+
+def test_release_and_penalize_write_from_the_view_and_a_stale_one_costs_a_request_not_a_token(
+    storage: StoragePath,
+) -> None:
+    """``release`` and ``penalize`` compare-and-swap with the ETag of this instance's last view: one Table
+    request where a read and a write were two; after another instance wrote, 412, read and retry."""
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
+    frozen = [1_000.0]
+    first = TableTokenBucket(table, "kv", rate_per_second=10, burst=10, clock=lambda: frozen[0])
+    second = TableTokenBucket(table, "kv", rate_per_second=10, burst=10, clock=lambda: frozen[0])
+    assert first.try_acquire("https://kv-a", 6)  # 6 of 10 spent (no reserve: 4 left is under half)
+    requests = _counted(table, "get_entity", "update_entity", "create_entity")
+    first.release("https://kv-a", 2)  # 4 spent
+    assert requests == ["update_entity"], requests
+    requests.clear()
+    assert second.try_acquire("https://kv-a", 3)  # 7 spent; first's view is stale now
+    first.release("https://kv-a", 1)  # 6 spent
+    assert requests == ["get_entity", "update_entity", "update_entity", "get_entity", "update_entity"]
+    third = TableTokenBucket(table, "kv", rate_per_second=10, burst=10, clock=lambda: frozen[0])
+    assert third.try_acquire("https://kv-a", 4) and not third.try_acquire("https://kv-a")  # exactly 4 left
+    requests.clear()
+    third.penalize("https://kv-a", 2.0)  # from third's own view (its refusal's read): one request
+    assert requests == ["update_entity"], requests
+    frozen[0] += 2.0  # Retry-After: the bucket refills from empty only then, for every instance
+    assert not first.try_acquire("https://kv-a") and not second.try_acquire("https://kv-a")
+    frozen[0] += 0.1 + 1e-6
+    assert first.try_acquire("https://kv-a") and not second.try_acquire("https://kv-a")
+
+
+def test_two_instances_taking_and_releasing_at_once_never_spend_more_than_the_bucket(
+    storage: StoragePath,
+) -> None:
+    """Refusals decided from views, releases written from them, group commit and reserves, two instances
+    of 8 threads each on one row: what is granted minus what is given back never exceeds the burst."""
+    table = storage.table("budget" + uuid.uuid4().hex[:8])
+    frozen = [1_000.0]
+    instances = [
+        TableTokenBucket(table, "kv", rate_per_second=10, burst=40, clock=lambda: frozen[0]) for _ in range(2)
+    ]
+    lock = threading.Lock()
+    spent = [0]
+
+    def work(worker: int) -> None:
+        bucket, rng = instances[worker % 2], random.Random(worker)
+        for _ in range(25):
+            writes = rng.randint(1, 3)
+            if bucket.try_acquire("vault", writes):
+                with lock:
+                    spent[0] += writes
+                if rng.random() < 0.4:  # e.g. the ARM budget refused: the vault's tokens go back
+                    with lock:
+                        spent[0] -= writes  # counted back first: a release never makes room before it
+                    bucket.release("vault", writes)
+            with lock:
+                assert spent[0] <= 40, spent[0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(work, range(16)))
+    for bucket in [*instances, TableTokenBucket(table, "kv", 10, 40, clock=lambda: frozen[0])]:
+        while bucket.try_acquire("vault", 1):  # what is left: reserves, then the table
+            spent[0] += 1
+    assert spent[0] <= 40, spent[0]
