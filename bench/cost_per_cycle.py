@@ -28,7 +28,7 @@ from azure.storage.queue import QueueClient
 
 from bench.baseline_reference import ReferenceRotation
 from bench.call_counts import MINIMUM_PER_CYCLE
-from bench.cost_variants import VARIANTS, settings_for, undone
+from bench.cost_variants import VARIANTS, adjusted, settings_for, undone
 from bench.function_shape import (
     RequestCounter,
     descendants,
@@ -258,7 +258,9 @@ def measure(
             # As deployed (infra creates it): deferred targets go back on the fan-out queue.
             QueueClient.from_connection_string(azurite.connection_string, settings.queue_name).create_queue()
             clock = ManualClock(ticking=True)
-            services = {v: build_service(settings_for(settings, v), clock=clock) for v in variants}
+            services = {
+                v: adjusted(build_service(settings_for(settings, v), clock=clock), v) for v in variants
+            }
             service = services[variants[0]]
             run_phase(service)  # adoption, the warm-up: not a cycle
             reference = ReferenceRotation(

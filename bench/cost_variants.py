@@ -23,6 +23,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   while the budget limits the work);
 - ``sync`` / ``async``: the engine on the synchronous clients (requests) / on the SDKs' ``.aio`` clients on
   one event loop (``ROTATION_ASYNC_IO``, this issue's third pass), whichever the default is;
+- ``unpaced``: the in-process sweep starts every due target again, whatever the write budgets can pay (a
+  target past them has its take refused after its reads), instead of sending those back at their paced time;
 - ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
@@ -40,6 +42,7 @@ import requests
 from azure.core.exceptions import AzureError
 
 from rotation.model import HistoryRecord
+from rotation.service import RotationService
 from shared.azure import budget_table, queues, tables
 from shared.azure.budget_table import TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
@@ -64,6 +67,7 @@ VARIANTS: dict[str, frozenset[str]] = {
     "fullreserve": frozenset({"fullreserve"}),
     "sync": frozenset({"sync"}),
     "async": frozenset({"async"}),
+    "unpaced": frozenset({"unpaced"}),
     "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
 }
 
@@ -107,6 +111,13 @@ def settings_for(settings: Settings, variant: str) -> Settings:
     if "sync" in changes or "async" in changes:
         settings = dataclasses.replace(settings, async_io="async" in changes)
     return settings
+
+
+def adjusted(service: RotationService, variant: str) -> RotationService:
+    """What ``variant`` changes in one service's own wiring (``unpaced``: its sweep's pacing)."""
+    if "unpaced" in VARIANTS[variant]:
+        service.pacing = None
+    return service
 
 
 @contextmanager

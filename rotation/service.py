@@ -39,6 +39,7 @@ from rotation.views import (
     to_json,
 )
 
+PACED_HORIZON_SECONDS = 2.0
 ProgressCallback = Callable[[TargetResult], None]
 PlannedCallback = Callable[[int], None]  # told how many targets the sweep will advance, before it starts
 
@@ -53,6 +54,7 @@ class RotationService:
         concurrency: int = 16,
         vault_url: str = "",
         catalog: TargetCatalog | None = None,
+        pacing: tuple[Budget, Budget] | None = None,
     ) -> None:
         self.catalog = catalog or TargetCatalog(tuple(targets), clock=clock)
         self.ports = ports
@@ -61,6 +63,9 @@ class RotationService:
         self.concurrency = max(1, concurrency)
         self.vault_url = vault_url
         self.runner = StepRunner(ports, self.policy, clock)
+        # (ARM writes per subscription, Key Vault secret writes per vault): a sweep starts only the due
+        # targets the budgets can pay now and sends the rest back at their paced time (``pace``)
+        self.pacing = pacing
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -136,6 +141,7 @@ class RotationService:
         now = self.clock()
         loaded = self._load_all()
         due: list[tuple[Target, VersionedState | None]] = []
+        actions: list[Action] = []
         next_due: datetime | None = None
         busy = not_due = 0
         for target in self.targets:
@@ -143,10 +149,12 @@ class RotationService:
             decision = decide(state_of(current), target, now, self.policy, owner="")
             if decision.actionable:
                 due.append((target, current))
+                actions.append(decision.action)
             else:
                 busy += decision.action is Action.BUSY
                 not_due += decision.action is not Action.BUSY
                 next_due = _earliest(next_due, decision.not_before)
+        due, paced = self._pace(due, actions)
         if planned is not None:
             planned(len(due))
 
@@ -178,7 +186,7 @@ class RotationService:
             failed=sum(r.outcome is TargetOutcome.FAILED for r in results),
             next_due=next_due,
             busy=busy + sum(r.outcome is TargetOutcome.BUSY for r in results),
-            deferred=sum(r.outcome is TargetOutcome.DEFERRED for r in results),
+            deferred=paced + sum(r.outcome is TargetOutcome.DEFERRED for r in results),
             duration_ms=int((time.monotonic() - started) * 1000),
             overdue=sum(
                 is_overdue(state_of(loaded.get(t.state_key)), now, self.policy.overdue_grace)
@@ -193,6 +201,26 @@ class RotationService:
         )
         log_sweep(to_json(summary))
         return summary
+
+    def _pace(
+        self, due: list[tuple[Target, VersionedState | None]], actions: list[Action]
+    ) -> tuple[list[tuple[Target, VersionedState | None]], int]:
+        """The due targets the write budgets can pay within a second, and how many were sent back: a target
+        past that would only have its take refused after its reads (a Key Vault read, a budget read, a
+        state write and a history row each, measured — docs/BENCHMARKS.md §7), so it goes back on the
+        queue at its paced time instead, as the fan-out's would, having touched nothing."""
+        if self.pacing is None or not due:
+            return due, 0
+        arm, vault = self.pacing
+        work = [(target, action) for (target, _), action in zip(due, actions, strict=True)]
+        delays = pace(work, arm, vault, self.ports.vault_key)
+        start: list[tuple[Target, VersionedState | None]] = []
+        for item, delay in zip(due, delays, strict=True):
+            if delay < PACED_HORIZON_SECONDS:
+                start.append(item)
+            else:
+                self.ports.scheduler.schedule(item[0].resource_id, delay)
+        return start, len(due) - len(start)
 
     def advance_target(self, target: str | Target, trigger: str = "queue") -> TargetResult:
         """Advance one target as far as it can go now (queue fan-out, CLI)."""

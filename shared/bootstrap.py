@@ -26,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from rotation.catalog import DiscoverySettings, TargetCatalog
 from rotation.model import Policy
+from rotation.pacing import Budget
 from rotation.ports import (
     LifecycleSink,
     NoScheduler,
@@ -323,4 +324,15 @@ def build_service(
         concurrency=settings.sweep_concurrency,
         vault_url=settings.key_vault_url,
         catalog=catalog,
+        pacing=write_budget_pacing(settings),
+    )
+
+
+def write_budget_pacing(settings: Settings) -> tuple[Budget, Budget]:
+    """The buckets' rates and bursts as ``rotation.pacing`` reads them (ARM per subscription, Key Vault per
+    vault): the same figures ``build_ports`` gives the shared buckets."""
+    per_second = settings.vault_secret_writes_per_10s / 10
+    return (
+        Budget(settings.arm_writes_per_second, settings.arm_write_burst),
+        Budget(per_second, max(1.0, per_second)),
     )

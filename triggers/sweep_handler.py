@@ -49,13 +49,9 @@ def _fan_out(runtime: Runtime, outbox: Outbox, past_due: bool) -> None:
     """Due targets, paced by the write budgets: those that may start now go out through the output binding,
     the rest as queue messages that become visible when their subscription's ARM budget and their vault's
     Key Vault budget have room (docs/ENGINE.md "Budgets across instances")."""
-    from rotation.pacing import Budget
+    from shared.bootstrap import write_budget_pacing
 
-    settings = runtime.settings
-    per_second = settings.vault_secret_writes_per_10s / 10
-    paced = runtime.service.paced_due_targets(
-        Budget(settings.arm_writes_per_second, settings.arm_write_burst), Budget(per_second, per_second)
-    )
+    paced = runtime.service.paced_due_targets(*write_budget_pacing(runtime.settings))
     now = [target for target, delay in paced if delay < 1]
     later = [(target, delay) for target, delay in paced if delay >= 1]
     if now:

@@ -12,6 +12,7 @@ from rotation.decision import WRITES_PER_REGENERATE
 from rotation.errors import AzureAccessDenied
 from rotation.model import Policy
 from rotation.outcomes import TargetOutcome
+from rotation.pacing import Budget
 from rotation.ports import WorkScheduler
 from shared.budgets import TokenBucketLimiter
 from tests.unit.rig import Rig, make_rig, transient
@@ -178,3 +179,24 @@ def test_a_transient_failure_is_rescheduled_at_its_backoff_not_left_for_the_next
     rig.clock.advance(seconds=3600)
     assert rig.service.advance_target(target.resource_id).outcome is TargetOutcome.FAILED
     assert len(scheduler.scheduled) == count
+
+
+def test_a_sweep_starts_what_the_budgets_pay_within_the_horizon_and_sends_the_rest_back_untouched() -> None:
+    """Pacing in the in-process sweep: 6 targets to adopt (4 secret writes each) on one vault whose budget
+    is 2 writes/s with a burst of 4 — delays 0, 2, 4, 6, 8, 10 s. Only the one paced under the horizon
+    (2 s) starts; the others go back on the queue at their delay, with no call to Azure or the state."""
+    rig = make_rig(tuple(f"acc{i}" for i in range(6)))
+    scheduler = RecordingScheduler()
+    rig.service.ports.scheduler = scheduler
+    rig.service.pacing = (Budget(per_second=100, burst=100), Budget(per_second=2, burst=4))
+    rig.calls.clear()
+    summary = rig.service.sweep()
+    assert (summary.advanced, summary.deferred) == (1, 5)
+    assert [r.target for r in summary.results] == [rig.target(0).resource_id]
+    assert scheduler.scheduled == [(rig.target(i).resource_id, 2.0 * i) for i in range(1, 6)]
+    assert rig.calls.get("keys.list_keys") == 1  # the started one's adoption, no other target's
+    assert all(rig.state(i) is None for i in range(1, 6))  # untouched: no intent, no lease
+    # without pacing the same sweep starts all six (the budget here is unlimited)
+    rig.service.pacing = None
+    assert rig.service.sweep().advanced == 5
+    rig.check_invariants()
