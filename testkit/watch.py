@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ AZURE_OPERATIONS: Mapping[str, str] = {
     "states.replace": "table.state_write",
     "states.list_all": "table.state_list",
     "history.append": "table.history_append",
+    "history.append_all": "table.history_append",  # one invocation's rows: one entity, one request
 }
 TABLE_OPERATIONS = {call: name for call, name in AZURE_OPERATIONS.items() if name.startswith("table.")}
 
@@ -274,6 +275,11 @@ class WatchedHistory(_Watched, HistoryStore):
 
     def append(self, target_key: str, record: HistoryRecord) -> None:
         self._call("append", (target_key, record), lambda: self.inner.append(target_key, record))
+
+    def append_all(self, target_key: str, records: Sequence[HistoryRecord]) -> None:
+        # Passed through as one call: the adapter writes the rows as one entity (one request), which the
+        # base class's default (one ``append`` per row) would hide from the adapter and the counts.
+        self._call("append_all", (target_key, records), lambda: self.inner.append_all(target_key, records))
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
         return self._call("list", (target_key, limit), lambda: self.inner.list(target_key, limit))
