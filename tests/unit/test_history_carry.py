@@ -48,6 +48,15 @@ def another_process(rig: Rig, *watchers: Watcher) -> RotationService:
     )  # fmt: skip
 
 
+def in_drain() -> Rig:
+    """A target adopted, then through phase 1 (regenerate, verify, swap): draining, its rows carried."""
+    rig = make_rig()
+    rig.service.sweep()
+    rig.clock.advance(days=30)
+    rig.service.sweep()
+    return rig
+
+
 def table_rows(rig: Rig) -> list[HistoryRecord]:
     """What the history table itself holds for the target (not the carried rows)."""
     return list(rig.history.rows.get(rig.target().state_key, []))
@@ -97,10 +106,7 @@ def test_a_process_lost_between_phase_one_and_two_loses_no_row_and_the_view_show
 
 
 def test_a_crash_after_the_flush_before_the_state_write_writes_no_row_twice() -> None:
-    rig = make_rig()
-    rig.service.sweep()
-    rig.clock.advance(days=30)
-    rig.service.sweep()
+    rig = in_drain()
     rig.clock.advance(days=1)
     crash = FailOnce("history.append_all", 1, SimulatedCrash("worker died"), after=True)
     dying = another_process(rig, crash)
@@ -122,10 +128,7 @@ def test_a_crash_after_the_flush_before_the_state_write_writes_no_row_twice() ->
 
 
 def test_only_a_state_left_with_a_lease_makes_the_engine_look_for_rows_stored_already() -> None:
-    rig = make_rig()
-    rig.service.sweep()
-    rig.clock.advance(days=30)
-    rig.service.sweep()
+    rig = in_drain()
     rig.clock.advance(days=1)
     with pytest.raises(SimulatedCrash):
         another_process(rig, FailOnce("history.append_all", 1, SimulatedCrash("died"), after=True)).sweep()
@@ -168,10 +171,7 @@ def test_a_state_write_stored_although_its_answer_was_lost_is_not_written_again(
 def test_a_failed_history_write_is_logged_and_never_undoes_the_cycle(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rig = make_rig()
-    rig.service.sweep()
-    rig.clock.advance(days=30)
-    rig.service.sweep()
+    rig = in_drain()
     rig.clock.advance(days=1)
     broken = another_process(rig, FailOnce("history.append_all", 1, TransientAzureError("table: HTTP 503")))
     with caplog.at_level("WARNING", logger="rotation"):
@@ -215,10 +215,7 @@ def test_the_key_age_report_counts_failures_still_carried() -> None:
 
 
 def test_merged_history_counts_a_row_held_in_both_places_once_and_keeps_the_limit() -> None:
-    rig = make_rig()
-    rig.service.sweep()
-    rig.clock.advance(days=30)
-    rig.service.sweep()
+    rig = in_drain()
     carried = list(rig.state().history_carried)  # type: ignore[union-attr]
     stored = sorted(carried[:2] + table_rows(rig), key=lambda r: r.at, reverse=True)  # as after a crash
     merged = history_carry.merged_history(carried, stored, 100)
