@@ -7,6 +7,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
 - ``logging``: azure-core's HTTP logging policy back at the root logger's INFO (two records per call);
 - ``reserve``: no budget reserve (a Table read + compare-and-swap per budget take, as before);
 - ``history``: one Table request per history row instead of one entity per target and invocation;
+- ``carry``: one history entity per target and invocation again, instead of per cycle (the rows of an
+  invocation that does not end the cycle carried in the state entity's write until the one that does);
 - ``transaction``: the invocation's history rows as one entity-group transaction (this issue's first pass)
   instead of one entity holding them all;
 - ``casread``: the write budgets read the entity before every compare-and-swap instead of reusing the
@@ -25,7 +27,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   one event loop (``ROTATION_ASYNC_IO``, this issue's third pass), whichever the default is;
 - ``unpaced``: the in-process sweep starts every due target again, whatever the write budgets can pay (a
   target past them has its take refused after its reads), instead of sending those back at their paced time;
-- ``before``: the first four undone at once (the engine before issue 17, as far as one process allows).
+- ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
+  ``refuseread`` and ``unpaced`` undone at once (the engine before issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
 
@@ -41,6 +44,7 @@ from typing import Any
 import requests
 from azure.core.exceptions import AzureError
 
+from rotation import history_carry
 from rotation.model import HistoryRecord
 from rotation.service import RotationService
 from shared.azure import budget_table, queues, tables
@@ -59,6 +63,7 @@ VARIANTS: dict[str, frozenset[str]] = {
     "logging": frozenset({"logging"}),
     "reserve": frozenset({"reserve"}),
     "history": frozenset({"history"}),
+    "carry": frozenset({"carry"}),
     "transaction": frozenset({"transaction"}),
     "casread": frozenset({"casread"}),
     "refuseread": frozenset({"refuseread"}),
@@ -68,7 +73,9 @@ VARIANTS: dict[str, frozenset[str]] = {
     "sync": frozenset({"sync"}),
     "async": frozenset({"async"}),
     "unpaced": frozenset({"unpaced"}),
-    "before": frozenset({"env", "logging", "reserve", "history", "casread", "requeue"}),
+    "before": frozenset(
+        {"env", "logging", "reserve", "history", "carry", "casread", "requeue", "refuseread", "unpaced"}
+    ),
 }
 
 
@@ -94,11 +101,11 @@ def _send_every_time(scheduler: QueueWorkScheduler, resource_id: str, delay_seco
 
 def _one_request_per_row(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
     for record in records:
-        store.table.ready().create_entity(tables._entity(target_key, [tables._fields(record)]))
+        store.table.ready().create_entity(tables._entity(target_key, [record.to_fields()]))
 
 
 def _one_transaction(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
-    rows = [tables._entity(target_key, [tables._fields(record)]) for record in records]
+    rows = [tables._entity(target_key, [record.to_fields()]) for record in records]
     for start in range(0, len(rows), 100):  # Table storage's limit of operations per transaction
         store.table.ready().submit_transaction([("create", row) for row in rows[start : start + 100]])
 
@@ -146,6 +153,8 @@ def undone(variant: str) -> Iterator[None]:
         budget_table.RESERVE_TAKES = 0
     if "history" in changes:
         TableHistoryStore.append_all = _one_request_per_row  # type: ignore[method-assign,assignment]
+    if "carry" in changes:
+        history_carry.CARRY_HISTORY = False
     if "transaction" in changes:
         TableHistoryStore.append_all = _one_transaction  # type: ignore[method-assign,assignment]
     if "casread" in changes:
@@ -161,6 +170,7 @@ def undone(variant: str) -> Iterator[None]:
         budget_table.DECIDE_FROM_VIEW = decide_from_view
         budget_table.RESERVE_ONLY_ABOVE = reserve_only_above
         TableHistoryStore.append_all = append_all  # type: ignore[method-assign]
+        history_carry.CARRY_HISTORY = True
         TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
         QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]
         LeanSession.merge_environment_settings = merge  # type: ignore[method-assign]

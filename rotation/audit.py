@@ -80,25 +80,13 @@ def append_history(
         emergency=state.emergency,
     )
     if ctx.pending_history is not None:
-        ctx.pending_history.append(record)  # written by flush_history when the invocation ends
+        ctx.pending_history.append(record)  # carried by the next state write (rotation/history_carry.py)
         return
     try:
         ctx.ports.history.append(ctx.target.state_key, record)
     except RotationError as exc:
         # History is an audit trail, not a precondition: a lost row must not undo a done side effect.
         logger.warning("rotation.history_write_failed %s", error_text(exc))
-
-
-def flush_history(ctx: StepContext) -> None:
-    """Write the rows this invocation held for its target in one go. Like a single row, a failed write
-    is logged and never undoes what the steps did; the structured log records were emitted already."""
-    pending, ctx.pending_history = ctx.pending_history or [], None
-    if not pending:
-        return
-    try:
-        ctx.ports.history.append_all(ctx.target.state_key, pending)
-    except RotationError as exc:
-        logger.warning("rotation.history_write_failed %s (%d rows)", error_text(exc), len(pending))
 
 
 def publish(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -245,6 +245,10 @@ class TargetState:
     drain_released_by: str | None = None
     drain_release_reason: str | None = None
     drain_ended_by: str | None = None
+    # History rows of invocations that did not end the cycle, carried here until the invocation that ends it
+    # (or outgrows the bound) writes them to the history table with its own: one history request per cycle
+    # (docs/ENGINE.md "History"). Durable from the state write that carries them; readers merge them in.
+    history_carried: tuple[HistoryRecord, ...] = ()
 
     def with_changes(self, **changes: Any) -> TargetState:
         return replace(self, **changes)
@@ -303,6 +307,28 @@ class HistoryRecord:
     error: str | None = None
     duration_ms: int = 0
     emergency: bool = False
+
+    def to_fields(self) -> dict[str, Any]:
+        """The row as JSON-ready fields (absent ones left out): a history entity's columns, the ``records``
+        of an entity holding several rows, and the rows a state entity carries."""
+        fields: dict[str, Any] = {
+            "target": self.target, "at": self.at.astimezone(UTC).isoformat(), "step": self.step,
+            "outcome": self.outcome, "trigger": self.trigger, "requester": self.requester,
+            "reason": self.reason, "cycle": self.cycle, "slot": self.slot, "error": self.error,
+            "duration_ms": self.duration_ms, "emergency": self.emergency,
+        }  # fmt: skip
+        return {k: v for k, v in fields.items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, fields: Any) -> HistoryRecord:
+        """The inverse of ``to_fields`` (also reads a one-row entity written by earlier versions)."""
+        return cls(
+            target=fields["target"], at=datetime.fromisoformat(fields["at"]), step=fields["step"],
+            outcome=fields["outcome"], trigger=fields.get("trigger", ""),
+            requester=fields.get("requester", ""), reason=fields.get("reason", ""), cycle=fields.get("cycle"),
+            slot=fields.get("slot"), error=fields.get("error"), duration_ms=int(fields.get("duration_ms", 0)),
+            emergency=bool(fields.get("emergency")),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -172,10 +172,16 @@ class HistoryStore(ABC):
     def append(self, target_key: str, record: HistoryRecord) -> None: ...
 
     def append_all(self, target_key: str, records: Sequence[HistoryRecord]) -> None:
-        """The rows one invocation recorded for one target, at once (an adapter may send them in one
-        request: a Table transaction). Default: one ``append`` each."""
+        """Several rows for one target at once (the Table adapter sends them as one entity, one request):
+        a cycle's rows when it ends. Default: one ``append`` each."""
         for record in records:
             self.append(target_key, record)
+
+    @abstractmethod
+    def stored_since(self, target_key: str, since: datetime) -> list[HistoryRecord]:
+        """At least every stored row at or after ``since`` (an adapter may return older rows stored with
+        them), in no particular order: what the engine checks, after a crash, before writing rows that the
+        crashed invocation may have written already."""
 
     @abstractmethod
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rotation.decision import decide
+from rotation.history_carry import merged_history
 from rotation.model import Phase, Slot, Target, TargetState, is_overdue
 from rotation.outcomes import StepOutcome
 from rotation.vault_layout import slot_age
@@ -47,8 +48,8 @@ def plan(service: RotationService) -> list[PlanEntry]:
 
 def key_age(service: RotationService, window: timedelta = timedelta(days=30)) -> KeyAgeReport:
     """Per target: the age of each slot's key (Key Vault), last rotation, next due, overdue, and the
-    failed steps recorded in history over ``window``. Two Key Vault reads and one history query per target,
-    run ``service.concurrency`` at a time."""
+    failed steps recorded in history (and still carried in the state) over ``window``. Two Key Vault reads
+    and one history query per target, run ``service.concurrency`` at a time."""
     now = service.clock()
     loaded = dict(service.ports.states.list_all())
 
@@ -70,9 +71,10 @@ def _entry(
         slots = tuple(slot_age(service.ports.secrets, target, slot, active, now) for slot in Slot)
     ages = [s.age_seconds for s in slots if s.age_seconds is not None]
     since = now - window
+    stored = service.ports.history.list(target.state_key, FAILURE_ROWS)  # read after the state
     failures = sum(
         1
-        for record in service.ports.history.list(target.state_key, FAILURE_ROWS)
+        for record in merged_history(state.history_carried if state else (), stored, FAILURE_ROWS)
         if record.outcome == StepOutcome.FAILED.value and record.at >= since
     )
     return KeyAgeEntry(

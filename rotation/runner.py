@@ -16,11 +16,11 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
+from rotation import history_carry
 from rotation.audit import (
     announce_cycle,
     append_history,
     error_text,
-    flush_history,
     log_transition,
     logger,
     publish,
@@ -88,7 +88,7 @@ class StepRunner:
             return self._advance(ctx, loaded, request, preloaded)
         finally:
             return_unspent(ctx)  # tokens taken for writes this invocation will not make go back
-            flush_history(ctx)  # the invocation's history rows: one request for this target
+            history_carry.flush_unsaved(ctx)  # rows no state write carried (it failed): written now
 
     def _advance(
         self,
@@ -104,6 +104,7 @@ class StepRunner:
             return TargetResult(target.resource_id, TargetOutcome.FAILED, error=error_text(exc))
         state = current.state if current else None
         etag = current.etag if current else None
+        history_carry.loaded(ctx, state)
         dirty = False
         decision = Decision(Action.WAIT, "not evaluated")
         try:
@@ -126,7 +127,7 @@ class StepRunner:
                 assert etag is not None
                 if decision.action in INTENT_ACTIONS:
                     intent = self._intent(decision.action, state, now, ctx, request)
-                    state, etag = self._write(target, intent, etag)
+                    state, etag = self._write(ctx, intent, etag)
                     dirty = False
                     ctx.steps.append(decision.action.value)
                     ctx.wrote_intent = True
@@ -136,7 +137,7 @@ class StepRunner:
                         request = None  # one request starts at most one cycle
                     continue
                 if not self._holds_lease(state, ctx.owner, now):
-                    state, etag = self._write(target, self._with_lease(state, ctx.owner, now), etag)
+                    state, etag = self._write(ctx, self._with_lease(state, ctx.owner, now), etag)
                     dirty = False
                 started = time.monotonic()
                 try:
@@ -150,7 +151,7 @@ class StepRunner:
                 except RotationError as exc:
                     mark_spent(ctx, decision.action)
                     failed = self._failure_state(state, decision.action, exc, now, ctx, started)
-                    state, etag = self._write(target, _without_lease(failed), etag)
+                    state, etag = self._write(ctx, _without_lease(failed), etag, last=True)
                     if isinstance(exc, TransientAzureError) and state.next_attempt_at is not None:
                         # retried when its backoff ends, not at the next timer tick (fan-out)
                         backoff = (state.next_attempt_at - now).total_seconds()
@@ -163,7 +164,7 @@ class StepRunner:
                 if result.outcome is StepOutcome.WAITING:
                     break
             if state is not None and etag is not None and (dirty or state.lease_owner == ctx.owner):
-                state, etag = self._write(target, _without_lease(state), etag)
+                state, etag = self._write(ctx, _without_lease(state), etag, last=True)
         except RotationError as exc:
             # LeaseLost: another invocation changed the state first, so it owns the target now. Anything
             # else here is a failed state write (storage unreachable): our lease, if any, simply expires.
@@ -237,11 +238,20 @@ class StepRunner:
             raise LeaseLost(f"{target.resource_id}: another invocation is adopting it") from exc
         return created.state, created.etag
 
-    def _write(self, target: Target, state: TargetState, etag: str) -> tuple[TargetState, str]:
+    def _write(
+        self, ctx: StepContext, state: TargetState, etag: str, last: bool = False
+    ) -> tuple[TargetState, str]:
+        """Compare-and-swap ``state`` carrying the history rows not yet in the history table (an invocation's
+        ``last`` write first writes them there if the cycle ended: rotation/history_carry.py)."""
+        state, carried = (history_carry.settle if last else history_carry.carry)(ctx, state)
         try:
-            written = self.ports.states.replace(target.state_key, state, etag)
-        except StateConflict as exc:
-            raise LeaseLost(f"{target.resource_id}: state changed by another invocation") from exc
+            written = self.ports.states.replace(ctx.target.state_key, state, etag)
+        except BaseException as exc:
+            ctx.state_write_failed = True  # whether it was stored is unknown
+            if isinstance(exc, StateConflict):
+                raise LeaseLost(f"{ctx.target.resource_id}: state changed by another invocation") from exc
+            raise
+        ctx.history_saved, ctx.state_write_failed = carried, False
         return written.state, written.etag
 
     def _holds_lease(self, state: TargetState, owner: str, now: datetime) -> bool:

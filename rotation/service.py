@@ -15,6 +15,7 @@ from rotation.audit import log_sweep, logger
 from rotation.catalog import TargetCatalog
 from rotation.decision import Action, decide
 from rotation.errors import UnknownTarget
+from rotation.history_carry import merged_history
 from rotation.model import (
     HistoryRecord,
     Policy,
@@ -264,15 +265,18 @@ class RotationService:
         return known + gone
 
     def history(self, target: str | Target, limit: int = 20) -> list[HistoryRecord]:
-        """History of a known target, or of a gone one by its resource id (history is never deleted)."""
+        """History of a known target, or of a gone one by its resource id (history is never deleted):
+        the history table's rows and those the state entity still carries (rotation/history_carry.py)."""
         try:
             key = self.resolve(target).state_key
+            state = state_of(self.ports.states.get(key))  # the state first: see ``merged_history``
         except UnknownTarget:
-            gone = self._gone_state(target)
-            if gone is None:
+            state = self._gone_state(target)
+            if state is None:
                 raise
-            key = table_key(gone.target_id)
-        return self.ports.history.list(key, limit)
+            key = table_key(state.target_id)
+        carried = state.history_carried if state else ()
+        return merged_history(carried, self.ports.history.list(key, limit), limit)
 
     def plan(self) -> list[PlanEntry]:
         """What the next sweep would do first for each target (``decide``); changes nothing."""

@@ -315,6 +315,9 @@ class FakeHistory(HistoryStore):
     def append(self, target_key: str, record: HistoryRecord) -> None:
         self.rows.setdefault(target_key, []).append(record)
 
+    def stored_since(self, target_key: str, since: datetime) -> list[HistoryRecord]:
+        return [record for record in self.rows.get(target_key, []) if record.at >= since]
+
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
         """Newest ``at`` first, as the table's row keys sort (equal times: the later append first)."""
         newest_appended_first = list(reversed(self.rows.get(target_key, [])))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -51,6 +51,9 @@ AZURE_OPERATIONS: Mapping[str, str] = {
     "states.replace": "table.state_write",
     "states.list_all": "table.state_list",
     "history.append": "table.history_append",
+    "history.append_all": "table.history_append",  # several rows: one entity, one request
+    "history.list": "table.history_query",
+    "history.stored_since": "table.history_query",
 }
 TABLE_OPERATIONS = {call: name for call, name in AZURE_OPERATIONS.items() if name.startswith("table.")}
 
@@ -130,14 +133,19 @@ class CallCounter(Watcher):
 
 
 class Crasher(Watcher):
-    """Counts side effects that returned; raises ``SimulatedCrash`` right after the ``crash_after``-th."""
+    """Counts side effects that returned; raises ``SimulatedCrash`` right after the ``crash_after``-th,
+    or right after the next call of the operation ``crash_on`` that returned (e.g. a history write)."""
 
     def __init__(self) -> None:
         self.side_effects = 0
         self.crash_after: int | None = None
+        self.crash_on: str | None = None
         self._lock = threading.Lock()
 
     def after(self, call: PortCall, error: BaseException | None) -> None:
+        if error is None and call.operation == self.crash_on:
+            self.crash_on = None
+            raise SimulatedCrash(f"crash after {call.operation}")
         if error is not None or not call.side_effect:
             return
         with self._lock:
@@ -274,6 +282,16 @@ class WatchedHistory(_Watched, HistoryStore):
 
     def append(self, target_key: str, record: HistoryRecord) -> None:
         self._call("append", (target_key, record), lambda: self.inner.append(target_key, record))
+
+    def append_all(self, target_key: str, records: Sequence[HistoryRecord]) -> None:
+        # Passed through as one call: the adapter writes the rows as one entity (one request), which the
+        # base class's default (one ``append`` per row) would hide from the adapter and the counts.
+        self._call("append_all", (target_key, records), lambda: self.inner.append_all(target_key, records))
+
+    def stored_since(self, target_key: str, since: datetime) -> list[HistoryRecord]:
+        return self._call(
+            "stored_since", (target_key, since), lambda: self.inner.stored_since(target_key, since)
+        )
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
         return self._call("list", (target_key, limit), lambda: self.inner.list(target_key, limit))

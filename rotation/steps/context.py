@@ -40,9 +40,13 @@ class StepContext:
     retry_in: float = 0.0  # when deferred: seconds until the budget that stopped it has the tokens
     steps: list[str] = field(default_factory=list)
     started_cycle: str | None = None
-    # History rows held until the invocation ends, then written at once (one Table transaction per
-    # target instead of one request per row); None: write each row at once.
+    # This invocation's history rows, carried by its state writes and written to the history table with
+    # the cycle's other rows when the cycle ends (rotation/history_carry.py); None: write each row at once.
     pending_history: list[HistoryRecord] | None = None
+    carried: tuple[HistoryRecord, ...] = ()  # rows earlier invocations of the cycle left in the state
+    carried_unchecked: bool = False  # left by an invocation that stopped between writes: maybe stored
+    history_saved: int = 0  # how many of ``pending_history`` the last successful write carried or flushed
+    state_write_failed: bool = False  # whether that write stored them is unknown
 
     def now(self) -> datetime:
         return self.clock()

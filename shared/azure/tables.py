@@ -26,6 +26,7 @@ from rotation.ports import HistoryStore, StateStore
 from shared.azure.errors import translate
 
 STATE_ROW = "state"
+CARRIED = "history_carried"  # the state entity's column of history rows not yet in the history table
 _DATETIME_FIELDS = (
     "due_at", "cycle_started_at", "swapped_at", "drain_until", "verify_deadline", "next_attempt_at",
     "last_error_at", "last_rotated_at", "drift_checked_at", "lease_expires_at", "inactive_protected_until",
@@ -81,6 +82,8 @@ def _to_entity(target_key: str, state: TargetState) -> dict[str, Any]:
         entity[name] = value.astimezone(UTC).isoformat() if value else None
     for name in _OTHER_FIELDS:
         entity[name] = getattr(state, name)
+    if state.history_carried:  # one string property: the engine keeps it under HISTORY_CARRY_CHARS
+        entity[CARRIED] = json.dumps([record.to_fields() for record in state.history_carried])
     # Table Storage has no null: a property left out is removed by a REPLACE update.
     return {k: v for k, v in entity.items() if v is not None}
 
@@ -96,6 +99,8 @@ def _from_entity(entity: Any) -> TargetState:
         values["attempts"] = int(values["attempts"])
     if "cycles_completed" in values:
         values["cycles_completed"] = int(values["cycles_completed"])
+    if entity.get(CARRIED):
+        values["history_carried"] = tuple(HistoryRecord.from_fields(f) for f in json.loads(entity[CARRIED]))
     return TargetState(
         target_id=entity["target_id"],
         phase=Phase(entity["phase"]),
@@ -159,12 +164,12 @@ class TableStateStore(StateStore):
 _MAX_MICROS = 10**19 - 1
 
 
-# One invocation's rows for a target are written as ONE entity: the newest row's columns (what the
-# invocation ended with, readable in any table browser as before) plus every row of the invocation as JSON
-# in ``records``. Why not an entity-group transaction: its multipart body is built and parsed with the
-# ``email`` package and azure-core prepares its parts on a fresh thread pool — 5-7 ms of CPU per request
-# against ~2 ms for one insert (docs/BENCHMARKS.md §7). A string property holds 64 KiB (32K UTF-16
-# characters): a larger invocation is split into several entities.
+# The rows of one cycle for a target (those the state entity carried plus the last invocation's: see
+# rotation/audit.py) are written as ONE entity: the newest row's columns (readable in any table browser as
+# before) plus every row as JSON in ``records``. Why not an entity-group transaction: its multipart body is
+# built and parsed with the ``email`` package and azure-core prepares its parts on a fresh thread pool —
+# 5-7 ms of CPU per request against ~2 ms for one insert (docs/BENCHMARKS.md §7). A string property holds
+# 64 KiB (32K UTF-16 characters): more rows are split over several entities.
 PACK_CHARS = 30_000
 
 
@@ -179,12 +184,27 @@ class TableHistoryStore(HistoryStore):
         self.append_all(target_key, [record])
 
     def append_all(self, target_key: str, records: Sequence[HistoryRecord]) -> None:
-        """One insert per target and invocation (one per PACK_CHARS of rows)."""
+        """One insert (one per PACK_CHARS of rows)."""
         try:
-            for pack in _packs([_fields(record) for record in records]):
+            for pack in _packs([record.to_fields() for record in records]):
                 self.table.ready().create_entity(_entity(target_key, pack))
         except (AzureError, OSError) as error:
             raise self.table.failure(error, "table.create_entity") from None
+
+    def stored_since(self, target_key: str, since: datetime) -> list[HistoryRecord]:
+        """Every row of the entities whose newest row is at or after ``since``: one range query on the row
+        key (newest first), so only what was written since that time is read."""
+        micros = int(since.timestamp() * 1_000_000)
+        upto = f"{_MAX_MICROS - micros:019d}~"  # "~" sorts after the "-suffix" of every row key
+        try:
+            entities = self.table.client.query_entities(
+                "PartitionKey eq @pk and RowKey le @upto", parameters={"pk": target_key, "upto": upto}
+            )
+            return [record for entity in entities for record in _rows(entity)]
+        except ResourceNotFoundError:
+            return []
+        except (AzureError, OSError) as error:
+            raise self.table.failure(error, "table.query_entities") from None
 
     def list(self, target_key: str, limit: int = 20) -> list[HistoryRecord]:
         records: list[HistoryRecord] = []
@@ -198,8 +218,7 @@ class TableHistoryStore(HistoryStore):
                 # newest, so stop only once ``limit`` rows are at least as new as anything still unread.
                 if len(records) >= limit and sorted(r.at for r in records)[-limit] >= newest:
                     break
-                packed = entity.get("records")
-                records.extend(_record(f) for f in (json.loads(packed) if packed else [entity]))
+                records.extend(_rows(entity))
         except ResourceNotFoundError:
             return []  # no table yet: nothing recorded
         except (AzureError, OSError) as error:
@@ -208,32 +227,10 @@ class TableHistoryStore(HistoryStore):
         return records[:limit]
 
 
-def _fields(record: HistoryRecord) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "target": record.target,
-        "at": record.at.astimezone(UTC).isoformat(),
-        "step": record.step,
-        "outcome": record.outcome,
-        "trigger": record.trigger,
-        "requester": record.requester,
-        "reason": record.reason,
-        "cycle": record.cycle,
-        "slot": record.slot,
-        "error": record.error,
-        "duration_ms": record.duration_ms,
-        "emergency": record.emergency,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _record(fields: Any) -> HistoryRecord:
-    return HistoryRecord(
-        target=fields["target"], at=datetime.fromisoformat(fields["at"]), step=fields["step"],
-        outcome=fields["outcome"], trigger=fields.get("trigger", ""), requester=fields.get("requester", ""),
-        reason=fields.get("reason", ""), cycle=fields.get("cycle"), slot=fields.get("slot"),
-        error=fields.get("error"), duration_ms=int(fields.get("duration_ms", 0)),
-        emergency=bool(fields.get("emergency")),
-    )  # fmt: skip
+def _rows(entity: Any) -> list[HistoryRecord]:
+    """The rows one history entity holds: its ``records``, or the entity itself (one row)."""
+    packed = entity.get("records")
+    return [HistoryRecord.from_fields(f) for f in (json.loads(packed) if packed else [entity])]
 
 
 def _packs(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

@@ -56,6 +56,10 @@ def test_call_counts_meet_at_least_the_minimum(capsys: pytest.CaptureFixture[str
         assert per_service.get(service, 0) >= minimum * 3, service
     for phase in ("phase1", "phase2"):
         assert report.data["phases"][phase]["arm.regenerate_key"] == 3
+    # history: one Table request per target and cycle, by the invocation that ends it (phase 1's rows ride
+    # in its state write)
+    assert report.data["phases"]["phase1"].get("table.history_append", 0) == 0
+    assert report.data["phases"]["phase2"]["table.history_append"] == 3
     assert_printed_ratios(capsys.readouterr().out, report.ratios)
 
 

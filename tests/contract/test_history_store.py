@@ -52,3 +52,18 @@ def test_histories_of_different_targets_are_apart(backend: Backend, unique_name:
     backend.history.append(unique_name + "b", record(1, "b"))
     assert [r.step for r in backend.history.list(unique_name + "a")] == ["a"]
     assert [r.step for r in backend.history.list(unique_name + "b")] == ["b"]
+
+
+def test_stored_since_returns_every_row_at_or_after_the_time(backend: Backend, unique_name: str) -> None:
+    assert backend.history.stored_since(unique_name, T) == []
+    early, together = record(0, step="early"), [record(m, step=f"t{m}") for m in (5, 6, 7)]
+    backend.history.append(unique_name, early)
+    backend.history.append_all(unique_name, together)
+    backend.history.append(unique_name, record(9, step="late"))
+    since_six = backend.history.stored_since(unique_name, T + timedelta(minutes=6))
+    assert {r.step for r in since_six} >= {"t6", "t7", "late"}  # t5 may come along: stored with t6, t7
+    assert "early" not in {r.step for r in since_six}
+    assert sorted(r.step for r in backend.history.stored_since(unique_name, T)) == sorted(
+        ["early", "t5", "t6", "t7", "late"]
+    )
+    assert backend.history.stored_since(unique_name, T + timedelta(minutes=10)) == []

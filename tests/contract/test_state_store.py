@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rotation import history_carry
 from rotation.errors import StateConflict
-from rotation.model import Phase, Slot, TargetState
+from rotation.model import HistoryRecord, Phase, Slot, TargetState
 
 from .conftest import Backend
 
@@ -23,7 +24,14 @@ def every_field_set(target_id: str) -> TargetState:
         last_error="TransientAzureError: arm.list_keys: HTTP 503", last_error_at=AT, last_rotated_at=AT,
         drift_checked_at=AT, cycles_completed=7, endpoint="https://acc.example/", kind="AIServices",
         pointer_version="p1", active_version="a1", inactive_protected_until=AT, lease_owner="owner-1",
-        lease_expires_at=AT + timedelta(minutes=5),
+        lease_expires_at=AT + timedelta(minutes=5), history_carried=(
+            HistoryRecord(target=target_id, at=AT, step="cycle", outcome="started", trigger="admin",
+                          requester="ops@example.com", reason="leak", cycle="c-1", slot="key2",
+                          emergency=True),
+            HistoryRecord(target=target_id, at=AT + timedelta(seconds=1), step="regenerate_new",
+                          outcome="failed", cycle="c-1", error="TransientAzureError: arm: HTTP 503",
+                          duration_ms=12),
+        ),
     )  # fmt: skip
 
 
@@ -98,3 +106,24 @@ def test_list_all_returns_every_state_with_its_current_etag(backend: Backend, un
     assert set(listed) == set(written)
     for key, current in written.items():
         assert (listed[key].state, listed[key].etag) == (current.state, current.etag)
+
+
+def test_history_rows_carried_up_to_the_bound_round_trip_and_a_replace_clears_them(
+    backend: Backend, unique_name: str
+) -> None:
+    """The carried rows are one string property (Table storage: 64 KiB); the engine flushes them past
+    HISTORY_CARRY_CHARS, so a column of that size must be stored and read back whole."""
+    rows: list[HistoryRecord] = []
+    while True:
+        row = HistoryRecord(target="t", at=AT + timedelta(seconds=len(rows)), step="regenerate_new",
+                            outcome="failed", error="TransientAzureError: é " + "x" * 300)  # fmt: skip
+        if history_carry.rows_chars([*rows, row]) > history_carry.HISTORY_CARRY_CHARS:
+            break
+        rows.append(row)
+    full = TargetState(target_id="t", phase=Phase.REGENERATING, history_carried=tuple(rows))
+    created = backend.states.create(unique_name, full)
+    read = backend.states.get(unique_name)
+    assert read is not None and read.state == full and len(read.state.history_carried) == len(rows) > 20
+    backend.states.replace(unique_name, full.with_changes(history_carried=()), created.etag)
+    read = backend.states.get(unique_name)
+    assert read is not None and read.state.history_carried == ()

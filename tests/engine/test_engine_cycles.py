@@ -56,6 +56,8 @@ def test_full_cycle_counts_calls_against_the_minimum(fresh_emulator, azurite, mo
     assert tables.get("keyvault.list_secret_versions", 0) == 0
     assert tables["table.state_write"] == 4
     assert tables["table.state_list"] == 2 and tables.get("table.state_get", 0) == 0
+    # history: one entity per cycle, written by phase 2 (phase 1's rows rode in its DRAINING write)
+    assert tables["table.history_append"] == 1 and tables.get("table.history_query", 0) == 0
     assert calls["dataplane.request"] == 1
     texts = [r.getMessage() for r in caplog.records] + engine.state_and_history_texts()
     engine.assert_no_key_values_in(texts)
@@ -85,6 +87,34 @@ def test_crash_after_each_side_effect_then_next_invocation_completes(
     engine.assert_no_key_values_in(
         [str(crashed.value)] + [r.getMessage() for r in caplog.records] + engine.state_and_history_texts()
     )
+
+
+def test_history_rows_ride_in_the_state_until_the_cycle_ends_and_a_replayed_flush_duplicates_none(
+    emulator, azurite, monkeypatch
+) -> None:
+    engine = make_engine(emulator, azurite, monkeypatch, target_options={"drainTime": "PT1H"})
+    target = engine.target()
+    engine.service.sweep()
+    engine.clock.advance(days=30)
+    engine.service.sweep()  # phase 1: regenerate, verify, swap
+    assert [r.step for r in engine.raw_ports.history.list(target.state_key, 100)] == ["adopt"]
+    phase_one = ["verify_and_swap", "regenerate_new", "cycle"]
+    assert [r.step for r in engine.service.history(engine.names[0])][:3] == phase_one  # the view has them
+    engine.clock.advance(hours=1)
+    engine.crasher.crash_on = "history.append_all"  # the worker dies between the flush and its state write
+    with pytest.raises(SimulatedCrash):
+        engine.service.runner.advance(target, "timer")
+    state = engine.state()
+    assert state is not None and state.phase is Phase.RETIRING and len(state.history_carried) == 3
+    assert len(engine.service.history(engine.names[0], 100)) == 5  # adopt, 3 carried + stored, retire
+    engine.clock.advance(minutes=11)  # its lease expires; the next sweep finishes the cycle
+    engine.service.sweep()
+    state = engine.state()
+    assert state is not None and state.phase is Phase.IDLE and state.history_carried == ()
+    rows = engine.raw_ports.history.list(target.state_key, 100)
+    assert len(rows) == len(set(rows))  # no row written twice
+    assert sorted(r.step for r in rows if r.step in phase_one) == sorted(phase_one)
+    engine.check_i1_i3()
 
 
 def test_ten_racing_invocations_make_exactly_one_cycle(fresh_emulator, azurite, monkeypatch) -> None:

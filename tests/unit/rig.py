@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from rotation.errors import TransientAzureError
-from rotation.model import Policy, Slot, Target, TargetState, VerifyMode
+from rotation.model import HistoryRecord, Policy, Slot, Target, TargetState, VerifyMode
 from rotation.ports import Ports, UnlimitedWrites, WriteRateLimiter
 from rotation.service import RotationService
 from testkit.clock import ManualClock
@@ -43,6 +43,11 @@ class Rig:
 
     def target(self, index: int = 0) -> Target:
         return self.targets[index]
+
+    def history_rows(self, index: int = 0) -> list[HistoryRecord]:
+        """A target's history as the service shows it: the history table's rows and those the state
+        entity still carries (a cycle's rows reach the table when it ends), newest first."""
+        return self.service.history(self.targets[index], limit=1000)
 
     def state(self, index: int = 0) -> TargetState | None:
         row = self.states.rows.get(self.targets[index].state_key)

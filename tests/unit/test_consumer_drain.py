@@ -73,7 +73,8 @@ class Setup:
         return sum(1 for _, slot in self.world.regenerations if slot is Slot.KEY1)
 
     def notes(self) -> list[str]:
-        return [f"{r.step}:{r.outcome}:{r.reason}" for r in self.history.list(self.target.state_key, 200)]
+        # the history view: the history table's rows and those the state carries until the cycle ends
+        return [f"{r.step}:{r.outcome}:{r.reason}" for r in self.service.history(self.target, 200)]
 
 
 def test_a_signal_consumer_gates_the_drain_even_after_its_bound() -> None:

@@ -181,7 +181,7 @@ def test_transient_failure_is_recorded_and_retried_with_backoff() -> None:
     rig.clock.advance(minutes=1)
     rig.service.sweep()
     assert rig.state().phase is Phase.DRAINING  # type: ignore[union-attr]
-    rows = rig.history.rows[rig.target().state_key]
+    rows = rig.history_rows()
     assert any(r.outcome == "failed" and r.step == "regenerate_new" for r in rows)
 
 
@@ -203,7 +203,7 @@ def test_request_semantics_in_progress_refused_forced_emergency() -> None:
     assert emergency.status is RequestStatus.DRAIN_SHORTENED
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 2
-    rows = rig.history.rows[rig.target().state_key]
+    rows = rig.history_rows()
     assert any(r.step == "request" and r.emergency and r.outcome == "drain_shortened" for r in rows)
     rig.check_invariants()
     with pytest.raises(UnknownTarget):
@@ -217,7 +217,7 @@ def test_emergency_rotation_completes_the_whole_cycle_at_once() -> None:
     assert outcome.status is RequestStatus.STARTED
     state = rig.state()
     assert state is not None and state.phase is Phase.IDLE and state.cycles_completed == 1
-    started = [r for r in rig.history.rows[rig.target().state_key] if r.step == "cycle"]
+    started = [r for r in rig.history_rows() if r.step == "cycle"]
     assert started and started[0].emergency and started[0].requester == "bob"
 
 
@@ -233,7 +233,7 @@ def test_drift_in_the_active_slot_is_repaired_loudly(caplog: pytest.LogCaptureFi
     assert rig.world.secret_value(rig.target().slot_secret(Slot.KEY1)) == account.keys[Slot.KEY1]
     assert rig.world.secret_value(rig.target().active_secret) == account.keys[Slot.KEY1]
     assert any(r.levelno == logging.ERROR and "rotation.drift" in r.getMessage() for r in caplog.records)
-    assert any(r.step == "drift" for r in rig.history.rows[rig.target().state_key])
+    assert any(r.step == "drift" for r in rig.history_rows())
     rig.check_invariants()
 
 
@@ -314,7 +314,7 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
     assert "start_cycle" in winner.steps
     loser = rig.service.runner.advance(t, "event", loaded=stale)
     assert loser.outcome == "busy" and "start_cycle" not in loser.steps
-    started = [r for r in rig.history.rows[t.state_key] if (r.step, r.outcome) == ("cycle", "started")]
+    started = [r for r in rig.history_rows() if (r.step, r.outcome) == ("cycle", "started")]
     state = rig.state()
     assert state is not None and [r.cycle for r in started] == [state.cycle_id]
     assert [e.event_type for e in rig.lifecycle.events].count("KeyRotation.CycleStarted") == 1
@@ -324,6 +324,6 @@ def test_an_invocation_that_loses_the_start_race_leaves_no_trace_of_a_cycle() ->
 def test_an_admin_request_that_adopts_a_new_target_records_who_asked() -> None:
     rig = make_rig()
     rig.service.request_rotation("acc1", trigger="admin", requester="alice@contoso", reason="onboarding")
-    rows = rig.history.rows[rig.target().state_key]
+    rows = rig.history_rows()
     adopt = [r for r in rows if r.step == "adopt"]
     assert len(adopt) == 1 and adopt[0].requester == "alice@contoso" and adopt[0].trigger == "admin"
