@@ -40,6 +40,9 @@ from rotation.views import (
     to_json,
 )
 
+# A due target paced less than this away starts now. Twice the fan-out's 1 s: a target takes its first
+# secret-write token only after its reads and ARM calls, so the bucket refills while the first ones run
+# (1 s cost 8 % of a budget-bound cycle's wall time, 2 s none: docs/BENCHMARKS.md §7, fourth pass).
 PACED_HORIZON_SECONDS = 2.0
 ProgressCallback = Callable[[TargetResult], None]
 PlannedCallback = Callable[[int], None]  # told how many targets the sweep will advance, before it starts
@@ -206,10 +209,10 @@ class RotationService:
     def _pace(
         self, due: list[tuple[Target, VersionedState | None]], actions: list[Action]
     ) -> tuple[list[tuple[Target, VersionedState | None]], int]:
-        """The due targets the write budgets can pay within a second, and how many were sent back: a target
-        past that would only have its take refused after its reads (a Key Vault read, a budget read, a
-        state write and a history row each, measured — docs/BENCHMARKS.md §7), so it goes back on the
-        queue at its paced time instead, as the fan-out's would, having touched nothing."""
+        """The due targets the write budgets can pay within PACED_HORIZON_SECONDS, and how many were sent
+        back: a target past that would only have its take refused after its reads (Key Vault reads, a
+        budget read, a state write and a history row, measured — docs/BENCHMARKS.md §7), so it goes back
+        on the queue at its paced time instead, as the fan-out's would, having touched nothing."""
         if self.pacing is None or not due:
             return due, 0
         arm, vault = self.pacing

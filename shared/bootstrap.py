@@ -227,17 +227,10 @@ def build_ports(settings: Settings, credential: TokenCredential) -> Ports:
     budgets = table(settings.budget_table)
     # ARM counts writes per subscription *and principal*: every instance shares the identity, so they
     # share the bucket (its row key names the identity).
-    limiter = TableTokenBucket(
-        budgets,
-        f"arm|{settings.azure_client_id or 'system'}",
-        settings.arm_writes_per_second,
-        settings.arm_write_burst,
-    )
-    # Key Vault's limit is a window (300 secret writes in any 10 s); a bucket of rate r and burst r*1 s
-    # lets at most 11*r tokens be taken in 10 s, and writes that follow their tokens by up to D s add r*D:
-    # r = writes/10 with the setting at most 250 keeps the window under 300 for D <= 1 s.
-    per_second = settings.vault_secret_writes_per_10s / 10
-    vault_limiter = TableTokenBucket(budgets, "kv", per_second, max(1.0, per_second))
+    arm, vault = write_budget_pacing(settings)
+    identity = settings.azure_client_id or "system"
+    limiter = TableTokenBucket(budgets, f"arm|{identity}", arm.per_second, arm.burst)
+    vault_limiter = TableTokenBucket(budgets, "kv", vault.per_second, vault.burst)
     vaults = VaultStores(settings, credential, aio)
     lifecycle: LifecycleSink = NullLifecycleSink()
     if settings.events_topic_endpoint:
@@ -329,8 +322,11 @@ def build_service(
 
 
 def write_budget_pacing(settings: Settings) -> tuple[Budget, Budget]:
-    """The buckets' rates and bursts as ``rotation.pacing`` reads them (ARM per subscription, Key Vault per
-    vault): the same figures ``build_ports`` gives the shared buckets."""
+    """The write budgets' rates and bursts (ARM per subscription and identity, Key Vault per vault): what
+    ``build_ports`` gives the shared buckets and what ``rotation.pacing`` paces a wave by."""
+    # Key Vault's limit is a window (300 secret writes in any 10 s); a bucket of rate r and burst r*1 s
+    # lets at most 11*r tokens be taken in 10 s, and writes that follow their tokens by up to D s add r*D:
+    # r = writes/10 with the setting at most 250 keeps the window under 300 for D <= 1 s.
     per_second = settings.vault_secret_writes_per_10s / 10
     return (
         Budget(settings.arm_writes_per_second, settings.arm_write_burst),

@@ -164,12 +164,12 @@ class TableStateStore(StateStore):
 _MAX_MICROS = 10**19 - 1
 
 
-# The rows of one cycle for a target (those the state entity carried plus the last invocation's: see
-# rotation/audit.py) are written as ONE entity: the newest row's columns (readable in any table browser as
-# before) plus every row as JSON in ``records``. Why not an entity-group transaction: its multipart body is
-# built and parsed with the ``email`` package and azure-core prepares its parts on a fresh thread pool —
-# 5-7 ms of CPU per request against ~2 ms for one insert (docs/BENCHMARKS.md §7). A string property holds
-# 64 KiB (32K UTF-16 characters): more rows are split over several entities.
+# The rows of one cycle for a target (those the state entity carried plus the last invocation's:
+# rotation/history_carry.py) are written as ONE entity: the newest row's columns (readable in any table
+# browser as before) plus every row as JSON in ``records``. Why not an entity-group transaction: its
+# multipart body is built and parsed with the ``email`` package and azure-core prepares its parts on a
+# fresh thread pool — 5-7 ms of CPU per request against ~2 ms for one insert (docs/BENCHMARKS.md §7). A
+# string property holds 64 KiB (32K UTF-16 characters): more rows are split over several entities.
 PACK_CHARS = 30_000
 
 
