@@ -74,7 +74,7 @@ class ScenarioConfig:
     consumer_pace: float = 0.05
     control_consumers: int = 0  # negative control: consumers whose cache outlives the drain
     control_ttl: float = 8.0
-    crash_at: float | None = 2.0  # seconds into the run: crash after the next regenerate of the primary
+    crash_at: float | None = 2.0  # seconds into the run (then once at rest): crash after its next regenerate
     faults: tuple[Fault, ...] = DEFAULT_FAULTS
     fault_every: float = 4.0
     settle_timeout: float = 30.0
