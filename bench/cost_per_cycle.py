@@ -17,23 +17,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
 
 from azure.storage.queue import QueueClient
 
 from bench.baseline_reference import ReferenceRotation
 from bench.call_counts import MINIMUM_PER_CYCLE
+from bench.cost_rounds import (
+    Meter,
+    Side,
+    describe,
+    engine_round,
+    queued_round,
+    reference_round,
+    run_phase,
+)
 from bench.cost_variants import VARIANTS, adjusted, settings_for, undone
 from bench.function_shape import (
     RequestCounter,
-    descendants,
     function_environment,
-    own_cpu_seconds,
     pin,
     pinned_here,
     process_environment,
@@ -45,21 +47,26 @@ from bench.harness import (
     engine_env,
     local_azure,
     median,
-    process_cpu_seconds,
     seed_accounts,
     subscription_id,
     subscriptions_for,
 )
-from bench.sdk_floor import BARE_READ, FLOOR_SUBSCRIPTION, MINIMUM_CYCLE, cycle_floor_ms, measure_floor
-from emulator.client.azurite import AzuriteProcess
+from bench.queue_drive import QueuePump
+from bench.sdk_floor import (
+    BARE_READ,
+    FLOOR_SUBSCRIPTION,
+    HANDED_READ,
+    MINIMUM_CYCLE,
+    cycle_floor_ms,
+    measure_floor,
+)
 from emulator.client.hosts import account_hosts_on_loopback
-from emulator.client.launcher import EmulatorProcess
 from rotation.model import Phase
 from shared.bootstrap import build_credential, build_service
 from shared.settings import load_settings
 from testkit.clock import ManualClock
+from triggers.runtime import Runtime
 
-PAST_ANY_ROTATION_PERIOD = timedelta(days=366)
 ENGINE_CORE, SERVER_CORE = 0, 1
 
 # Seconds per operation (before --latency-scale). No Azure document states latencies for these calls;
@@ -84,147 +91,6 @@ LATENCY_PROFILE: dict[str, float] = {
 }
 
 
-@dataclass
-class Side:
-    """One side's figures for one round (engine or reference)."""
-
-    targets: int
-    wall_seconds: float
-    client_cpu: float
-    server_cpu: dict[str, float]
-    calls: int
-    sweeps: tuple[int, int] = (1, 1)
-    by_service: dict[str, int] | None = None
-    table_requests: dict[str, int] | None = None  # "METHOD table" -> requests (the sweep's query included)
-    operations: dict[str, int] | None = None  # the emulator's own count per operation (keyvault.get_secret)
-
-    @property
-    def cpu_ms_per_cycle(self) -> float:
-        return self.client_cpu * 1000 / self.targets
-
-    @property
-    def cpu_ms_per_call(self) -> float:
-        return self.client_cpu * 1000 / max(1, self.calls)
-
-
-class Meter:
-    """Client CPU (getrusage), server CPU (/proc, emulator and Azurite separately), requests sent."""
-
-    def __init__(self, emulator: EmulatorProcess, azurite: AzuriteProcess, counter: RequestCounter):
-        self.emulator, self.counter = emulator, counter
-        self.table_port = int((azurite.table.url or ":0").rsplit(":", 1)[1])
-        self.servers = {"emulator": [emulator._process.pid] if emulator._process else []}
-        self.servers["azurite"] = [
-            pid
-            for service in (azurite.table, azurite.queue)
-            if service.process is not None
-            for pid in descendants(service.process.pid)
-        ]
-
-    def server_cpu(self) -> dict[str, float]:
-        return {name: sum(process_cpu_seconds(p) for p in pids) for name, pids in self.servers.items()}
-
-    def start(self) -> tuple[float, dict[str, float]]:
-        self.emulator.control.reset_calls()
-        self.counter.clear()
-        return own_cpu_seconds(), self.server_cpu()
-
-    def stop(self, started: tuple[float, dict[str, float]], targets: int, wall: float) -> Side:
-        cpu = own_cpu_seconds() - started[0]
-        servers = {name: seconds - started[1][name] for name, seconds in self.server_cpu().items()}
-        # Every request this process sent (control-API calls go through httpx, not http.client); per
-        # service from the emulator's counters, Table Storage from the requests sent to Azurite's port.
-        by_service: Counter[str] = Counter()
-        operations = self.emulator.control.calls()
-        for operation, count in operations.items():
-            by_service[operation.split(".")[0]] += count
-        by_service["table"] = self.counter.counts.get(self.table_port, 0)
-        calls = sum(self.counter.counts.values())
-        tables = {
-            f"{method} {name}": count
-            for (port, method, name), count in self.counter.by_path.items()
-            if port == self.table_port
-        }
-        return Side(
-            targets, wall, cpu, servers, calls, by_service=dict(by_service), table_requests=tables,
-            operations=operations,
-        )
-
-
-@dataclass
-class PhaseRun:
-    wall_seconds: float
-    cpu_seconds: float
-    sweeps: int
-    advanced: int
-
-
-def run_phase(service: Any, deadline_seconds: float = 600) -> PhaseRun:
-    """Sweep until no target is deferred: the vault's write budget (KEY_VAULT_SECRET_WRITES_PER_10S,
-    25/s by default) lets about 25 secret writes through per second, so a phase of N targets takes several
-    sweeps, one second apart, as timer ticks would. CPU is counted inside the sweeps only."""
-    begun = time.perf_counter()
-    cpu = 0.0
-    sweeps = advanced = 0
-    while True:
-        before = own_cpu_seconds()
-        summary = service.sweep(trigger="timer")
-        cpu += own_cpu_seconds() - before
-        sweeps += 1
-        advanced += summary.advanced
-        if summary.failed:
-            errors = {r.error for r in summary.results if r.error}
-            raise RuntimeError(f"{summary.failed} target(s) failed: {errors}")
-        if not summary.deferred:
-            return PhaseRun(time.perf_counter() - begun, cpu, sweeps, advanced)
-        if time.perf_counter() - begun > deadline_seconds:
-            raise RuntimeError(f"still {summary.deferred} deferred after {deadline_seconds} s")
-        time.sleep(1.0)
-
-
-def engine_round(service: Any, clock: ManualClock, meter: Meter, drain: float, targets: int) -> Side:
-    clock.advance(PAST_ANY_ROTATION_PERIOD)
-    started = meter.start()
-    first = run_phase(service)
-    time.sleep(drain + 0.1)  # a benchmark may sleep; the engine never does (I6)
-    second = run_phase(service)
-    side = meter.stop(started, targets, first.wall_seconds + second.wall_seconds)
-    side.client_cpu = first.cpu_seconds + second.cpu_seconds
-    side.sweeps = (first.sweeps, second.sweeps)
-    return side
-
-
-def describe(side: Side) -> str:
-    targets = side.targets
-    return (
-        f"cycle wall {side.wall_seconds:.2f} s, client CPU {side.cpu_ms_per_cycle:.1f} ms/target-cycle, "
-        f"{side.cpu_ms_per_call:.2f} ms/call, sweeps {side.sweeps}, calls/cycle {side.calls / targets:.1f} ("
-        + ", ".join(f"{k} {v / targets:.1f}" for k, v in sorted((side.by_service or {}).items()))
-        + "); Key Vault per cycle: "
-        + ", ".join(
-            f"{k.split('.', 1)[1]} {v / targets:.2f}"
-            for k, v in sorted((side.operations or {}).items())
-            if k.startswith("keyvault.")
-        )
-        + "; Table per cycle: "
-        + ", ".join(f"{k} {v / targets:.2f}" for k, v in sorted((side.table_requests or {}).items()))
-        + "; server CPU ms/target-cycle "
-        + ", ".join(f"{k} {v * 1000 / targets:.1f}" for k, v in side.server_cpu.items())
-    )
-
-
-def reference_round(reference: ReferenceRotation, ids: Sequence[str], meter: Meter, drain: float) -> Side:
-    started = meter.start()
-    begun = time.perf_counter()
-    old = [reference.swap(resource_id) for resource_id in ids]
-    phase1 = time.perf_counter() - begun
-    time.sleep(drain)
-    begun = time.perf_counter()
-    for resource_id, slot in zip(ids, old, strict=True):
-        reference.retire(resource_id, slot)
-    return meter.stop(started, len(ids), phase1 + time.perf_counter() - begun)
-
-
 def pin_servers(meter: Meter, engine_pinned: bool) -> str:
     if not engine_pinned:
         return "not pinned (fewer than 2 usable cores): engine and servers share the cores"
@@ -241,6 +107,7 @@ def measure(
     drain: float,
     variants: Sequence[str] = ("now",),
     warm_rounds: int = 0,
+    drive: str = "queue",
 ) -> Report:
     report = Report("bench.cost_per_cycle: client CPU per target-cycle, Function-shaped process")
     profile = {operation: seconds * latency_scale for operation, seconds in LATENCY_PROFILE.items()}
@@ -280,6 +147,16 @@ def measure(
             }
             service = services[variants[0]]
             run_phase(service)  # adoption, the warm-up: not a cycle
+            pumps = {
+                v: QueuePump(azurite.connection_string, settings.queue_name, Runtime(settings, services[v]))
+                for v in variants
+            }
+
+            def engine_round_of(variant: str) -> Side:
+                if drive == "queue":
+                    return queued_round(services[variant], clock, meter, drain, targets, pumps[variant])
+                return engine_round(services[variant], clock, meter, drain, targets)
+
             reference = ReferenceRotation(
                 settings.key_vault_url,
                 settings.arm_endpoint,
@@ -294,11 +171,11 @@ def measure(
                 for _ in range(warm_rounds):
                     for variant in variants:
                         with undone(variant):
-                            engine_round(services[variant], clock, meter, drain, targets)
+                            engine_round_of(variant)
                 for _ in range(rounds):
                     for variant in variants:  # interleaved: every variant once per round
                         with undone(variant):
-                            side = engine_round(services[variant], clock, meter, drain, targets)
+                            side = engine_round_of(variant)
                         engine_sides[variant].append(side)
                     reference_sides.append(reference_round(reference, theirs, meter, drain))
             finally:
@@ -319,7 +196,9 @@ def measure(
     report.add(
         "engine",
         f"N = {targets} over {subscriptions_for(targets)} subscriptions, "
-        f"SWEEP_CONCURRENCY {concurrency}; {completed}/{targets} completed {rounds} cycle(s)",
+        f"SWEEP_CONCURRENCY {concurrency}; {completed}/{targets} completed {cycles} cycle(s); driven by "
+        + ("a timer sweep per phase, then the queue trigger (bench/queue_drive.py)" if drive == "queue"
+           else "a sweep every second until nothing is deferred"),
     )
     report.add("reference script", f"{reference_targets} accounts, sequential, same process and latencies")
     for index, theirs_side in enumerate(reference_sides, 1):
@@ -363,6 +242,10 @@ def measure(
         f"[{variants[0]}] client CPU per target-cycle / floor", main_figure["cpu_ms_per_cycle"] / floor_ms
     )
     report.ratio("Key Vault read: SDK / aiohttp alone", floor["keyvault.get_secret"] / floor[BARE_READ])
+    report.ratio(
+        "Key Vault read: 16 threads through BlockingClient / 16 coroutines on the loop",
+        floor[HANDED_READ] / floor["keyvault.get_secret"],
+    )
     report.ratio(f"[{variants[0]}] calls per cycle / minimum", main_figure["calls_per_cycle"] / minimum)
     report.ratio(
         f"[{variants[0]}] throughput engine/reference (wall per target)",
@@ -406,6 +289,13 @@ def main(argv: Sequence[str] | None = None) -> Report:
     parser.add_argument("--latency-scale", type=float, default=1.0, help="multiply every latency")
     parser.add_argument("--drain", type=float, default=2.0, help="drain time in seconds")
     parser.add_argument(
+        "--drive",
+        choices=("queue", "sweep"),
+        default="queue",
+        help="queue: one timer sweep, then the queue trigger for what the engine scheduled (as deployed); "
+        "sweep: a sweep every second until nothing is deferred (the earlier benchmark)",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         choices=sorted(VARIANTS),
@@ -436,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> Report:
             args.drain,
             args.variants,
             args.warm_rounds,
+            args.drive,
         )
     report.print()
     return report
