@@ -51,6 +51,7 @@ from bench.harness import (
     subscription_id,
     subscriptions_for,
 )
+from bench.loop_cpu import Breakdown, where_the_cpu_goes
 from bench.queue_drive import QueuePump
 from bench.sdk_floor import (
     BARE_READ,
@@ -62,6 +63,7 @@ from bench.sdk_floor import (
 )
 from emulator.client.hosts import account_hosts_on_loopback
 from rotation.model import Phase
+from shared.aio_loop import process_loop
 from shared.bootstrap import build_credential, build_service
 from shared.settings import load_settings
 from testkit.clock import ManualClock
@@ -96,6 +98,26 @@ def pin_servers(meter: Meter, engine_pinned: bool) -> str:
         return "not pinned (fewer than 2 usable cores): engine and servers share the cores"
     pin([pid for pids in meter.servers.values() for pid in pids], {SERVER_CORE})
     return f"engine on core {ENGINE_CORE}; emulator and Azurite on core {SERVER_CORE} (sched_setaffinity)"
+
+
+def report_breakdown(report: Report, variant: str, side: Side, found: Breakdown) -> None:
+    if not found.calls:
+        report.add(f"WHERE [{variant}]", "not on the asynchronous I/O path: no loop to time")
+        return
+    per_cycle = 1000 / side.targets
+    report.add(
+        f"WHERE [{variant}] (one more round, timed)",
+        f"client CPU {side.client_cpu * per_cycle:.1f} ms/target-cycle: I/O loop thread "
+        f"{found.loop_seconds * per_cycle:.1f} ms (SDK coroutines {found.sdk_seconds * per_cycle:.1f}, loop "
+        f"callbacks {(found.loop_seconds - found.sdk_seconds) * per_cycle:.1f}), other threads "
+        f"{(side.client_cpu - found.loop_seconds) * per_cycle:.1f} ms (steps, state, logging)",
+    )
+    for operation, seconds in sorted(found.call_seconds.items(), key=lambda item: -item[1]):
+        count = found.calls[operation]
+        report.add(
+            f"WHERE [{variant}] {operation}",
+            f"{count / side.targets:.2f}/cycle, {seconds * 1000 / count:.3f} ms per call (coroutine steps)",
+        )
 
 
 def measure(
@@ -178,9 +200,12 @@ def measure(
                             side = engine_round_of(variant)
                         engine_sides[variant].append(side)
                     reference_sides.append(reference_round(reference, theirs, meter, drain))
+                # one more, unmeasured round of the first variant, timed by where its CPU goes
+                with undone(variants[0]), where_the_cpu_goes(process_loop()) as breakdown:
+                    instrumented = engine_round_of(variants[0])
             finally:
                 reference.close()
-            cycles = (rounds + warm_rounds) * len(variants)
+            cycles = (rounds + warm_rounds) * len(variants) + 1
             completed = sum(
                 1 for s in service.status() if s.phase == Phase.IDLE.value and s.cycles_completed == cycles
             )
@@ -230,6 +255,7 @@ def measure(
             f"{figure['wall_ms_per_target']:.1f} ms/target at {concurrency} threads",
         )
     main_figure = figures[variants[0]]
+    report_breakdown(report, variants[0], instrumented, breakdown)
     for operation, per_call in floor.items():
         report.add(f"FLOOR {operation}", f"{per_call:.3f} ms CPU per call (alone, {concurrency} at a time)")
     floor_ms = cycle_floor_ms(floor)
@@ -266,6 +292,7 @@ def measure(
         "engine": engine_sides,
         "reference": reference_sides,
         "figures": figures,
+        "breakdown": breakdown,
         "log_records": log_records,
         "environment_size": len(env),
     }
