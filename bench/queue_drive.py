@@ -1,6 +1,8 @@
-"""A cycle driven as a deployment drives it: one timer sweep, then the fan-out queue's trigger for everything
-the engine scheduled — the targets the sweep paced past its horizon, refused takes, and each drain's end
-(the runner schedules a message for it). ``bench.cost_per_cycle --drive queue`` (the default) uses it.
+"""A phase of a cycle driven as a deployment drives it: a timer sweep, then the fan-out queue's trigger for
+every message the engine scheduled — the targets the sweep paced past its horizon and the takes a budget
+refused. ``bench.cost_per_cycle --drive queue`` (the default) drives each phase so; phase 2 also starts with
+a sweep, because in a deployment the next timer tick finds the drain's end (the runner schedules no message
+for it).
 
 Why not sweep again every second until nothing is deferred (``--drive sweep``, the earlier benchmark): the
 timer runs every 15 minutes (ROTATION_SCHEDULE), so in a deployment a deferred target comes back through its
@@ -12,7 +14,8 @@ up to ``batchSize`` visible messages whenever no more than ``newBatchThreshold``
 runs ``triggers.queue_handler.handle_queue_message`` — the function's own code — for each on a thread of
 its own, and deletes the message when the invocation returns. Receiving and deleting are the host's work,
 not the worker's: they run on the pump's thread, whose CPU (``time.thread_time``) and requests the
-benchmark leaves out of the engine's.
+benchmark leaves out of the engine's. An invocation that raises ends the drive with its error (the host
+would retry it; a benchmark round must not fail).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,7 +26,11 @@ class EventReceiver:
         self.callback: EventCallback | None = None
         self.received = 0
         self.failed = 0
+        self.dispatched = 0  # events handed to the callback
+        self.last_dispatch = 0.0  # when the last one was (time.time())
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,9 +67,25 @@ class EventReceiver:
     def dispatch(self, event: dict[str, Any]) -> None:
         with self._lock:
             self.received += 1
-        if self.callback is None:
-            raise RuntimeError("no handler attached yet")
-        self.callback(event)
+            callback = self.callback
+            if callback is None:
+                raise RuntimeError("no handler attached")
+            self.dispatched += 1
+            self.last_dispatch = time.time()
+            self._in_flight += 1
+        try:
+            callback(event)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def detach(self, timeout: float = 30.0) -> None:
+        """From now on no event reaches the handler (each delivery answers 500, so the emulator would retry
+        it); returns once the deliveries being handled have finished."""
+        with self._lock:
+            self.callback = None
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
     def __enter__(self) -> EventReceiver:
         self._thread.start()

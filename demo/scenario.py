@@ -169,7 +169,7 @@ class Scenario:
                 fleet.start()
                 self._emit("consumers", threads=sum(g.threads for g in fleet.groups), fleet=fleet)
                 time.sleep(1.0)  # demo driver (not product code): consumers warm up before the first cycle
-                self._drive(host, emulator, observer_secrets, watcher, targets, result)
+                self._drive(host, emulator, observer_secrets, watcher, targets, result, receiver)
                 time.sleep(1.0)  # traffic keeps flowing after the last cycle
             finally:
                 receiver.callback = None
@@ -218,7 +218,7 @@ class Scenario:
         return handle
 
     def _drive(self, host: FunctionHost, emulator: Any, secrets: Any, watcher: PhaseWatcher,
-               targets: tuple[Target, ...], result: ScenarioResult) -> None:
+               targets: tuple[Target, ...], result: ScenarioResult, receiver: EventReceiver) -> None:
         c = self.config
         primary, secondary = targets
         start = result.rotation_started = time.time()
@@ -271,11 +271,16 @@ class Scenario:
                     emulator.control.clear_faults()
                     self._emit("settling")
                 # A near-expiry event the driver caused just before stopping is emitted on the emulator's
-                # next second and then delivered: at rest counts only once it can no longer arrive.
-                quiet = now - result.rotation_ended >= EVENT_DELIVERY_SECONDS
+                # next second and then delivered: at rest counts only once it can no longer arrive, and
+                # once the watcher has had time to see a cycle the last delivered event started.
+                quiet = now - max(result.rotation_ended, receiver.last_dispatch) >= EVENT_DELIVERY_SECONDS
                 if quiet and all(_at_rest(phases.get(t.account_name)) for t in targets):
-                    result.settled = True
-                    return
+                    seen = receiver.dispatched
+                    receiver.detach()  # no event starts a cycle after the run has settled
+                    if receiver.dispatched == seen:
+                        result.settled = True
+                        return
+                    # an event arrived while detaching: the cycle it may have started finishes first
                 if settle_deadline is not None and now > settle_deadline:
                     return
             time.sleep(0.02)  # demo driver pacing, not product code
