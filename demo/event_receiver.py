@@ -26,8 +26,7 @@ class EventReceiver:
         self.callback: EventCallback | None = None
         self.received = 0
         self.failed = 0
-        self.dispatched = 0  # events handed to the callback
-        self.last_dispatch = 0.0  # when the last one was (time.time())
+        self.last_dispatch = 0.0  # when the handler last started or finished an event (time.time())
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
@@ -70,7 +69,6 @@ class EventReceiver:
             callback = self.callback
             if callback is None:
                 raise RuntimeError("no handler attached")
-            self.dispatched += 1
             self.last_dispatch = time.time()
             self._in_flight += 1
         try:
@@ -78,14 +76,17 @@ class EventReceiver:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self.last_dispatch = time.time()
                 self._idle.notify_all()
 
-    def detach(self, timeout: float = 30.0) -> None:
+    def detach(self, timeout: float = 30.0) -> bool:
         """From now on no event reaches the handler (each delivery answers 500, so the emulator would retry
-        it); returns once the deliveries being handled have finished."""
+        it). Returns once the deliveries being handled have finished: True if there were none."""
         with self._lock:
             self.callback = None
+            idle = self._in_flight == 0
             self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+            return idle
 
     def __enter__(self) -> EventReceiver:
         self._thread.start()

@@ -271,16 +271,16 @@ class Scenario:
                     emulator.control.clear_faults()
                     self._emit("settling")
                 # A near-expiry event the driver caused just before stopping is emitted on the emulator's
-                # next second and then delivered: at rest counts only once it can no longer arrive, and
-                # once the watcher has had time to see a cycle the last delivered event started.
-                quiet = now - max(result.rotation_ended, receiver.last_dispatch) >= EVENT_DELIVERY_SECONDS
+                # next second and then delivered: at rest counts only once it can no longer arrive, and once
+                # the watcher has seen any cycle the last event handled may have started.
+                quiet = (now - result.rotation_ended >= EVENT_DELIVERY_SECONDS
+                         and now - receiver.last_dispatch >= WATCHER_CATCH_UP_SECONDS)
                 if quiet and all(_at_rest(phases.get(t.account_name)) for t in targets):
-                    seen = receiver.dispatched
-                    receiver.detach()  # no event starts a cycle after the run has settled
-                    if receiver.dispatched == seen:
+                    # No event starts a cycle once the run has settled: the webhook is detached first. If a
+                    # delivery was being handled, the cycle it may have started finishes before settling.
+                    if receiver.detach():
                         result.settled = True
                         return
-                    # an event arrived while detaching: the cycle it may have started finishes first
                 if settle_deadline is not None and now > settle_deadline:
                     return
             time.sleep(0.02)  # demo driver pacing, not product code
@@ -335,6 +335,9 @@ class Scenario:
         result.emulator_calls = emulator.control.calls()
         result.events_received = receiver.received
         result.event_deliveries_failed = receiver.failed
+
+
+WATCHER_CATCH_UP_SECONDS = 0.5  # the phase watcher reads the states every 0.1 s
 
 
 def _in_cycle(change: PhaseChange | None) -> bool:
