@@ -28,7 +28,6 @@ from bench.cost_rounds import (
     Side,
     describe,
     engine_round,
-    queued_round,
     reference_round,
     run_phase,
 )
@@ -172,12 +171,11 @@ def measure(
             pumps = {
                 v: QueuePump(azurite.connection_string, settings.queue_name, Runtime(settings, services[v]))
                 for v in variants
+                if drive == "queue"
             }
 
             def engine_round_of(variant: str) -> Side:
-                if drive == "queue":
-                    return queued_round(services[variant], clock, meter, drain, targets, pumps[variant])
-                return engine_round(services[variant], clock, meter, drain, targets)
+                return engine_round(services[variant], clock, meter, drain, targets, pumps.get(variant))
 
             reference = ReferenceRotation(
                 settings.key_vault_url,

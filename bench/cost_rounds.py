@@ -1,7 +1,7 @@
 """One measured round of ``bench.cost_per_cycle``: what it counts (``Meter``: this process's CPU, the
 emulator's and Azurite's, the requests sent) and how a round is driven — the engine's cycle by a timer
-sweep per phase and then the fan-out queue (``queued_round``, as deployed; bench/queue_drive.py), or by a
-sweep every second (``engine_round``, the earlier benchmark) — and the reference script's cycle."""
+sweep per phase and then the fan-out queue (as deployed; bench/queue_drive.py) or by a sweep every
+second (the earlier benchmark): ``engine_round`` — and the reference script's cycle."""
 
 from __future__ import annotations
 
@@ -110,13 +110,10 @@ def run_phase(service: Any, deadline_seconds: float = 600) -> PhaseRun:
     sweeps = advanced = 0
     while True:
         before = own_cpu_seconds()
-        summary = service.sweep(trigger="timer")
+        summary = _swept(service)
         cpu += own_cpu_seconds() - before
         sweeps += 1
         advanced += summary.advanced
-        if summary.failed:
-            errors = {r.error for r in summary.results if r.error}
-            raise RuntimeError(f"{summary.failed} target(s) failed: {errors}")
         if not summary.deferred:
             return PhaseRun(time.perf_counter() - begun, cpu, sweeps, advanced)
         if time.perf_counter() - begun > deadline_seconds:
@@ -124,46 +121,48 @@ def run_phase(service: Any, deadline_seconds: float = 600) -> PhaseRun:
         time.sleep(1.0)
 
 
-def engine_round(service: Any, clock: ManualClock, meter: Meter, drain: float, targets: int) -> Side:
-    clock.advance(PAST_ANY_ROTATION_PERIOD)
-    started = meter.start()
-    first = run_phase(service)
-    time.sleep(drain + 0.1)  # a benchmark may sleep; the engine never does (I6)
-    second = run_phase(service)
-    side = meter.stop(started, targets, first.wall_seconds + second.wall_seconds)
-    side.client_cpu = first.cpu_seconds + second.cpu_seconds
-    side.sweeps = (first.sweeps, second.sweeps)
-    return side
-
-
 def queued_phase(service: Any, pump: QueuePump) -> PhaseRun:
     """A timer sweep, then the queue trigger for every message the engine scheduled (the targets paced past
     the sweep's horizon, refused takes) until the queue is empty. The host's receiving and deleting are
     left out: the pump's thread CPU here, its requests by the caller."""
     begun, cpu = time.perf_counter(), own_cpu_seconds()
+    summary = _swept(service)
+    drive = pump.drain()
+    return PhaseRun(
+        time.perf_counter() - begun, own_cpu_seconds() - cpu - drive.pump_cpu_seconds, 1, summary.advanced,
+        drive.invocations, drive.pump_requests,
+    )  # fmt: skip
+
+
+def _swept(service: Any) -> Any:
     summary = service.sweep(trigger="timer")
     if summary.failed:
-        raise RuntimeError(f"{summary.failed} target(s) failed: {({r.error for r in summary.results})}")
-    drive = pump.drain()
-    run = PhaseRun(time.perf_counter() - begun, own_cpu_seconds() - cpu - drive.pump_cpu_seconds, 1, 0)
-    run.invocations, run.pump_requests = drive.invocations, drive.pump_requests
-    return run
+        errors = {r.error for r in summary.results if r.error}
+        raise RuntimeError(f"{summary.failed} target(s) failed: {errors}")
+    return summary
 
 
-def queued_round(
-    service: Any, clock: ManualClock, meter: Meter, drain: float, targets: int, pump: QueuePump
+def engine_round(
+    service: Any, clock: ManualClock, meter: Meter, drain: float, targets: int, pump: QueuePump | None = None
 ) -> Side:
-    """One cycle as a deployment runs it (bench/queue_drive.py): each phase starts with a timer sweep (the
-    drain's end is found by the next tick) and goes on through the fan-out queue."""
+    """One cycle of every target: phase 1, the drain, phase 2. With ``pump`` each phase is driven as a
+    deployment drives it (``queued_phase``: a timer sweep — the next tick finds the drain's end — then the
+    fan-out queue); without, by a sweep every second (``run_phase``, the earlier benchmark)."""
     clock.advance(PAST_ANY_ROTATION_PERIOD)
-    pump.clear()
+    if pump is not None:
+        pump.clear()
+
+    def phase() -> PhaseRun:
+        return run_phase(service) if pump is None else queued_phase(service, pump)
+
     started = meter.start()
-    first = queued_phase(service, pump)
+    first = phase()
     time.sleep(drain + 0.1)  # a benchmark may sleep; the engine never does (I6)
-    second = queued_phase(service, pump)
+    second = phase()
     side = meter.stop(started, targets, first.wall_seconds + second.wall_seconds)
     side.client_cpu = first.cpu_seconds + second.cpu_seconds
     side.calls -= first.pump_requests + second.pump_requests
+    side.sweeps = (first.sweeps, second.sweeps)
     side.invocations = first.invocations + second.invocations
     return side
 
