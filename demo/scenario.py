@@ -274,7 +274,7 @@ class Scenario:
                 # next second and then delivered: at rest counts only once it can no longer arrive, and once
                 # the watcher has seen any cycle the last event handled may have started.
                 quiet = (now - result.rotation_ended >= EVENT_DELIVERY_SECONDS
-                         and now - receiver.last_dispatch >= WATCHER_CATCH_UP_SECONDS)
+                         and now - receiver.last_dispatch >= WATCHER_CATCH_UP_READS * watcher.interval)
                 if quiet and all(_at_rest(phases.get(t.account_name)) for t in targets):
                     # No event starts a cycle once the run has settled: the webhook is detached first. If a
                     # delivery was being handled, the cycle it may have started finishes before settling.
@@ -337,7 +337,7 @@ class Scenario:
         result.event_deliveries_failed = receiver.failed
 
 
-WATCHER_CATCH_UP_SECONDS = 0.5  # the phase watcher reads the states every 0.1 s
+WATCHER_CATCH_UP_READS = 5  # the phase watcher's reads after the last event before at rest counts
 
 
 def _in_cycle(change: PhaseChange | None) -> bool:
