@@ -31,7 +31,7 @@ from bench.cost_rounds import (
     reference_round,
     run_phase,
 )
-from bench.cost_variants import VARIANTS, adjusted, settings_for, undone
+from bench.cost_variants import VARIANTS, built, undone
 from bench.function_shape import (
     RequestCounter,
     function_environment,
@@ -63,7 +63,7 @@ from bench.sdk_floor import (
 from emulator.client.hosts import account_hosts_on_loopback
 from rotation.model import Phase
 from shared.aio_loop import process_loop
-from shared.bootstrap import build_credential, build_service
+from shared.bootstrap import build_credential
 from shared.settings import load_settings
 from testkit.clock import ManualClock
 from triggers.runtime import Runtime
@@ -164,7 +164,7 @@ def measure(
             QueueClient.from_connection_string(azurite.connection_string, settings.queue_name).create_queue()
             clock = ManualClock(ticking=True)
             services = {
-                v: adjusted(build_service(settings_for(settings, v), clock=clock), v) for v in variants
+                v: built(settings, v, clock) for v in variants
             }
             service = services[variants[0]]
             run_phase(service)  # adoption, the warm-up: not a cycle

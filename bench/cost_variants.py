@@ -27,8 +27,11 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   one event loop (``ROTATION_ASYNC_IO``, this issue's third pass), whichever the default is;
 - ``unpaced``: the in-process sweep starts every due target again, whatever the write budgets can pay (a
   target past them has its take refused after its reads), instead of sending those back at their paced time;
+- ``sdkops``: Key Vault's secret reads and writes and ARM's key operations through the SDKs' generated
+  operations again instead of the lean azure-core pipeline (``shared/azure/lean_calls.py``, sixth pass);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
-  ``refuseread`` and ``unpaced`` undone at once (the engine before issue 17, as far as one process allows).
+  ``refuseread``, ``unpaced`` and ``sdkops`` undone at once (the engine before issue 17, as far as one
+  process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
 
@@ -37,8 +40,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -47,11 +51,12 @@ from azure.core.exceptions import AzureError
 from rotation import history_carry
 from rotation.model import HistoryRecord
 from rotation.service import RotationService
+from shared import aio_clients
 from shared.azure import budget_table, queues, tables
 from shared.azure.budget_table import TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
-from shared.bootstrap import HTTP_LOGGER
+from shared.bootstrap import HTTP_LOGGER, build_service
 from shared.fanout import fanout_message
 from shared.http_session import LeanSession, ca_bundle_from_environment
 from shared.http_settings import HttpEnvironment
@@ -73,8 +78,20 @@ VARIANTS: dict[str, frozenset[str]] = {
     "sync": frozenset({"sync"}),
     "async": frozenset({"async"}),
     "unpaced": frozenset({"unpaced"}),
+    "sdkops": frozenset({"sdkops"}),
     "before": frozenset(
-        {"env", "logging", "reserve", "history", "carry", "casread", "requeue", "refuseread", "unpaced"}
+        {
+            "env",
+            "logging",
+            "reserve",
+            "history",
+            "carry",
+            "casread",
+            "requeue",
+            "refuseread",
+            "unpaced",
+            "sdkops",
+        }
     ),
 }
 
@@ -120,8 +137,15 @@ def settings_for(settings: Settings, variant: str) -> Settings:
     return settings
 
 
-def adjusted(service: RotationService, variant: str) -> RotationService:
-    """What ``variant`` changes in one service's own wiring (``unpaced``: its sweep's pacing)."""
+def built(settings: Settings, variant: str, clock: Callable[[], datetime]) -> RotationService:
+    """``variant``'s own service: its settings (``settings_for``), its clients (``sdkops``: built while the
+    lean calls are off) and its wiring (``unpaced``: its sweep's pacing)."""
+    lean = aio_clients.LEAN_CALLS
+    aio_clients.LEAN_CALLS = "sdkops" not in VARIANTS[variant]
+    try:
+        service = build_service(settings_for(settings, variant), clock=clock)
+    finally:
+        aio_clients.LEAN_CALLS = lean
     if "unpaced" in VARIANTS[variant]:
         service.pacing = None
     return service

@@ -22,6 +22,7 @@ from requests.certs import where as requests_ca_bundle
 
 from shared.aio_loop import BlockingClient, IoLoop, process_loop
 from shared.azure.data_plane_probe import MAX_BODY_BYTES, ProbeConnectionFailed, ProbeNoAnswer, ProbeSender
+from shared.azure.lean_calls import LeanArm, LeanSecrets
 from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
 from shared.http_session import ca_bundle_from_environment
 
@@ -57,6 +58,10 @@ class LeanAioTransport(AioHttpTransport):
             return self.contexts.for_environment()
         return super()._build_ssl_config(cert, verify)
 
+
+# Key Vault's secret reads and writes and ARM's key operations on a plain azure-core pipeline instead of the
+# SDKs' generated operations (shared/azure/lean_calls.py says why); off: the SDK clients as they are.
+LEAN_CALLS = True
 
 _TRANSPORTS: dict[tuple[IoLoop, int, bool], LeanAioTransport] = {}
 _TRANSPORTS_LOCK = threading.Lock()
@@ -124,27 +129,26 @@ class AsyncClients:
     def secret_client(self, vault_url: str, verify_challenge_resource: bool) -> Any:
         from azure.keyvault.secrets.aio import SecretClient
 
-        return self.wrap(
-            SecretClient(
-                vault_url,
-                self.credential,
-                verify_challenge_resource=verify_challenge_resource,
-                **self.options,
-            )
+        client: Any = SecretClient(
+            vault_url, self.credential, verify_challenge_resource=verify_challenge_resource, **self.options
         )
+        if LEAN_CALLS:
+            client = LeanSecrets(client, self.credential, self.options)
+        return self.wrap(client)
 
     def arm_client(self, subscription_id: str, arm_endpoint: str, arm_scope: str) -> Any:
         from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
 
-        return self.wrap(
-            CognitiveServicesManagementClient(
-                self.credential,
-                subscription_id,
-                base_url=arm_endpoint,
-                credential_scopes=[arm_scope],
-                **self.options,
-            )
+        client: Any = CognitiveServicesManagementClient(
+            self.credential,
+            subscription_id,
+            base_url=arm_endpoint,
+            credential_scopes=[arm_scope],
+            **self.options,
         )
+        if LEAN_CALLS:
+            client = LeanArm(client, subscription_id, self.credential, arm_endpoint, arm_scope, self.options)
+        return self.wrap(client)
 
     def table_service(self, connection_string: str | None, endpoint: str | None, credential: Any) -> Any:
         """The raw ``.aio`` service client (``table`` wraps each table's client)."""

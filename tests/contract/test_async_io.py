@@ -22,6 +22,7 @@ from rotation.ports import DataPlane, ProbeResult
 from shared.aio_clients import AsyncClients, LeanAioTransport
 from shared.aio_loop import BlockingClient, IoLoop
 from shared.azure.key_vault import KeyVaultSecretStore
+from shared.azure.lean_calls import LeanArm, LeanSecrets
 from shared.azure.tables import TableStateStore
 from shared.bootstrap import CLIENT_OPTIONS, build_credential, build_ports
 from shared.settings import load_settings
@@ -55,9 +56,14 @@ def test_the_setting_selects_the_aio_clients_and_false_keeps_the_synchronous_one
     assert isinstance(on.secrets, KeyVaultSecretStore) and isinstance(on.states, TableStateStore)
     for client in (on.secrets.client, on.states.table.client, on.scheduler.client):
         assert isinstance(client, BlockingClient)
-        assert ".aio" in type(client._inner).__module__, type(client._inner).__module__
+        inner = client._inner.sdk if isinstance(client._inner, LeanSecrets) else client._inner
+        assert ".aio" in type(inner).__module__, type(inner).__module__
+    # Key Vault's and ARM's hot calls on the lean pipeline (shared/azure/lean_calls.py), over the .aio SDKs
+    assert isinstance(on.secrets.client._inner, LeanSecrets)
     resource_id = contract_resource_id("unused")
-    assert isinstance(on.keys._client(resource_id.split("/")[2]), BlockingClient)
+    arm = on.keys._client(resource_id.split("/")[2])
+    assert isinstance(arm, BlockingClient) and isinstance(arm._inner, LeanArm)
+    assert ".aio" in type(arm._inner.sdk).__module__
     for client in (off.secrets.client, off.states.table.client, off.scheduler.client):
         assert not isinstance(client, BlockingClient) and ".aio" not in type(client).__module__
     # both paths read and write the same things; the async one through aiohttp
