@@ -1,9 +1,11 @@
 """The floor under a cycle's client CPU: each Azure call a cycle cannot do without, made on its own through
-the same SDK clients, transport and event loop the engine uses (``shared.aio_clients``), 16 at a time, with
+the same clients, transport and event loop the engine uses (``shared.aio_clients``: the SDKs' ``.aio`` clients
+with the lean calls of ``shared/azure/lean_calls.py`` on them, as the engine has them), 16 at a time, with
 nothing of the engine around it — no steps, no state, no logging of ours, no thread hand-off. Its CPU per
 call, times the calls of the minimum cycle (``bench.call_counts.MINIMUM_PER_CYCLE``: 13), is what one
 target-cycle costs however lean the engine becomes while it calls Azure through these SDKs. Next to it, the
-same request shape on aiohttp alone (no SDK, no azure-core pipeline): the transport's own share.
+same request shape on aiohttp alone (no SDK, no azure-core pipeline): the transport's own share; and through
+the SDK's generated operation: what the lean call saves.
 
 Measured by ``bench.cost_per_cycle`` in its own run (docs/BENCHMARKS.md §7), before adoption, on scratch
 accounts and secrets the engine does not rotate; it then waits out Key Vault's 10 s write window so the
@@ -22,7 +24,6 @@ from typing import Any
 from bench.function_shape import own_cpu_seconds
 from rotation.model import parse_resource_id
 from shared.aio_clients import AsyncClients
-from shared.aio_loop import BlockingClient
 from shared.bootstrap import CLIENT_OPTIONS, build_credential
 from shared.settings import Settings
 
@@ -36,6 +37,9 @@ MINIMUM_CYCLE: dict[str, int] = {
     "table.update_entity": 4,
 }
 BARE_READ = "aiohttp.get_secret"  # not part of the cycle: the transport's share of a Key Vault read
+# Not part of the cycle either: the same read through the SDK's generated operation (``SecretClient``), which
+# the engine's lean call replaces (shared/azure/lean_calls.py) — the generated layer's share.
+SDK_READ = "sdk.get_secret"
 # Not part of the cycle either: the same read made as the engine makes it, from 16 threads each blocking on
 # the loop through shared.aio_loop.BlockingClient — the hand-off's share.
 HANDED_READ = "threads.get_secret"
@@ -82,6 +86,9 @@ def measure_floor(
     from azure.keyvault.secrets.aio import SecretClient
     from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
 
+    from shared.aio_clients import LEAN_CALLS
+    from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable, storage_auth
+
     aio = AsyncClients(
         build_credential(settings), concurrency, settings.http.use_proxy_settings, CLIENT_OPTIONS
     )
@@ -90,23 +97,33 @@ def measure_floor(
     run = uuid.uuid4().hex[:6]
 
     async def floor() -> dict[str, float]:
-        secrets = SecretClient(
+        # the engine's own clients: the SDKs' .aio ones, with the lean calls on them as the engine has them
+        sdk_secrets = SecretClient(
             settings.key_vault_url,
             aio.credential,
             verify_challenge_resource=settings.verify_challenge_resource,
             **aio.options,
         )
+        secrets: Any = LeanSecrets(sdk_secrets, aio.credential, aio.options) if LEAN_CALLS else sdk_secrets
         subscription = parse_resource_id(scratch_ids[0])[0]
-        arm = CognitiveServicesManagementClient(
+        arm: Any = CognitiveServicesManagementClient(
             aio.credential,
             subscription,
             base_url=settings.arm_endpoint,
             credential_scopes=[settings.arm_scope],
             **aio.options,
         )
+        if LEAN_CALLS:
+            arm = LeanArm(
+                arm, subscription, aio.credential, settings.arm_endpoint, settings.arm_scope, aio.options
+            )
         tables = TableServiceClient.from_connection_string(table_connection_string, **aio.options)
-        table = await tables.create_table(f"floor{run}")
+        sdk_table = await tables.create_table(f"floor{run}")
         entity = {"PartitionKey": "floor", "phase": "verifying", "slot": "key2", "cycle": run, "tat": 1.5}
+        for row in range(concurrency):  # the rows the writes replace
+            await sdk_table.upsert_entity({**entity, "RowKey": f"r{row}"})
+        auth = storage_auth(sdk_table.credential) if LEAN_CALLS else None
+        table: Any = sdk_table if auth is None else LeanTable(sdk_table, auth, aio.options)
         accounts = [parse_resource_id(r) for r in scratch_ids]
         hosts: list[str] = []
         for _, group, name in accounts:
@@ -114,6 +131,7 @@ def measure_floor(
             assert found.properties is not None and found.properties.endpoint
             hosts.append(found.properties.endpoint)
         await secrets.set_secret(f"floor-{run}", "x")
+
         async def request(i: int) -> None:
             # a fresh connection per request, as the probe's first request to each account's host
             host = hosts[i % len(hosts)]
@@ -143,14 +161,16 @@ def measure_floor(
                 lambda i: secrets.set_secret(f"floor-{run}-{i % concurrency}", "x"),
                 min(calls, SECRET_WRITES_PER_REPEAT),
             ),
+            # the engine's state writes replace the entity (unconditionally here: no ETag to carry)
             "table.update_entity": (
-                lambda i: table.upsert_entity(
+                lambda i: table.update_entity(
                     {**entity, "RowKey": f"r{i % concurrency}"}, mode=UpdateMode.REPLACE
                 ),
                 calls,
             ),
             "dataplane.request": (request, calls),
             BARE_READ: (bare_read, calls),
+            SDK_READ: (lambda i: sdk_secrets.get_secret(f"floor-{run}"), calls),
         }
         try:
             # the least of a few repeats: a floor, so the runs another process's tick disturbed do not count
@@ -172,17 +192,8 @@ def measure_floor(
 
 def _handed_off_read(aio: AsyncClients, settings: Settings, name: str, calls: int, concurrency: int) -> float:
     """CPU ms per Key Vault read made from ``concurrency`` threads through ``BlockingClient``, the least of
-    ``REPEATS`` after an unmeasured round."""
-    from azure.keyvault.secrets.aio import SecretClient
-
-    async def make() -> SecretClient:
-        return SecretClient(
-            settings.key_vault_url, aio.credential,
-            verify_challenge_resource=settings.verify_challenge_resource, **aio.options,
-        )
-
-    client = aio.io.run(make, 60)
-    secrets = BlockingClient(client, aio.io, 60)
+    ``REPEATS`` after an unmeasured round: the engine's own client (``AsyncClients.secret_client``)."""
+    secrets = aio.secret_client(settings.key_vault_url, settings.verify_challenge_resource)
 
     def from_threads(count: int) -> float:
         def reads() -> None:
@@ -201,7 +212,7 @@ def _handed_off_read(aio: AsyncClients, settings: Settings, name: str, calls: in
         from_threads(concurrency)
         return min(from_threads(calls) for _ in range(REPEATS))
     finally:
-        aio.io.run(client.close, 60)
+        secrets.close()
 
 
 def cycle_floor_ms(per_call: dict[str, float]) -> float:

@@ -22,7 +22,7 @@ from requests.certs import where as requests_ca_bundle
 
 from shared.aio_loop import BlockingClient, IoLoop, process_loop
 from shared.azure.data_plane_probe import MAX_BODY_BYTES, ProbeConnectionFailed, ProbeNoAnswer, ProbeSender
-from shared.azure.lean_calls import LeanArm, LeanSecrets
+from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable, storage_auth
 from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
 from shared.http_session import ca_bundle_from_environment
 
@@ -59,8 +59,9 @@ class LeanAioTransport(AioHttpTransport):
         return super()._build_ssl_config(cert, verify)
 
 
-# Key Vault's secret reads and writes and ARM's key operations on a plain azure-core pipeline instead of the
-# SDKs' generated operations (shared/azure/lean_calls.py says why); off: the SDK clients as they are.
+# Key Vault's secret reads and writes, ARM's key operations and Table's entity writes and reads on a plain
+# azure-core pipeline instead of the SDKs' generated operations (shared/azure/lean_calls.py says why); off:
+# the SDK clients as they are.
 LEAN_CALLS = True
 
 _TRANSPORTS: dict[tuple[IoLoop, int, bool], LeanAioTransport] = {}
@@ -165,7 +166,9 @@ class AsyncClients:
         )
 
     def table(self, service: Any, name: str) -> Any:
-        return self.wrap(service.get_table_client(name))
+        client = service.get_table_client(name)
+        auth = storage_auth(client.credential) if LEAN_CALLS else None
+        return self.wrap(client if auth is None else LeanTable(client, auth, self.options))
 
     def queue_client(
         self, connection_string: str | None, queue_url: str | None, queue_name: str, encoding: Any

@@ -1,5 +1,6 @@
 """The cycle's hottest Azure calls on a plain azure-core pipeline (asynchronous path only): Key Vault's
-secret read and write, ARM's ``regenerateKey`` and ``listKeys`` — 13 of a cycle's ~19 requests.
+secret read and write, ARM's ``regenerateKey`` and ``listKeys``, Table's entity insert, replace and read —
+every request of a cycle but the probe (aiohttp's already) and a deferral's queue message.
 
 Why: the SDKs' generated operations cost more CPU than the request itself. Measured on this project's
 loop and transport, 16 at a time (docs/BENCHMARKS.md §7, sixth pass): a secret read through
@@ -11,17 +12,21 @@ needs: azure-core's retry (Retry-After, the absolute timeout), the bearer policy
 one for ARM), the user agent, and the process's transport; errors are azure-core's own classes, mapped as
 the generated code maps them, so ``shared/azure/errors.py`` and the adapters are unchanged.
 
-``LeanSecrets`` and ``LeanArm`` stand in for the ``.aio`` clients behind ``BlockingClient``: the hot
-methods are here, with the same names and the attributes the adapters read; everything else (listing
-versions, recovery, ``accounts.get`` and ``list``) goes to the SDK client they wrap. Request and response
-shapes follow the REST specs: Key Vault ``SetSecret``/``GetSecret`` (api-version 7.6, the SDK's
-default), Cognitive Services ``Accounts_RegenerateKey``/``Accounts_ListKeys`` (the management SDK's
-api-version).
+``LeanSecrets``, ``LeanArm`` and ``LeanTable`` stand in for the ``.aio`` clients behind
+``BlockingClient``: the hot methods are here, with the same names and the attributes the adapters read;
+everything else (listing versions, recovery, ``accounts.get`` and ``list``, creating tables, queries)
+goes to the SDK client they wrap. Request and response shapes follow the REST specs at the SDKs' own
+api-versions: Key Vault ``SetSecret``/``GetSecret`` (7.6), Cognitive Services
+``Accounts_RegenerateKey``/``Accounts_ListKeys`` (2025-09-01), Table ``Insert Entity``/``Update
+Entity``/``Query Entities`` by key (2019-02-02, properties typed as azure-data-tables types them).
 
 Key Vault's token: the SDK's policy learns the scope from the vault's 401 challenge; here the scope is the
 cloud's Key Vault audience (``key_vault_scope``), fixed up front, so a token is never requested for a
 resource a challenge names (what ``verify_challenge_resource`` guards against) and the first request
-already carries one.
+already carries one. Table's: the table client's own credential — a token for the storage scope (the
+deployed identity), or the account key of a connection string signed by azure-data-tables' own Shared Key
+policy (imported from its ``_authentication`` module, pinned with the SDK in requirements.txt: the
+canonical form of a signed request is the SDK's, not a copy of it).
 """
 
 from __future__ import annotations
@@ -121,8 +126,7 @@ class LeanPipeline:
         """The answer, read; any other status than ``expected`` raises as the generated code raises (404
         as ``ResourceNotFoundError``…, the error's code parsed from the body by azure-core)."""
         request = HttpRequest(method, url, json=body, headers=dict(headers or {}))
-        response = await self.client.send_request(request, **self._timeouts)
-        await response.read()
+        response = await self.client.send_request(request, **self._timeouts)  # read whole (stream=False)
         if response.status_code != expected:
             map_error(response.status_code, response, dict(errors))
             raise HttpResponseError(response=response)
@@ -295,7 +299,7 @@ class _StorageDate(SansIOHTTPPolicy[Any, Any]):
         request.http_request.headers["Date"] = now
 
 
-def _storage_auth(credential: Any) -> _Policy | None:
+def storage_auth(credential: Any) -> _Policy | None:
     """The table client's own credential as a policy: its account key (a connection string: signed by
     azure-data-tables' own Shared Key policy, so the canonical form is exactly the SDK's) or a token (the
     deployed identity). Anything else (SAS): None, and the SDK's operations are kept."""
@@ -309,15 +313,15 @@ def _storage_auth(credential: Any) -> _Policy | None:
 
 
 def _table_value(name: str, value: Any, out: dict[str, Any]) -> None:
-    """A property as azure-data-tables sends it: int32 and bool bare, a larger int as Edm.Int64 text, a
-    float as Edm.Double; strings bare (a JSON string is an Edm.String)."""
-    if isinstance(value, bool) or isinstance(value, str):
+    """A property as azure-data-tables sends a plain Python value: bool, int32 and str bare (a JSON string is
+    an Edm.String), a float as Edm.Double; an int past int32 refused as the SDK refuses it (it takes a
+    large int only as an explicit Edm.Int64, which the engine never writes)."""
+    if isinstance(value, bool | str):
         out[name] = value
     elif isinstance(value, int):
-        if value in _INT32:
-            out[name] = value
-        else:
-            out[name], out[f"{name}@odata.type"] = str(value), "Edm.Int64"
+        if value not in _INT32:
+            raise TypeError(f"{value} is too large to be cast to type Edm.Int32 (table property {name})")
+        out[name] = value
     elif isinstance(value, float):
         out[name], out[f"{name}@odata.type"] = value, "Edm.Double"
     else:

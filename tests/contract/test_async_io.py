@@ -22,7 +22,7 @@ from rotation.ports import DataPlane, ProbeResult
 from shared.aio_clients import AsyncClients, LeanAioTransport
 from shared.aio_loop import BlockingClient, IoLoop
 from shared.azure.key_vault import KeyVaultSecretStore
-from shared.azure.lean_calls import LeanArm, LeanSecrets
+from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable
 from shared.azure.tables import TableStateStore
 from shared.bootstrap import CLIENT_OPTIONS, build_credential, build_ports
 from shared.settings import load_settings
@@ -56,10 +56,12 @@ def test_the_setting_selects_the_aio_clients_and_false_keeps_the_synchronous_one
     assert isinstance(on.secrets, KeyVaultSecretStore) and isinstance(on.states, TableStateStore)
     for client in (on.secrets.client, on.states.table.client, on.scheduler.client):
         assert isinstance(client, BlockingClient)
-        inner = client._inner.sdk if isinstance(client._inner, LeanSecrets) else client._inner
+        inner = client._inner.sdk if isinstance(client._inner, LeanSecrets | LeanTable) else client._inner
         assert ".aio" in type(inner).__module__, type(inner).__module__
-    # Key Vault's and ARM's hot calls on the lean pipeline (shared/azure/lean_calls.py), over the .aio SDKs
+    # Key Vault's, ARM's and Table's hot calls on the lean pipeline (shared/azure/lean_calls.py), over the
+    # .aio SDKs
     assert isinstance(on.secrets.client._inner, LeanSecrets)
+    assert isinstance(on.states.table.client._inner, LeanTable)
     resource_id = contract_resource_id("unused")
     arm = on.keys._client(resource_id.split("/")[2])
     assert isinstance(arm, BlockingClient) and isinstance(arm._inner, LeanArm)

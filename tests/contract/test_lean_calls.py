@@ -151,3 +151,76 @@ def test_a_deleted_secret_is_named_on_the_lean_call_as_by_the_sdk(
             ports.secrets.set_secret(unique_name, SecretValue("y"), {})
         errors.append(str(raised.value))
     assert errors[0] == errors[1]
+
+
+def _tables(azurite: AzuriteProcess, connection_string: str | None = None) -> tuple[Any, Any]:
+    """(the synchronous SDK's TableServiceClient, the async path's AsyncClients and its service)."""
+    from azure.data.tables import TableServiceClient
+
+    from shared.aio_clients import AsyncClients
+    from shared.bootstrap import CLIENT_OPTIONS
+
+    connection = connection_string or azurite.connection_string
+    aio = AsyncClients(None, 16, False, CLIENT_OPTIONS)
+    return TableServiceClient.from_connection_string(connection), (
+        aio,
+        aio.table_service(connection, None, None),
+    )
+
+
+def test_an_entity_written_by_the_lean_calls_is_typed_as_the_sdk_types_it(azurite: AzuriteProcess) -> None:
+    from azure.core import MatchConditions
+    from azure.data.tables import UpdateMode
+
+    sync, (aio, service) = _tables(azurite)
+    name = "lean" + uuid.uuid4().hex[:8]
+    table = sync.create_table(name)
+    lean = aio.table(service, name)
+    assert isinstance(lean, BlockingClient) and type(lean._inner).__name__ == "LeanTable"
+    entity = {"PartitionKey": "p'1", "RowKey": "r-2", "text": "t", "flag": True, "small": 7,
+              "tat": 1733150000.0, "gone": None}  # fmt: skip
+    created = lean.create_entity(entity)
+    read = table.get_entity("p'1", "r-2")
+    assert created["etag"] == read.metadata["etag"]
+    assert {k: read[k] for k in ("text", "flag", "small", "tat")} == {
+        "text": "t", "flag": True, "small": 7, "tat": 1733150000.0
+    }  # fmt: skip
+    assert "gone" not in read
+    # typed as the SDK types them: a whole float stays an Edm.Double, an int an Edm.Int32
+    assert isinstance(read["tat"], float) and type(read["small"]) is int
+    got = lean.get_entity("p'1", "r-2")
+    # the same properties, the same types (the service's Timestamp is an Edm.DateTime the adapters never read)
+    assert {k: (v, type(v)) for k, v in read.items() if k != "Timestamp"} == {
+        k: (v, type(v)) for k, v in got.items() if k != "Timestamp"
+    }
+    assert got.metadata["etag"] == read.metadata["etag"]
+    # a replace under the ETag moves it; under the old one it is refused, as the SDK refuses it
+    moved = lean.update_entity({**entity, "small": 8}, mode=UpdateMode.REPLACE, etag=created["etag"],
+                               match_condition=MatchConditions.IfNotModified)  # fmt: skip
+    assert moved["etag"] != created["etag"] and table.get_entity("p'1", "r-2")["small"] == 8
+    from azure.core.exceptions import ResourceModifiedError
+
+    for client in (lean, table):
+        with pytest.raises(ResourceModifiedError):
+            client.update_entity({**entity, "small": 9}, mode=UpdateMode.REPLACE, etag=created["etag"],
+                                 match_condition=MatchConditions.IfNotModified)  # fmt: skip
+    with pytest.raises(ValueError, match="replaces"):
+        lean.update_entity(entity, mode=UpdateMode.MERGE)
+    for client in (lean, table):  # an int past int32 only as an explicit Edm.Int64, by both
+        with pytest.raises(TypeError, match="too large"):
+            client.create_entity({"PartitionKey": "p", "RowKey": "big", "n": 2**40})
+    sync.delete_table(name)
+
+
+def test_a_wrong_account_key_is_reported_the_same_way_on_both_paths(azurite: AzuriteProcess) -> None:
+    from shared.azure.tables import TableStateStore
+
+    wrong = azurite.connection_string.replace("AccountKey=", "AccountKey=AAAA")
+    sync, (aio, service) = _tables(azurite, wrong)
+    name = "lean" + uuid.uuid4().hex[:8]
+    seen = []
+    for client in (sync.get_table_client(name), aio.table(service, name)):
+        with pytest.raises(AzureAccessDenied) as raised:
+            TableStateStore(client).get("some-target")
+        seen.append(str(raised.value))
+    assert seen[0] == seen[1] and "HTTP 403" in seen[0]
