@@ -31,6 +31,7 @@ canonical form of a signed request is the SDK's, not a copy of it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,6 +91,13 @@ def key_vault_scope(vault_url: str) -> str:
 _Policy = AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]
 
 
+def _json(response: Any) -> Any:
+    """The body's JSON, parsed from the bytes (UTF-8, as every one of these services answers): azure-core's
+    ``json()`` first decodes text by the Content-Type's charset, parsed with the ``email`` package."""
+    content = response.content
+    return json.loads(content) if content else {}
+
+
 class LeanPipeline:
     """One ``AsyncPipelineClient`` with the policies a call needs, and JSON in and out."""
 
@@ -135,7 +143,7 @@ class LeanPipeline:
     async def call(self, method: str, url: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``send`` for a JSON answer (200)."""
         response = await self.send(method, url, body)
-        answer = response.json() if response.content else {}
+        answer = _json(response)
         return answer if isinstance(answer, dict) else {}
 
 
@@ -421,7 +429,7 @@ class LeanTable:
         url = f"{self._entity_url(partition_key, row_key)}?$format={quote(_MINIMAL_METADATA, safe='')}"
         headers = {**_TABLE_HEADERS, "Accept": _MINIMAL_METADATA}
         sent = await self.pipeline.send("GET", url, None, headers, _TABLE_ERRORS, 200)
-        answer = sent.json()
+        answer = _json(sent)
         return _entity(answer if isinstance(answer, dict) else {}, sent.headers.get("ETag"))
 
     async def close(self) -> None:
