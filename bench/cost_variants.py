@@ -27,8 +27,9 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   one event loop (``ROTATION_ASYNC_IO``, this issue's third pass), whichever the default is;
 - ``unpaced``: the in-process sweep starts every due target again, whatever the write budgets can pay (a
   target past them has its take refused after its reads), instead of sending those back at their paced time;
-- ``sdkops``: Key Vault's secret reads and writes, ARM's key operations and Table's entity operations through the SDKs' generated
-  operations again instead of the lean azure-core pipeline (``shared/azure/lean_calls.py``, sixth pass);
+- ``sdkops``: Key Vault's secret reads and writes, ARM's key operations and Table's entity operations
+  through the SDKs' generated operations again instead of the lean azure-core pipeline
+  (``shared/azure/lean_calls.py``, sixth pass);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
   ``refuseread``, ``unpaced`` and ``sdkops`` undone at once (the engine before issue 17, as far as one
   process allows).

@@ -5,7 +5,7 @@ every request of a cycle but the probe (aiohttp's already) and a deferral's queu
 Why: the SDKs' generated operations cost more CPU than the request itself. Measured on this project's
 loop and transport, 16 at a time (docs/BENCHMARKS.md §7, sixth pass): a secret read through
 ``SecretClient.get_secret`` 0.64-0.98 ms, the same request through ``send_request`` on the same client
-0.54-0.72 ms, through an ``AsyncPipelineClient`` with four policies 0.29-0.43 ms. What the SDK adds is
+0.44-0.72 ms, through an ``AsyncPipelineClient`` with four policies 0.29-0.43 ms. What the SDK adds is
 model (de)serialization, a request id (``uuid1``), a decode policy that parses the body once more, and
 policies that do nothing here (proxy, redirects, tracing, logging kept quiet). What stays is what a call
 needs: azure-core's retry (Retry-After, the absolute timeout), the bearer policy (ARM's challenge-aware
