@@ -5,7 +5,7 @@ every request of a cycle but the probe (aiohttp's already) and a deferral's queu
 Why: the SDKs' generated operations cost more CPU than the request itself. Measured on this project's
 loop and transport, 16 at a time (docs/BENCHMARKS.md §7, sixth pass): a secret read through
 ``SecretClient.get_secret`` 0.64-0.98 ms, the same request through ``send_request`` on the same client
-0.44-0.72 ms, through an ``AsyncPipelineClient`` with four policies 0.29-0.43 ms. What the SDK adds is
+0.44-0.72 ms, through an ``AsyncPipelineClient`` with three policies 0.29-0.43 ms. What the SDK adds is
 model (de)serialization, a request id (``uuid1``), a decode policy that parses the body once more, and
 policies that do nothing here (proxy, redirects, tracing, logging kept quiet). What stays is what a call
 needs: azure-core's retry (Retry-After, the absolute timeout), the bearer policy (ARM's challenge-aware
@@ -54,7 +54,6 @@ from azure.core.pipeline.policies import (
     AsyncBearerTokenCredentialPolicy,
     AsyncHTTPPolicy,
     AsyncRetryPolicy,
-    HeadersPolicy,
     SansIOHTTPPolicy,
     UserAgentPolicy,
 )
@@ -111,7 +110,6 @@ class LeanPipeline:
         retry = {k: options[k] for k in ("retry_total", "timeout") if k in options}
         self._timeouts = {k: options[k] for k in ("connection_timeout", "read_timeout") if k in options}
         policies: list[AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]] = [
-            HeadersPolicy({"Accept": "application/json"}),
             UserAgentPolicy(sdk_moniker=USER_AGENT),
             AsyncRetryPolicy(**retry),
             *before_auth,  # per attempt, before the signature (Table's date)
@@ -133,7 +131,8 @@ class LeanPipeline:
     ) -> Any:
         """The answer, read; any other status than ``expected`` raises as the generated code raises (404
         as ``ResourceNotFoundError``…, the error's code parsed from the body by azure-core)."""
-        request = HttpRequest(method, url, json=body, headers=dict(headers or {}))
+        sent_headers = {"Accept": "application/json", **(headers or {})}
+        request = HttpRequest(method, url, json=body, headers=sent_headers)
         response = await self.client.send_request(request, **self._timeouts)  # read whole (stream=False)
         if response.status_code != expected:
             map_error(response.status_code, response, dict(errors))
