@@ -103,13 +103,13 @@ class LeanPipeline:
     def __init__(
         self,
         base_url: str,
-        auth: AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any],
+        auth: _Policy,
         options: Mapping[str, Any],
         before_auth: Sequence[SansIOHTTPPolicy[Any, Any]] = (),
     ) -> None:
         retry = {k: options[k] for k in ("retry_total", "timeout") if k in options}
         self._timeouts = {k: options[k] for k in ("connection_timeout", "read_timeout") if k in options}
-        policies: list[AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]] = [
+        policies: list[_Policy] = [
             UserAgentPolicy(sdk_moniker=USER_AGENT),
             AsyncRetryPolicy(**retry),
             *before_auth,  # per attempt, before the signature (Table's date)
@@ -288,7 +288,9 @@ STORAGE_SCOPE = "https://storage.azure.com/.default"
 _TABLE_HEADERS = {"x-ms-version": TABLE_API_VERSION, "DataServiceVersion": "3.0"}
 _MINIMAL_METADATA = "application/json;odata=minimalmetadata"
 _INT32 = range(-(2**31), 2**31)
-# Table's own error codes decide the class, as azure-data-tables decides it (its ``_decode_error``).
+# By status: azure-data-tables decides the class by Table's error code (its ``_decode_error``), which for
+# these three operations comes to the same — EntityNotFound/TableNotFound 404, EntityAlreadyExists 409,
+# UpdateConditionNotSatisfied 412 — but for a rare 409 such as TableBeingDeleted (here: "exists").
 _TABLE_ERRORS: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,
     404: ResourceNotFoundError,
@@ -375,12 +377,7 @@ class LeanTable:
     """``create_entity``, ``update_entity`` and ``get_entity`` on the lean pipeline; the rest of ``sdk``
     (the ``.aio`` ``TableClient``: ``create_table``, queries) as it is."""
 
-    def __init__(
-        self,
-        sdk: Any,
-        auth: AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any],
-        options: Mapping[str, Any],
-    ) -> None:
+    def __init__(self, sdk: Any, auth: _Policy, options: Mapping[str, Any]) -> None:
         self.sdk = sdk
         self.table_url = f"{str(sdk.url).rstrip('/')}/{quote(sdk.table_name, safe='')}"
         self.pipeline = LeanPipeline(str(sdk.url), auth, options, (_StorageDate(),))
