@@ -82,12 +82,6 @@ def measure_floor(
     request: aiohttp alone, a fresh TLS connection per account host, as the probe's). ``scratch_ids`` are
     accounts nobody else rotates (their keys are regenerated here)."""
     from azure.data.tables import UpdateMode
-    from azure.data.tables.aio import TableServiceClient
-    from azure.keyvault.secrets.aio import SecretClient
-    from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
-
-    from shared.aio_clients import LEAN_CALLS
-    from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable, storage_auth
 
     aio = AsyncClients(
         build_credential(settings), concurrency, settings.http.use_proxy_settings, CLIENT_OPTIONS
@@ -97,33 +91,17 @@ def measure_floor(
     run = uuid.uuid4().hex[:6]
 
     async def floor() -> dict[str, float]:
-        # the engine's own clients: the SDKs' .aio ones, with the lean calls on them as the engine has them
-        sdk_secrets = SecretClient(
-            settings.key_vault_url,
-            aio.credential,
-            verify_challenge_resource=settings.verify_challenge_resource,
-            **aio.options,
-        )
-        secrets: Any = LeanSecrets(sdk_secrets, aio.credential, aio.options) if LEAN_CALLS else sdk_secrets
+        # the engine's own clients (with the lean calls on them), and the SDK's Key Vault client beside them
+        secrets = aio.aio_secret_client(settings.key_vault_url, settings.verify_challenge_resource)
+        sdk_secrets = getattr(secrets, "sdk", secrets)
         subscription = parse_resource_id(scratch_ids[0])[0]
-        arm: Any = CognitiveServicesManagementClient(
-            aio.credential,
-            subscription,
-            base_url=settings.arm_endpoint,
-            credential_scopes=[settings.arm_scope],
-            **aio.options,
-        )
-        if LEAN_CALLS:
-            arm = LeanArm(
-                arm, subscription, aio.credential, settings.arm_endpoint, settings.arm_scope, aio.options
-            )
-        tables = TableServiceClient.from_connection_string(table_connection_string, **aio.options)
+        arm = aio.aio_arm_client(subscription, settings.arm_endpoint, settings.arm_scope)
+        tables = aio.table_service(table_connection_string, None, None)
         sdk_table = await tables.create_table(f"floor{run}")
         entity = {"PartitionKey": "floor", "phase": "verifying", "slot": "key2", "cycle": run, "tat": 1.5}
         for row in range(concurrency):  # the rows the writes replace
             await sdk_table.upsert_entity({**entity, "RowKey": f"r{row}"})
-        auth = storage_auth(sdk_table.credential) if LEAN_CALLS else None
-        table: Any = sdk_table if auth is None else LeanTable(sdk_table, auth, aio.options)
+        table = aio.aio_table(sdk_table)
         accounts = [parse_resource_id(r) for r in scratch_ids]
         hosts: list[str] = []
         for _, group, name in accounts:

@@ -128,19 +128,25 @@ class AsyncClients:
         return BlockingClient(client, self.io, self.wait_seconds)
 
     def secret_client(self, vault_url: str, verify_challenge_resource: bool) -> Any:
+        return self.wrap(self.aio_secret_client(vault_url, verify_challenge_resource))
+
+    def aio_secret_client(self, vault_url: str, verify_challenge_resource: bool) -> Any:
+        """The ``.aio`` ``SecretClient``, with the lean calls on it (unwrapped: awaited on the loop)."""
         from azure.keyvault.secrets.aio import SecretClient
 
-        client: Any = SecretClient(
+        client = SecretClient(
             vault_url, self.credential, verify_challenge_resource=verify_challenge_resource, **self.options
         )
-        if LEAN_CALLS:
-            client = LeanSecrets(client, self.credential, self.options)
-        return self.wrap(client)
+        return LeanSecrets(client, self.credential, self.options) if LEAN_CALLS else client
 
     def arm_client(self, subscription_id: str, arm_endpoint: str, arm_scope: str) -> Any:
+        return self.wrap(self.aio_arm_client(subscription_id, arm_endpoint, arm_scope))
+
+    def aio_arm_client(self, subscription_id: str, arm_endpoint: str, arm_scope: str) -> Any:
+        """The ``.aio`` management client, with the lean calls on it (unwrapped: awaited on the loop)."""
         from azure.mgmt.cognitiveservices.aio import CognitiveServicesManagementClient
 
-        client: Any = CognitiveServicesManagementClient(
+        client = CognitiveServicesManagementClient(
             self.credential,
             subscription_id,
             base_url=arm_endpoint,
@@ -148,8 +154,8 @@ class AsyncClients:
             **self.options,
         )
         if LEAN_CALLS:
-            client = LeanArm(client, subscription_id, self.credential, arm_endpoint, arm_scope, self.options)
-        return self.wrap(client)
+            return LeanArm(client, subscription_id, self.credential, arm_endpoint, arm_scope, self.options)
+        return client
 
     def table_service(self, connection_string: str | None, endpoint: str | None, credential: Any) -> Any:
         """The raw ``.aio`` service client (``table`` wraps each table's client)."""
@@ -166,9 +172,12 @@ class AsyncClients:
         )
 
     def table(self, service: Any, name: str) -> Any:
-        client = service.get_table_client(name)
+        return self.wrap(self.aio_table(service.get_table_client(name)))
+
+    def aio_table(self, client: Any) -> Any:
+        """A ``.aio`` ``TableClient`` with the lean calls on it when its credential allows (unwrapped)."""
         auth = storage_auth(client.credential) if LEAN_CALLS else None
-        return self.wrap(client if auth is None else LeanTable(client, auth, self.options))
+        return client if auth is None else LeanTable(client, auth, self.options)
 
     def queue_client(
         self, connection_string: str | None, queue_url: str | None, queue_name: str, encoding: Any

@@ -146,6 +146,21 @@ class LeanPipeline:
         return answer if isinstance(answer, dict) else {}
 
 
+class _OnSdk:
+    """A lean client over ``sdk``, the ``.aio`` SDK client it stands in for: what it does not define is the
+    SDK client's, and closing closes both."""
+
+    sdk: Any
+    pipeline: LeanPipeline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sdk, name)
+
+    async def close(self) -> None:
+        await self.pipeline.client.close()
+        await self.sdk.close()
+
+
 @dataclass(frozen=True)
 class LeanSecretProperties:
     version: str | None
@@ -178,7 +193,7 @@ def _secret(bundle: Mapping[str, Any]) -> LeanSecret:
     )
 
 
-class LeanSecrets:
+class LeanSecrets(_OnSdk):
     """``get_secret`` and ``set_secret`` on the lean pipeline; the rest of ``sdk`` (the ``.aio``
     ``SecretClient`` of the same vault) as it is."""
 
@@ -187,9 +202,6 @@ class LeanSecrets:
         self.vault_url = str(sdk.vault_url).rstrip("/")
         auth = AsyncBearerTokenCredentialPolicy(credential, key_vault_scope(self.vault_url))
         self.pipeline = LeanPipeline(self.vault_url, auth, options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sdk, name)
 
     def _url(self, name: str, tail: str = "") -> str:
         return f"{self.vault_url}/secrets/{quote(name, safe='')}{tail}?api-version={KEY_VAULT_API_VERSION}"
@@ -216,10 +228,6 @@ class LeanSecrets:
         if expires_on is not None:
             body["attributes"] = {"exp": int(expires_on.timestamp())}
         return _secret(await self.pipeline.call("PUT", self._url(name), body))
-
-    async def close(self) -> None:
-        await self.pipeline.client.close()
-        await self.sdk.close()
 
 
 @dataclass(frozen=True)
@@ -258,7 +266,7 @@ class LeanAccounts:
         return LeanKeys(keys.get("key1"), keys.get("key2"))
 
 
-class LeanArm:
+class LeanArm(_OnSdk):
     """A subscription's ``CognitiveServicesManagementClient`` (``.aio``) with the lean ``accounts``."""
 
     def __init__(
@@ -272,14 +280,8 @@ class LeanArm:
     ) -> None:
         self.sdk = sdk
         auth = AsyncARMChallengeAuthenticationPolicy(credential, arm_scope)
-        self.accounts = LeanAccounts(sdk, LeanPipeline(arm_endpoint, auth, options), subscription_id)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sdk, name)
-
-    async def close(self) -> None:
-        await self.accounts.pipeline.client.close()
-        await self.sdk.close()
+        self.pipeline = LeanPipeline(arm_endpoint, auth, options)
+        self.accounts = LeanAccounts(sdk, self.pipeline, subscription_id)
 
 
 # Table Storage (REST API version 2019-02-02, the SDK's): the three per-cycle entity operations.
@@ -291,12 +293,7 @@ _INT32 = range(-(2**31), 2**31)
 # By status: azure-data-tables decides the class by Table's error code (its ``_decode_error``), which for
 # these three operations comes to the same — EntityNotFound/TableNotFound 404, EntityAlreadyExists 409,
 # UpdateConditionNotSatisfied 412 — but for a rare 409 such as TableBeingDeleted (here: "exists").
-_TABLE_ERRORS: dict[int, type[HttpResponseError]] = {
-    401: ClientAuthenticationError,
-    404: ResourceNotFoundError,
-    409: ResourceExistsError,
-    412: ResourceModifiedError,
-}
+_TABLE_ERRORS: dict[int, type[HttpResponseError]] = {**_ERRORS, 412: ResourceModifiedError}
 
 
 class _StorageDate(SansIOHTTPPolicy[Any, Any]):
@@ -373,7 +370,7 @@ def _key(value: str) -> str:
     return quote(value.replace("'", "''"), safe="")
 
 
-class LeanTable:
+class LeanTable(_OnSdk):
     """``create_entity``, ``update_entity`` and ``get_entity`` on the lean pipeline; the rest of ``sdk``
     (the ``.aio`` ``TableClient``: ``create_table``, queries) as it is."""
 
@@ -381,9 +378,6 @@ class LeanTable:
         self.sdk = sdk
         self.table_url = f"{str(sdk.url).rstrip('/')}/{quote(sdk.table_name, safe='')}"
         self.pipeline = LeanPipeline(str(sdk.url), auth, options, (_StorageDate(),))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sdk, name)
 
     def _entity_url(self, partition_key: str, row_key: str) -> str:
         return f"{self.table_url}(PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}')"
@@ -427,7 +421,3 @@ class LeanTable:
         sent = await self.pipeline.send("GET", url, None, headers, _TABLE_ERRORS, 200)
         answer = _json(sent)
         return _entity(answer if isinstance(answer, dict) else {}, sent.headers.get("ETag"))
-
-    async def close(self) -> None:
-        await self.pipeline.client.close()
-        await self.sdk.close()

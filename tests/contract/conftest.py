@@ -104,6 +104,19 @@ def real_backend(
         )  # fmt: skip
 
 
+def ports_on_path(emulator: EmulatorProcess, azurite: AzuriteProcess, async_io: str) -> Any:
+    """The production ports from ``build_ports`` on one I/O path (ROTATION_ASYNC_IO ``"true"``/``"false"``),
+    with a state table of their own."""
+    settings = load_settings({
+        **emulator.app_env,
+        "ROTATION_TARGETS": json.dumps([{"resourceId": contract_resource_id("unused")}]),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ROTATION_STATE_TABLE": "asyncstate" + uuid.uuid4().hex[:8],
+        "ROTATION_ASYNC_IO": async_io,
+    })  # fmt: skip
+    return build_ports(settings, build_credential(settings))
+
+
 def _backend(request: pytest.FixtureRequest, emulator_fixture: str) -> Iterator[Backend]:
     if request.param == "fake":
         yield fake_backend()
@@ -145,8 +158,9 @@ def storage(request: pytest.FixtureRequest, azurite: AzuriteProcess) -> StorageP
     return storage_path(request.param, azurite)
 
 
-def storage_path(path: str, azurite: AzuriteProcess) -> StoragePath:
-    connection = azurite.connection_string
+def storage_path(path: str, azurite: AzuriteProcess, connection_string: str | None = None) -> StoragePath:
+    """``connection_string``: another than Azurite's own (a wrong key, say)."""
+    connection = connection_string or azurite.connection_string
     if path == "sync":
         return StoragePath(
             "sync",

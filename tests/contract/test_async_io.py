@@ -5,7 +5,6 @@ honoured per request as on the synchronous path, and closing the loop closes the
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import socket
 import threading
@@ -24,20 +23,8 @@ from shared.aio_loop import BlockingClient, IoLoop
 from shared.azure.key_vault import KeyVaultSecretStore
 from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable
 from shared.azure.tables import TableStateStore
-from shared.bootstrap import CLIENT_OPTIONS, build_credential, build_ports
-from shared.settings import load_settings
-from tests.contract.conftest import contract_resource_id
-
-
-def _ports(emulator: EmulatorProcess, azurite: AzuriteProcess, async_io: str) -> Any:
-    settings = load_settings({
-        **emulator.app_env,
-        "ROTATION_TARGETS": json.dumps([{"resourceId": contract_resource_id("unused")}]),
-        "AzureWebJobsStorage": azurite.connection_string,
-        "ROTATION_STATE_TABLE": "asyncstate" + uuid.uuid4().hex[:8],
-        "ROTATION_ASYNC_IO": async_io,
-    })  # fmt: skip
-    return build_ports(settings, build_credential(settings))
+from shared.bootstrap import CLIENT_OPTIONS
+from tests.contract.conftest import contract_resource_id, ports_on_path
 
 
 def test_the_setting_selects_the_aio_clients_and_false_keeps_the_synchronous_ones(
@@ -52,7 +39,7 @@ def test_the_setting_selects_the_aio_clients_and_false_keeps_the_synchronous_one
         return await send(self, request, **kwargs)
 
     monkeypatch.setattr(LeanAioTransport, "send", counted)
-    on, off = _ports(emulator, azurite, "true"), _ports(emulator, azurite, "false")
+    on, off = ports_on_path(emulator, azurite, "true"), ports_on_path(emulator, azurite, "false")
     assert isinstance(on.secrets, KeyVaultSecretStore) and isinstance(on.states, TableStateStore)
     for client in (on.secrets.client, on.states.table.client, on.scheduler.client):
         assert isinstance(client, BlockingClient)
@@ -87,7 +74,7 @@ def test_a_missing_ca_bundle_is_named_on_the_async_path_as_on_the_synchronous_on
     emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator.apply_env(monkeypatch)
-    ports = _ports(emulator, azurite, "true")
+    ports = ports_on_path(emulator, azurite, "true")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
     with pytest.raises(TransientAzureError) as raised:
         ports.secrets.get_secret("anything")
@@ -127,7 +114,7 @@ def test_a_data_plane_nobody_answers_on_is_inconclusive_on_both_paths(
     emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch, async_io: str
 ) -> None:
     emulator.apply_env(monkeypatch)
-    probe = _ports(emulator, azurite, async_io).probe
+    probe = ports_on_path(emulator, azurite, async_io).probe
     with socket.socket() as unused:  # a loopback port with no listener: connection refused
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]

@@ -4,7 +4,6 @@ word for word, on the asynchronous path as on the synchronous one."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,21 +17,8 @@ from rotation.errors import AzureAccessDenied, AzureRequestRejected, SecretDelet
 from rotation.model import SecretValue, Slot
 from shared.aio_loop import BlockingClient
 from shared.azure.lean_calls import LeanArm, LeanSecrets, key_vault_scope
-from shared.bootstrap import build_credential, build_ports
-from shared.settings import load_settings
 
-from .conftest import contract_resource_id
-
-
-def _ports(emulator: EmulatorProcess, azurite: AzuriteProcess, async_io: bool) -> Any:
-    settings = load_settings({
-        **emulator.app_env,
-        "ROTATION_TARGETS": json.dumps([{"resourceId": contract_resource_id("unused")}]),
-        "AzureWebJobsStorage": azurite.connection_string,
-        "ROTATION_STATE_TABLE": "leanstate" + uuid.uuid4().hex[:8],
-        "ROTATION_ASYNC_IO": str(async_io).lower(),
-    })  # fmt: skip
-    return build_ports(settings, build_credential(settings))
+from .conftest import contract_resource_id, ports_on_path, storage_path
 
 
 @pytest.fixture
@@ -41,7 +27,7 @@ def both(
 ) -> tuple[Any, Any]:
     """(synchronous SDK clients, asynchronous path with the lean calls)."""
     emulator.apply_env(monkeypatch)
-    sync, lean = _ports(emulator, azurite, False), _ports(emulator, azurite, True)
+    sync, lean = ports_on_path(emulator, azurite, "false"), ports_on_path(emulator, azurite, "true")
     assert isinstance(lean.secrets.client, BlockingClient) and isinstance(
         lean.secrets.client._inner, LeanSecrets
     )
@@ -153,29 +139,14 @@ def test_a_deleted_secret_is_named_on_the_lean_call_as_by_the_sdk(
     assert errors[0] == errors[1]
 
 
-def _tables(azurite: AzuriteProcess, connection_string: str | None = None) -> tuple[Any, Any]:
-    """(the synchronous SDK's TableServiceClient, the async path's AsyncClients and its service)."""
-    from azure.data.tables import TableServiceClient
-
-    from shared.aio_clients import AsyncClients
-    from shared.bootstrap import CLIENT_OPTIONS
-
-    connection = connection_string or azurite.connection_string
-    aio = AsyncClients(None, 16, False, CLIENT_OPTIONS)
-    return TableServiceClient.from_connection_string(connection), (
-        aio,
-        aio.table_service(connection, None, None),
-    )
-
-
 def test_an_entity_written_by_the_lean_calls_is_typed_as_the_sdk_types_it(azurite: AzuriteProcess) -> None:
     from azure.core import MatchConditions
     from azure.data.tables import UpdateMode
 
-    sync, (aio, service) = _tables(azurite)
     name = "lean" + uuid.uuid4().hex[:8]
-    table = sync.create_table(name)
-    lean = aio.table(service, name)
+    table = storage_path("sync", azurite).table(name)
+    table.create_table()
+    lean = storage_path("async", azurite).table(name)
     assert isinstance(lean, BlockingClient) and type(lean._inner).__name__ == "LeanTable"
     entity = {"PartitionKey": "p'1", "RowKey": "r-2", "text": "t", "flag": True, "small": 7,
               "tat": 1733150000.0, "gone": None}  # fmt: skip
@@ -209,17 +180,17 @@ def test_an_entity_written_by_the_lean_calls_is_typed_as_the_sdk_types_it(azurit
     for client in (lean, table):  # an int past int32 only as an explicit Edm.Int64, by both
         with pytest.raises(TypeError, match="too large"):
             client.create_entity({"PartitionKey": "p", "RowKey": "big", "n": 2**40})
-    sync.delete_table(name)
+    table.delete_table()
 
 
 def test_a_wrong_account_key_is_reported_the_same_way_on_both_paths(azurite: AzuriteProcess) -> None:
     from shared.azure.tables import TableStateStore
 
     wrong = azurite.connection_string.replace("AccountKey=", "AccountKey=AAAA")
-    sync, (aio, service) = _tables(azurite, wrong)
     name = "lean" + uuid.uuid4().hex[:8]
     seen = []
-    for client in (sync.get_table_client(name), aio.table(service, name)):
+    for path in ("sync", "async"):
+        client = storage_path(path, azurite, wrong).table(name)
         with pytest.raises(AzureAccessDenied) as raised:
             TableStateStore(client).get("some-target")
         seen.append(str(raised.value))
