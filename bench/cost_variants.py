@@ -30,9 +30,14 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
 - ``sdkops``: Key Vault's secret reads and writes, ARM's key operations and Table's entity operations
   through the SDKs' generated operations again instead of the lean azure-core pipeline
   (``shared/azure/lean_calls.py``, sixth pass);
+- ``restrequest``: the lean calls through ``AsyncPipelineClient.send_request`` with azure-core's ``rest``
+  request and response again, instead of the transport request on the bare pipeline (seventh pass);
+- ``listkeys``: every regenerate step lists the keys after ``regenerateKey`` again and takes two ARM write
+  tokens for it, instead of taking the keys from its answer (seventh pass);
+- ``sixth``: ``restrequest`` and ``listkeys`` (the engine as the sixth pass left it);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
-  ``refuseread``, ``unpaced`` and ``sdkops`` undone at once (the engine before issue 17, as far as one
-  process allows).
+  ``refuseread``, ``unpaced``, ``sdkops`` and ``listkeys`` undone at once (the engine before issue 17, as
+  far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
 
@@ -41,20 +46,28 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import requests
-from azure.core.exceptions import AzureError
+from azure.core import AsyncPipelineClient
+from azure.core.exceptions import AzureError, HttpResponseError, map_error
+from azure.core.rest import HttpRequest as RestRequest
 
-from rotation import history_carry
-from rotation.model import HistoryRecord
+from rotation import history_carry, pacing, write_budgets
+from rotation.errors import TransientAzureError
+from rotation.model import HistoryRecord, Slot
+from rotation.ports import AccountKeys
 from rotation.service import RotationService
+from rotation.steps import regenerate as regenerate_step
+from rotation.steps import retire as retire_step
+from rotation.steps.context import StepContext
 from shared import aio_clients
-from shared.azure import budget_table, queues, tables
+from shared.azure import budget_table, lean_calls, queues, tables
 from shared.azure.budget_table import TableTokenBucket
+from shared.azure.lean_calls import LeanPipeline
 from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER, build_service
@@ -80,6 +93,9 @@ VARIANTS: dict[str, frozenset[str]] = {
     "async": frozenset({"async"}),
     "unpaced": frozenset({"unpaced"}),
     "sdkops": frozenset({"sdkops"}),
+    "restrequest": frozenset({"restrequest"}),
+    "listkeys": frozenset({"listkeys"}),
+    "sixth": frozenset({"restrequest", "listkeys"}),
     "before": frozenset(
         {
             "env",
@@ -92,6 +108,7 @@ VARIANTS: dict[str, frozenset[str]] = {
             "refuseread",
             "unpaced",
             "sdkops",
+            "listkeys",
         }
     ),
 }
@@ -126,6 +143,45 @@ def _one_transaction(store: TableHistoryStore, target_key: str, records: Sequenc
     rows = [tables._entity(target_key, [record.to_fields()]) for record in records]
     for start in range(0, len(rows), 100):  # Table storage's limit of operations per transaction
         store.table.ready().submit_transaction([("create", row) for row in rows[start : start + 100]])
+
+
+async def _rest_send(
+    pipeline: LeanPipeline,
+    method: str,
+    url: str,
+    body: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    errors: Mapping[int, type[HttpResponseError]] = lean_calls._ERRORS,
+    expected: int = 200,
+) -> Any:
+    """``LeanPipeline.send`` as the sixth pass had it: an ``azure.core.rest`` request through
+    ``AsyncPipelineClient.send_request`` (the pipeline response asked for, so callers read it as now)."""
+    client = pipeline.__dict__.get("_rest_client")
+    if client is None:
+        client = pipeline.__dict__["_rest_client"] = AsyncPipelineClient(
+            pipeline.base_url, pipeline=pipeline._pipeline
+        )
+    request = RestRequest(method, url, json=body, headers={"Accept": "application/json", **(headers or {})})
+    sent = await client.send_request(request, _return_pipeline_response=True, **pipeline._timeouts)
+    response = sent.http_response
+    if response.status_code != expected:
+        map_error(response.status_code, response, dict(errors))
+        raise HttpResponseError(response=response)
+    return sent
+
+
+def _regenerate_then_list(ctx: StepContext, slot: Slot) -> AccountKeys:
+    """``regenerate_and_list`` as before the seventh pass: two ARM tokens, regenerateKey, then listKeys."""
+    if not ctx.regenerate_budget and not ctx.ports.limiter.try_acquire(ctx.target.subscription_id, 2):
+        raise TransientAzureError(f"{ctx.target.account_name}: ARM write budget exhausted; retrying later")
+    ctx.regenerate_budget = False
+    ctx.ports.keys.regenerate_key(ctx.target.resource_id, slot)
+    return ctx.ports.keys.list_keys(ctx.target.resource_id)
+
+
+# The modules that read WRITES_PER_REGENERATE (imported by name) and call regenerate_and_list.
+_REGENERATE_BUDGET_READERS: tuple[Any, ...] = (pacing, write_budgets)
+_REGENERATE_CALLERS: tuple[Any, ...] = (regenerate_step, retire_step)
 
 
 def settings_for(settings: Settings, variant: str) -> Settings:
@@ -169,6 +225,16 @@ def undone(variant: str) -> Iterator[None]:
     merge: Any = LeanSession.merge_environment_settings
     if "merge" in changes:
         LeanSession.merge_environment_settings = _generic_merge  # type: ignore[method-assign,assignment]
+    lean_send: Any = LeanPipeline.send
+    if "restrequest" in changes:
+        LeanPipeline.send = _rest_send  # type: ignore[method-assign,assignment]
+    regenerate_budgets = [m.WRITES_PER_REGENERATE for m in _REGENERATE_BUDGET_READERS]
+    regenerate_and_list = regenerate_step.regenerate_and_list
+    if "listkeys" in changes:
+        for module in _REGENERATE_BUDGET_READERS:
+            module.WRITES_PER_REGENERATE = 2
+        for caller in _REGENERATE_CALLERS:
+            caller.regenerate_and_list = _regenerate_then_list
     if "requeue" in changes:
         TableTokenBucket.wait_seconds = _wait_for_the_next_token  # type: ignore[method-assign,assignment]
         QueueWorkScheduler.schedule = _send_every_time  # type: ignore[method-assign,assignment]
@@ -199,3 +265,8 @@ def undone(variant: str) -> Iterator[None]:
         TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
         QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]
         LeanSession.merge_environment_settings = merge  # type: ignore[method-assign]
+        LeanPipeline.send = lean_send  # type: ignore[method-assign]
+        for module, writes in zip(_REGENERATE_BUDGET_READERS, regenerate_budgets, strict=True):
+            module.WRITES_PER_REGENERATE = writes
+        for caller in _REGENERATE_CALLERS:
+            caller.regenerate_and_list = regenerate_and_list

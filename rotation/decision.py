@@ -32,13 +32,15 @@ class Action(StrEnum):
 
 # Actions that only record intent in the state entity (no Azure side effect).
 INTENT_ACTIONS = frozenset({Action.START_CYCLE, Action.BEGIN_RETIRE})
-# Actions whose invocation will call regenerateKey + listKeys, so their ARM write tokens are taken before
-# the intent is written (a deferred target stays exactly as it was).
+# Actions whose invocation will call regenerateKey, so their ARM write token is taken before the intent is
+# written (a deferred target stays exactly as it was).
 SPENDS_REGENERATE_BUDGET = frozenset(
     {Action.START_CYCLE, Action.BEGIN_RETIRE, Action.REGENERATE_NEW, Action.RETIRE_OLD}
 )
-# ARM writes (POSTs) a regenerate step makes: regenerateKey, then listKeys for the stored value.
-WRITES_PER_REGENERATE = 2
+# ARM writes (POSTs) a regenerate step makes: regenerateKey, whose answer carries both keys. The rare step
+# whose POST azure-core sent twice lists the keys too, and takes that write's token then
+# (``rotation.steps.regenerate.regenerate_and_list``).
+WRITES_PER_REGENERATE = 1
 # Actions whose only ARM write is one listKeys; budgeted too, so adoption of a large fleet or its drift
 # checks cannot starve the same subscription's rotations.
 LIST_KEYS_ACTIONS = frozenset({Action.ADOPT, Action.CHECK_DRIFT})

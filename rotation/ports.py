@@ -114,8 +114,9 @@ class KeyService(ABC):
         """Raises ``KeylessAccount`` when local auth is disabled."""
 
     @abstractmethod
-    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
-        """Regenerate one key. Take the new value from ``list_keys``: azure-core may retry the POST."""
+    def regenerate_key(self, resource_id: str, slot: Slot) -> AccountKeys | None:
+        """Regenerate one key; both keys as the service answered, or None when that answer may be stale
+        (the POST was sent more than once: azure-core retried it) — then take them from ``list_keys``."""
 
 
 @dataclass(frozen=True)

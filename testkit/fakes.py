@@ -84,6 +84,8 @@ class World:
         self.regenerations: list[tuple[str, Slot]] = []
         self.lock = threading.RLock()
         self.propagation_probes = 0  # a new key is refused this many times before being accepted
+        # the next this-many regenerateKey calls were sent twice by azure-core: their answer is not trusted
+        self.retried_regenerates = 0
         self.faults: dict[str, list[Exception]] = {}
         self.states: FakeStateStore | None = None
         self.targets: dict[str, Target] = {}
@@ -195,7 +197,7 @@ class FakeKeys(KeyService):
                 raise KeylessAccount("local auth disabled")
             return AccountKeys(SecretValue(account.keys[Slot.KEY1]), SecretValue(account.keys[Slot.KEY2]))
 
-    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
+    def regenerate_key(self, resource_id: str, slot: Slot) -> AccountKeys | None:
         with self.world.lock:
             self.world.fault("arm.regenerate_key")
             account = self._account(resource_id, "arm.regenerate_key")
@@ -207,6 +209,10 @@ class FakeKeys(KeyService):
             account.issued.append(value)
             account.pending[value] = self.world.propagation_probes
             self.world.regenerations.append((resource_id, slot))
+            if self.world.retried_regenerates > 0:
+                self.world.retried_regenerates -= 1
+                return None
+            return AccountKeys(SecretValue(account.keys[Slot.KEY1]), SecretValue(account.keys[Slot.KEY2]))
 
     def _check_i2_i4(self, resource_id: str, slot: Slot) -> None:
         target = self.world.targets.get(resource_id.lower())

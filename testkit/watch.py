@@ -240,8 +240,8 @@ class WatchedKeys(_Watched, KeyService):
     def list_keys(self, resource_id: str) -> AccountKeys:
         return self._call("list_keys", (resource_id,), lambda: self.inner.list_keys(resource_id))
 
-    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
-        self._call(
+    def regenerate_key(self, resource_id: str, slot: Slot) -> AccountKeys | None:
+        return self._call(
             "regenerate_key", (resource_id, slot), lambda: self.inner.regenerate_key(resource_id, slot)
         )
 

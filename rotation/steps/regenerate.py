@@ -33,12 +33,19 @@ def regenerate_inactive_slot(ctx: StepContext, state: TargetState, now: datetime
 
 
 def regenerate_and_list(ctx: StepContext, slot: Slot) -> AccountKeys:
-    """regenerateKey, then the value from listKeys: azure-core may have retried the POST, so the service's
-    current value wins over one response."""
+    """regenerateKey, whose answer carries both keys; listKeys only when that answer may be stale (azure-core
+    retried the POST, so an earlier one's response may have come back after the one that won)."""
     if not ctx.regenerate_budget and not ctx.ports.limiter.try_acquire(
         ctx.target.subscription_id, WRITES_PER_REGENERATE
     ):
         raise TransientAzureError(f"{ctx.target.account_name}: ARM write budget exhausted; retrying later")
     ctx.regenerate_budget = False
-    ctx.ports.keys.regenerate_key(ctx.target.resource_id, slot)
+    answered = ctx.ports.keys.regenerate_key(ctx.target.resource_id, slot)
+    if answered is not None:
+        return answered
+    if not ctx.ports.limiter.try_acquire(ctx.target.subscription_id):  # listKeys is an ARM write too
+        raise TransientAzureError(
+            f"{ctx.target.account_name}: ARM write budget exhausted before listKeys (azure-core sent "
+            "regenerateKey twice); retrying later"
+        )
     return ctx.ports.keys.list_keys(ctx.target.resource_id)

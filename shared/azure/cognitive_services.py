@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
@@ -94,15 +94,20 @@ class CognitiveServicesKeys(KeyService):
             raise self._fail(error, "arm.list_keys", sub) from None
         return AccountKeys(SecretValue(keys.key1 or ""), SecretValue(keys.key2 or ""))
 
-    def regenerate_key(self, resource_id: str, slot: Slot) -> None:
+    def regenerate_key(self, resource_id: str, slot: Slot) -> AccountKeys | None:
         """POST regenerateKey. Permission: Microsoft.CognitiveServices/accounts/regenerateKey/action.
 
-        The response (both keys) is dropped on purpose: azure-core may have sent the POST twice, so the
-        caller reads the current values with ``list_keys``.
+        Its response carries both keys (``ApiKeys``, the REST spec's ``RegenerateKey.json`` example). They
+        are returned when azure-core sent the POST once; when its retry policy sent it again (the pipeline
+        context's ``history``), the response may answer an earlier POST than the one that won, so None:
+        the caller reads the current values with ``list_keys``.
         """
         sub, rg, name = parse_resource_id(resource_id)
         try:
-            self._client(sub).accounts.regenerate_key(rg, name, key_name=slot.arm_name)
+            answered = self._client(sub).accounts.regenerate_key(
+                rg, name, key_name=slot.arm_name, cls=_keys_if_sent_once
+            )
+            return cast(AccountKeys | None, answered)  # what ``cls`` returns, not the typed ``ApiKeys``
         except HttpResponseError as error:
             if error.status_code == 400 and self._local_auth_disabled(resource_id):
                 raise KeylessAccount(f"{name}: local authentication is disabled (disableLocalAuth)") from None
@@ -128,3 +133,11 @@ class CognitiveServicesKeys(KeyService):
             return self.get_account(resource_id).disable_local_auth
         except Exception:
             return False
+
+
+def _keys_if_sent_once(pipeline_response: Any, keys: Any, _headers: Any) -> AccountKeys | None:
+    """The generated operation's ``cls`` hook (the lean call's too): the keys of the response, unless the
+    retry policy sent the POST more than once."""
+    if pipeline_response.context.get("history") or keys is None:
+        return None
+    return AccountKeys(SecretValue(keys.key1 or ""), SecretValue(keys.key2 or ""))

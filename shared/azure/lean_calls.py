@@ -5,7 +5,8 @@ every request of a cycle but the probe (aiohttp's already) and a deferral's queu
 Why: the SDKs' generated operations cost more CPU than the request itself. Measured on this project's
 loop and transport, 16 at a time (docs/BENCHMARKS.md §7, sixth pass): a secret read through
 ``SecretClient.get_secret`` 0.64-0.98 ms, the same request through ``send_request`` on the same client
-0.44-0.72 ms, through an ``AsyncPipelineClient`` with three policies 0.29-0.43 ms. What the SDK adds is
+0.44-0.72 ms, through an ``AsyncPipelineClient`` with three policies 0.29-0.43 ms, and 15-20 % less again
+on a bare ``AsyncPipeline`` with azure-core's transport request (seventh pass). What the SDK adds is
 model (de)serialization, a request id (``uuid1``), a decode policy that parses the body once more, and
 policies that do nothing here (proxy, redirects, tracing, logging kept quiet). What stays is what a call
 needs: azure-core's retry (Retry-After, the absolute timeout), the bearer policy (ARM's challenge-aware
@@ -32,14 +33,14 @@ canonical form of a signed request is the SDK's, not a copy of it).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from azure.core import AsyncPipelineClient, MatchConditions
+from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -50,6 +51,7 @@ from azure.core.exceptions import (
     ResourceNotModifiedError,
     map_error,
 )
+from azure.core.pipeline import AsyncPipeline, PipelineResponse
 from azure.core.pipeline.policies import (
     AsyncBearerTokenCredentialPolicy,
     AsyncHTTPPolicy,
@@ -57,7 +59,7 @@ from azure.core.pipeline.policies import (
     SansIOHTTPPolicy,
     UserAgentPolicy,
 )
-from azure.core.rest import HttpRequest
+from azure.core.pipeline.transport import HttpRequest
 from azure.mgmt.core.policies import AsyncARMChallengeAuthenticationPolicy
 
 KEY_VAULT_API_VERSION = "7.6"
@@ -92,13 +94,19 @@ _Policy = AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]
 
 def _json(response: Any) -> Any:
     """The body's JSON, parsed from the bytes (UTF-8, as every one of these services answers): azure-core's
-    ``json()`` first decodes text by the Content-Type's charset, parsed with the ``email`` package."""
-    content = response.content
+    ``text()`` first decodes by the Content-Type's charset, parsed with the ``email`` package."""
+    content = response.body()
     return json.loads(content) if content else {}
 
 
 class LeanPipeline:
-    """One ``AsyncPipelineClient`` with the policies a call needs, and JSON in and out."""
+    """One azure-core ``AsyncPipeline`` with the policies a call needs, and JSON in and out.
+
+    Requests are azure-core's transport ``HttpRequest``, run on the pipeline itself: the ``azure.core.rest``
+    request and response that ``AsyncPipelineClient.send_request`` takes add a compatibility layer (attribute
+    look-ups through ``__getattr__``/``__setattr__``, dozens per call) that cost 15-20 % of a read's CPU
+    (docs/BENCHMARKS.md §7, seventh pass); the pipeline response also tells whether the retry policy
+    retried (its ``history``), which ``regenerateKey`` needs (``LeanAccounts``)."""
 
     def __init__(
         self,
@@ -116,9 +124,7 @@ class LeanPipeline:
             auth,
         ]
         self.base_url = base_url.rstrip("/")
-        self.client: AsyncPipelineClient[HttpRequest, Any] = AsyncPipelineClient(
-            self.base_url, policies=policies, transport=options["transport"]
-        )
+        self._pipeline: AsyncPipeline[HttpRequest, Any] = AsyncPipeline(options["transport"], policies)
 
     async def send(
         self,
@@ -128,22 +134,29 @@ class LeanPipeline:
         headers: Mapping[str, str] | None = None,
         errors: Mapping[int, type[HttpResponseError]] = _ERRORS,
         expected: int = 200,
-    ) -> Any:
-        """The answer, read; any other status than ``expected`` raises as the generated code raises (404
-        as ``ResourceNotFoundError``…, the error's code parsed from the body by azure-core)."""
-        sent_headers = {"Accept": "application/json", **(headers or {})}
-        request = HttpRequest(method, url, json=body, headers=sent_headers)
-        response = await self.client.send_request(request, **self._timeouts)  # read whole (stream=False)
+    ) -> PipelineResponse[HttpRequest, Any]:
+        """The answer, read whole (its ``context`` says whether the retry policy retried); any other status
+        than ``expected`` raises as the generated code raises (404 as ``ResourceNotFoundError``…, the error's
+        code parsed from the body by azure-core)."""
+        request = HttpRequest(method, url, headers={"Accept": "application/json", **(headers or {})})
+        if body is not None:
+            request.set_json_body(body)  # the body and its length; its type as azure.core.rest sets it
+            request.headers["Content-Type"] = "application/json"
+        sent = await self._pipeline.run(request, **self._timeouts)  # read whole (stream=False)
+        response = sent.http_response
         if response.status_code != expected:
             map_error(response.status_code, response, dict(errors))
             raise HttpResponseError(response=response)
-        return response
+        return sent
 
     async def call(self, method: str, url: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``send`` for a JSON answer (200)."""
-        response = await self.send(method, url, body)
-        answer = _json(response)
+        answer = _json((await self.send(method, url, body)).http_response)
         return answer if isinstance(answer, dict) else {}
+
+    async def close(self) -> None:
+        """Closes nothing shared: the transport's session is the process's (``session_owner=False``)."""
+        await self._pipeline.__aexit__()
 
 
 class _OnSdk:
@@ -157,7 +170,7 @@ class _OnSdk:
         return getattr(self.sdk, name)
 
     async def close(self) -> None:
-        await self.pipeline.client.close()
+        await self.pipeline.close()
         await self.sdk.close()
 
 
@@ -260,10 +273,22 @@ class LeanAccounts:
         keys = await self.pipeline.call("POST", self._url(resource_group_name, account_name, "listKeys"))
         return LeanKeys(keys.get("key1"), keys.get("key2"))
 
-    async def regenerate_key(self, resource_group_name: str, account_name: str, *, key_name: str) -> LeanKeys:
+    async def regenerate_key(
+        self,
+        resource_group_name: str,
+        account_name: str,
+        *,
+        key_name: str,
+        cls: Callable[[PipelineResponse[HttpRequest, Any], LeanKeys, dict[str, Any]], Any] | None = None,
+    ) -> Any:
+        """``cls`` as the generated operation calls it: with the pipeline response (whose context tells a
+        retried POST), the keys, and the response headers."""
         url = self._url(resource_group_name, account_name, "regenerateKey")
-        keys = await self.pipeline.call("POST", url, {"keyName": key_name})
-        return LeanKeys(keys.get("key1"), keys.get("key2"))
+        sent = await self.pipeline.send("POST", url, {"keyName": key_name})
+        answer = _json(sent.http_response)
+        answer = answer if isinstance(answer, dict) else {}
+        keys = LeanKeys(answer.get("key1"), answer.get("key2"))
+        return cls(sent, keys, {}) if cls else keys
 
 
 class LeanArm(_OnSdk):
@@ -387,7 +412,7 @@ class LeanTable(_OnSdk):
         headers = {**_TABLE_HEADERS, "Prefer": "return-no-content", "Accept": _MINIMAL_METADATA}
         body = _table_body(entity)
         sent = await self.pipeline.send("POST", self.table_url, body, headers, _TABLE_ERRORS, 204)
-        return {"etag": sent.headers.get("ETag")}
+        return {"etag": sent.http_response.headers.get("ETag")}
 
     async def update_entity(
         self,
@@ -412,12 +437,12 @@ class LeanTable(_OnSdk):
             headers["If-Match"] = "*"
         url = self._entity_url(str(entity["PartitionKey"]), str(entity["RowKey"]))
         sent = await self.pipeline.send("PUT", url, _table_body(entity), headers, _TABLE_ERRORS, 204)
-        return {"etag": sent.headers.get("ETag")}
+        return {"etag": sent.http_response.headers.get("ETag")}
 
     async def get_entity(self, partition_key: str, row_key: str) -> LeanEntity:
         """Query Entities for one entity by its keys (minimal metadata: typed values carry their type)."""
         url = f"{self._entity_url(partition_key, row_key)}?$format={quote(_MINIMAL_METADATA, safe='')}"
         headers = {**_TABLE_HEADERS, "Accept": _MINIMAL_METADATA}
         sent = await self.pipeline.send("GET", url, None, headers, _TABLE_ERRORS, 200)
-        answer = _json(sent)
-        return _entity(answer if isinstance(answer, dict) else {}, sent.headers.get("ETag"))
+        answer = _json(sent.http_response)
+        return _entity(answer if isinstance(answer, dict) else {}, sent.http_response.headers.get("ETag"))

@@ -76,10 +76,36 @@ def test_list_keys_and_regenerate_on_the_lean_calls_match_the_sdk(
     assert isinstance(client._inner, LeanArm)
     before = lean.keys.list_keys(resource_id)
     assert before == sync.keys.list_keys(resource_id)
-    lean.keys.regenerate_key(resource_id, Slot.KEY2)
+    answered = lean.keys.regenerate_key(resource_id, Slot.KEY2)
     after = sync.keys.list_keys(resource_id)
     assert after.key1 == before.key1 and after.key2 != before.key2
-    assert lean.keys.list_keys(resource_id) == after
+    assert lean.keys.list_keys(resource_id) == after == answered
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # azure-core sends a POST again after a 500, 503 or 504, or any answer with Retry-After
+        {"status": 503, "when": "after"},  # the first POST regenerated, its answer was lost
+        {"status": 500},  # the first POST failed before it ran
+        {"status": 429, "retry_after": 0.05},  # throttled
+    ],
+    ids=["answer-lost", "failed-first", "throttled"],
+)
+def test_a_retried_regenerate_answers_none_on_both_paths(
+    both: tuple[Any, Any], emulator: EmulatorProcess, fault: dict[str, Any]
+) -> None:
+    """azure-core retried the POST, so its answer may be an earlier POST's: the caller must list the keys."""
+    for ports in both:
+        resource_id = contract_resource_id("c" + uuid.uuid4().hex[:10])
+        emulator.control.add_account(resource_id)
+        before = ports.keys.list_keys(resource_id)
+        emulator.control.reset_calls()
+        emulator.control.add_fault("arm.regenerate_key", count=1, **fault)
+        assert ports.keys.regenerate_key(resource_id, Slot.KEY1) is None
+        assert emulator.control.calls()["arm.regenerate_key"] == 2
+        after = ports.keys.list_keys(resource_id)
+        assert after.key1 != before.key1 and after.key2 == before.key2
 
 
 FAULTS = [

@@ -29,8 +29,9 @@ def test_subscriptions_and_vaults_are_paced_separately_and_the_later_delay_wins(
         (target("s2", "c"), Action.START_CYCLE),
         (target("s3", "d", vault="https://kv2/"), Action.START_CYCLE),  # its own subscription and vault
     ]
-    arm, vault = Budget(per_second=1, burst=2), Budget(per_second=3, burst=3)
+    arm, vault = Budget(per_second=0.5, burst=1), Budget(per_second=3, burst=3)
     delays = pace(work, arm, vault, lambda url: url or "kv1")
-    # ARM: 2 writes each, a burst of 2 per subscription; Key Vault: 3 writes each, a burst of 3 per vault
+    # ARM: 1 write each (regenerateKey), a burst of 1 per subscription; Key Vault: 3 writes each, a burst of 3
+    # per vault. b: its subscription's second write waits 2 s, its vault 1 s — the later wins;
     # c: its subscription has room, its vault (the third 3-write item there) waits 2 s
     assert delays == pytest.approx([0, 2, 2, 0])
