@@ -34,7 +34,9 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   request and response again, instead of the transport request on the bare pipeline (seventh pass);
 - ``listkeys``: every regenerate step lists the keys after ``regenerateKey`` again and takes two ARM write
   tokens for it, instead of taking the keys from its answer (seventh pass);
-- ``sixth``: ``restrequest`` and ``listkeys`` (the engine as the sixth pass left it);
+- ``sdkqueue``: a deferral's queue message through azure-storage-queue's operation again instead of the
+  lean call (seventh pass);
+- ``sixth``: ``restrequest``, ``listkeys`` and ``sdkqueue`` (the engine as the sixth pass left it);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
   ``refuseread``, ``unpaced``, ``sdkops`` and ``listkeys`` undone at once (the engine before issue 17, as
   far as one process allows).
@@ -95,7 +97,8 @@ VARIANTS: dict[str, frozenset[str]] = {
     "sdkops": frozenset({"sdkops"}),
     "restrequest": frozenset({"restrequest"}),
     "listkeys": frozenset({"listkeys"}),
-    "sixth": frozenset({"restrequest", "listkeys"}),
+    "sdkqueue": frozenset({"sdkqueue"}),
+    "sixth": frozenset({"restrequest", "listkeys", "sdkqueue"}),
     "before": frozenset(
         {
             "env",
@@ -184,6 +187,10 @@ _REGENERATE_BUDGET_READERS: tuple[Any, ...] = (pacing, write_budgets)
 _REGENERATE_CALLERS: tuple[Any, ...] = (regenerate_step, retire_step)
 
 
+def _sdk_queue(self: aio_clients.AsyncClients, client: Any, encoding: Any) -> Any:
+    return client  # azure-storage-queue's own send_message
+
+
 def settings_for(settings: Settings, variant: str) -> Settings:
     """``env``, ``sync`` and ``async`` need their own service: its clients are built differently."""
     changes = VARIANTS[variant]
@@ -196,13 +203,17 @@ def settings_for(settings: Settings, variant: str) -> Settings:
 
 def built(settings: Settings, variant: str, clock: Callable[[], datetime]) -> RotationService:
     """``variant``'s own service: its settings (``settings_for``), its clients (``sdkops``: built while the
-    lean calls are off) and its wiring (``unpaced``: its sweep's pacing)."""
-    lean = aio_clients.LEAN_CALLS
+    lean calls are off; ``sdkqueue``: the queue client as the SDK built it) and its wiring (``unpaced``: its
+    sweep's pacing)."""
+    lean, aio_queue = aio_clients.LEAN_CALLS, aio_clients.AsyncClients.aio_queue
     aio_clients.LEAN_CALLS = "sdkops" not in VARIANTS[variant]
+    if "sdkqueue" in VARIANTS[variant]:
+        aio_clients.AsyncClients.aio_queue = _sdk_queue  # type: ignore[method-assign]
     try:
         service = build_service(settings_for(settings, variant), clock=clock)
     finally:
         aio_clients.LEAN_CALLS = lean
+        aio_clients.AsyncClients.aio_queue = aio_queue  # type: ignore[method-assign]
     if "unpaced" in VARIANTS[variant]:
         service.pacing = None
     return service

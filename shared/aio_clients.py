@@ -22,7 +22,14 @@ from requests.certs import where as requests_ca_bundle
 
 from shared.aio_loop import BlockingClient, IoLoop, process_loop
 from shared.azure.data_plane_probe import MAX_BODY_BYTES, ProbeConnectionFailed, ProbeNoAnswer, ProbeSender
-from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable, storage_auth
+from shared.azure.lean_calls import (
+    LeanArm,
+    LeanQueue,
+    LeanSecrets,
+    LeanTable,
+    queue_auth,
+    storage_auth,
+)
 from shared.azure.token_cache import AsyncSingleFlightCredential, SingleFlightCredential
 from shared.http_session import ca_bundle_from_environment
 
@@ -185,16 +192,20 @@ class AsyncClients:
         from azure.storage.queue.aio import QueueClient
 
         if connection_string:
-            return self.wrap(
-                QueueClient.from_connection_string(
-                    connection_string, queue_name, message_encode_policy=encoding, **self.options
-                )
+            client = QueueClient.from_connection_string(
+                connection_string, queue_name, message_encode_policy=encoding, **self.options
             )
-        return self.wrap(
-            QueueClient(
+        else:
+            client = QueueClient(
                 queue_url or "", queue_name, self.credential, message_encode_policy=encoding, **self.options
             )
-        )
+        return self.wrap(self.aio_queue(client, encoding))
+
+    def aio_queue(self, client: Any, encoding: Any) -> Any:
+        """A ``.aio`` ``QueueClient`` with the lean ``send_message`` on it when its credential allows
+        (unwrapped); ``encoding`` is the one it was built with."""
+        auth = queue_auth(client.credential) if LEAN_CALLS else None
+        return client if auth is None else LeanQueue(client, auth, encoding, self.options)
 
     def event_grid(self, endpoint: str) -> Any:
         from azure.eventgrid.aio import EventGridPublisherClient

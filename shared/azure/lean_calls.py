@@ -1,6 +1,6 @@
 """The cycle's hottest Azure calls on a plain azure-core pipeline (asynchronous path only): Key Vault's
-secret read and write, ARM's ``regenerateKey`` and ``listKeys``, Table's entity insert, replace and read —
-every request of a cycle but the probe (aiohttp's already) and a deferral's queue message.
+secret read and write, ARM's ``regenerateKey`` and ``listKeys``, Table's entity insert, replace and read,
+and Queue's Put Message (a deferral) — every request of a cycle but the probe (aiohttp's already).
 
 Why: the SDKs' generated operations cost more CPU than the request itself. Measured on this project's
 loop and transport, 16 at a time (docs/BENCHMARKS.md §7, sixth pass): a secret read through
@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import quote, urlparse
+from xml.sax.saxutils import escape
 
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
@@ -134,6 +135,7 @@ class LeanPipeline:
         headers: Mapping[str, str] | None = None,
         errors: Mapping[int, type[HttpResponseError]] = _ERRORS,
         expected: int = 200,
+        content: bytes | None = None,
     ) -> PipelineResponse[HttpRequest, Any]:
         """The answer, read whole (its ``context`` says whether the retry policy retried); any other status
         than ``expected`` raises as the generated code raises (404 as ``ResourceNotFoundError``…, the error's
@@ -142,6 +144,8 @@ class LeanPipeline:
         if body is not None:
             request.set_json_body(body)  # the body and its length; its type as azure.core.rest sets it
             request.headers["Content-Type"] = "application/json"
+        elif content is not None:
+            request.set_bytes_body(content)  # a body of another type (Queue's XML): the caller names it
         sent = await self._pipeline.run(request, **self._timeouts)  # read whole (stream=False)
         response = sent.http_response
         if response.status_code != expected:
@@ -446,3 +450,45 @@ class LeanTable(_OnSdk):
         sent = await self.pipeline.send("GET", url, None, headers, _TABLE_ERRORS, 200)
         answer = _json(sent.http_response)
         return _entity(answer if isinstance(answer, dict) else {}, sent.http_response.headers.get("ETag"))
+
+
+# Queue Storage: Put Message, as azure-storage-queue sends it (its api-version, its XML body).
+_QUEUE_MESSAGE = (
+    "<?xml version='1.0' encoding='utf-8'?>\n<QueueMessage><MessageText>{}</MessageText></QueueMessage>"
+)
+
+
+def queue_auth(credential: Any) -> _Policy | None:
+    """The queue client's own credential as a policy: the Shared Key policy azure-storage-queue built from a
+    connection string's key (its own object, so the Blob/Queue canonical form is the SDK's), or a token (the
+    deployed identity). Anything else (SAS): None, and the SDK's operation is kept."""
+    if isinstance(credential, SansIOHTTPPolicy):
+        return credential
+    if hasattr(credential, "get_token") or hasattr(credential, "get_token_info"):
+        return AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE)
+    return None
+
+
+class LeanQueue(_OnSdk):
+    """``send_message`` on the lean pipeline; the rest of ``sdk`` (the ``.aio`` ``QueueClient``: receiving,
+    deleting, creating the queue) as it is. ``encode`` is the client's message encoding (the Functions
+    trigger's base64)."""
+
+    def __init__(
+        self, sdk: Any, auth: _Policy, encode: Callable[[str], str], options: Mapping[str, Any]
+    ) -> None:
+        self.sdk = sdk
+        self.encode = encode
+        self.messages_url = f"{str(sdk.url).partition('?')[0].rstrip('/')}/messages"
+        self.headers = {"x-ms-version": str(sdk.api_version), "Content-Type": "application/xml"}
+        self.pipeline = LeanPipeline(self.messages_url, auth, options, (_StorageDate(),))
+
+    async def send_message(self, content: str, *, visibility_timeout: int | None = None) -> None:
+        """Put Message: visible after ``visibility_timeout`` seconds, kept the service's default 7 days."""
+        text = escape(self.encode(content))
+        url = self.messages_url
+        if visibility_timeout is not None:
+            url += f"?visibilitytimeout={int(visibility_timeout)}"
+        headers = {**self.headers, "Accept": "application/xml"}
+        body = _QUEUE_MESSAGE.format(text).encode()
+        await self.pipeline.send("POST", url, None, headers, _ERRORS, 201, content=body)

@@ -178,14 +178,14 @@ def storage_path(path: str, azurite: AzuriteProcess, connection_string: str | No
     def queue(name: str) -> Any:
         from azure.storage.queue.aio import QueueClient as AioQueueClient
 
-        return aio.wrap(
-            AioQueueClient.from_connection_string(
-                connection,
-                name,
-                message_encode_policy=TextBase64EncodePolicy(),
-                message_decode_policy=TextBase64DecodePolicy(),
-                **aio.options,
-            )
+        encoding = TextBase64EncodePolicy()
+        client = AioQueueClient.from_connection_string(
+            connection,
+            name,
+            message_encode_policy=encoding,
+            message_decode_policy=TextBase64DecodePolicy(),
+            **aio.options,
         )
+        return aio.wrap(aio.aio_queue(client, encoding))  # sending on the lean call, as the engine does
 
     return StoragePath("async", lambda name: aio.table(service, name), queue)

@@ -21,7 +21,7 @@ from rotation.ports import DataPlane, ProbeResult
 from shared.aio_clients import AsyncClients, LeanAioTransport
 from shared.aio_loop import BlockingClient, IoLoop
 from shared.azure.key_vault import KeyVaultSecretStore
-from shared.azure.lean_calls import LeanArm, LeanSecrets, LeanTable
+from shared.azure.lean_calls import LeanArm, LeanQueue, LeanSecrets, LeanTable
 from shared.azure.tables import TableStateStore
 from shared.bootstrap import CLIENT_OPTIONS
 from tests.contract.conftest import contract_resource_id, ports_on_path
@@ -43,12 +43,14 @@ def test_the_setting_selects_the_aio_clients_and_false_keeps_the_synchronous_one
     assert isinstance(on.secrets, KeyVaultSecretStore) and isinstance(on.states, TableStateStore)
     for client in (on.secrets.client, on.states.table.client, on.scheduler.client):
         assert isinstance(client, BlockingClient)
-        inner = client._inner.sdk if isinstance(client._inner, LeanSecrets | LeanTable) else client._inner
+        lean = isinstance(client._inner, LeanSecrets | LeanTable | LeanQueue)
+        inner = client._inner.sdk if lean else client._inner
         assert ".aio" in type(inner).__module__, type(inner).__module__
-    # Key Vault's, ARM's and Table's hot calls on the lean pipeline (shared/azure/lean_calls.py), over the
-    # .aio SDKs
+    # Key Vault's, ARM's, Table's and Queue's hot calls on the lean pipeline (shared/azure/lean_calls.py),
+    # over the .aio SDKs
     assert isinstance(on.secrets.client._inner, LeanSecrets)
     assert isinstance(on.states.table.client._inner, LeanTable)
+    assert isinstance(on.scheduler.client._inner, LeanQueue)
     resource_id = contract_resource_id("unused")
     arm = on.keys._client(resource_id.split("/")[2])
     assert isinstance(arm, BlockingClient) and isinstance(arm._inner, LeanArm)

@@ -4,6 +4,7 @@ word for word, on the asynchronous path as on the synchronous one."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -221,3 +222,26 @@ def test_a_wrong_account_key_is_reported_the_same_way_on_both_paths(azurite: Azu
             TableStateStore(client).get("some-target")
         seen.append(str(raised.value))
     assert seen[0] == seen[1] and "HTTP 403" in seen[0]
+
+
+def test_a_message_sent_on_the_lean_call_is_received_as_the_sdk_sends_it(azurite: AzuriteProcess) -> None:
+    """Put Message (a deferral): the content round-trips through the Functions trigger's base64, the
+    visibility delay holds, and a missing queue fails with the SDK's error class on both paths."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    name = "leanq-" + uuid.uuid4().hex[:8]
+    sync, lean = storage_path("sync", azurite).queue(name), storage_path("async", azurite).queue(name)
+    assert isinstance(lean, BlockingClient) and type(lean._inner).__name__ == "LeanQueue"
+    sync.create_queue()
+    content = json.dumps({"target": "/subscriptions/s/resourceGroups/g/x<&>'\"", "é": 1})
+    assert lean.send_message(content) is None
+    sync.send_message(content)
+    received = [m.content for m in sync.receive_messages(max_messages=5)]
+    assert received == [content, content]  # the same text, whichever path sent it
+    lean.send_message(content, visibility_timeout=60)
+    assert list(sync.receive_messages(max_messages=5)) == []  # invisible for its delay
+    assert sync.get_queue_properties().approximate_message_count >= 1
+    missing_sync, missing_lean = (storage_path(p, azurite).queue(name + "-none") for p in ("sync", "async"))
+    for client in (missing_sync, missing_lean):
+        with pytest.raises(ResourceNotFoundError):
+            client.send_message(content)
