@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -251,7 +251,16 @@ class TargetState:
     history_carried: tuple[HistoryRecord, ...] = ()
 
     def with_changes(self, **changes: Any) -> TargetState:
-        return replace(self, **changes)
+        """A copy with ``changes`` — what ``dataclasses.replace`` returns, without running ``__init__`` on
+        every field again (a step makes a dozen copies; ``replace`` was an eighth of the engine threads'
+        CPU in a cycle, docs/BENCHMARKS.md §7, seventh pass). The state has no ``__post_init__`` to skip."""
+        unknown = changes.keys() - _STATE_FIELDS
+        if unknown:
+            raise TypeError(f"TargetState has no field {', '.join(sorted(unknown))}")
+        copy = object.__new__(type(self))
+        vars(copy).update(vars(self))
+        vars(copy).update(changes)
+        return copy
 
     def lease_held_by_other(self, owner: str, now: datetime) -> bool:
         return (
@@ -265,6 +274,9 @@ class TargetState:
     def new_slot(self) -> Slot | None:
         """The slot being brought into service (before the swap) — the inactive one."""
         return self.active_slot.other if self.active_slot else None
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(TargetState))
 
 
 @dataclass(frozen=True)

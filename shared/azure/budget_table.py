@@ -74,6 +74,9 @@ class _View:
     tick: int  # the bucket's tick right before the request was sent (the state is at least that recent)
 
 
+_FLATTENED = str.maketrans(dict.fromkeys("/\\#?", "|"))
+
+
 class TableTokenBucket(WriteRateLimiter):
     """``scope`` names the bucket family (``arm|<client id>``, ``kv``); the key passed to ``try_acquire``
     (a subscription id, a vault URL) completes the row key."""
@@ -112,8 +115,7 @@ class TableTokenBucket(WriteRateLimiter):
 
     def _row(self, key: str) -> str:
         # Table keys may not contain / \ # ? (vault URLs and ids are flattened).
-        text = f"{self.scope}|{key.lower()}"
-        return "".join("|" if c in "/\\#?" else c for c in text)
+        return f"{self.scope}|{key.lower()}".translate(_FLATTENED)
 
     def _ensure_table(self) -> None:
         if self._created:

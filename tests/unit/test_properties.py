@@ -82,3 +82,28 @@ def test_invariants_hold_under_any_interleaving(operations: list[tuple[str, obje
     texts = [repr(row[0]) for row in rig.states.rows.values()]
     texts += [repr(r) for rows in rig.history.rows.values() for r in rows]
     assert not any(v in t for v in values for t in texts)
+
+
+@given(st.lists(st.sampled_from(list(Phase))), st.integers(0, 9), st.text(max_size=8), st.booleans())
+def test_with_changes_is_dataclasses_replace(
+    phases: list[Phase], attempts: int, text: str, emergency: bool
+) -> None:
+    """TargetState.with_changes copies without running __init__ (it is hot): it must give exactly what
+    dataclasses.replace gives, leave the original alone, and refuse a field the state does not have."""
+    import dataclasses
+
+    import pytest
+
+    from rotation.model import TargetState
+
+    state = TargetState("t", Phase.IDLE, attempts=1, history_carried=())
+    for phase in phases or [Phase.DRAINING]:
+        changes = {"phase": phase, "attempts": attempts, "last_error": text or None, "emergency": emergency}
+        changed = state.with_changes(**changes)
+        assert changed == dataclasses.replace(state, **changes) and type(changed) is TargetState
+        assert hash(changed) == hash(dataclasses.replace(state, **changes))
+        assert (state.phase, state.attempts) == (Phase.IDLE, 1)  # the original is untouched
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            changed.phase = Phase.IDLE  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field not_a_field"):
+        state.with_changes(not_a_field=1)
