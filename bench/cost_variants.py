@@ -55,7 +55,7 @@ from typing import Any
 
 import requests
 from azure.core import AsyncPipelineClient
-from azure.core.exceptions import AzureError, HttpResponseError, map_error
+from azure.core.exceptions import AzureError, HttpResponseError
 from azure.core.rest import HttpRequest as RestRequest
 
 from rotation import history_carry, pacing, write_budgets
@@ -69,7 +69,7 @@ from rotation.steps.context import StepContext
 from shared import aio_clients
 from shared.azure import budget_table, lean_calls, queues, tables
 from shared.azure.budget_table import TableTokenBucket
-from shared.azure.lean_calls import LeanPipeline
+from shared.azure.lean_calls import LeanPipeline, checked
 from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
 from shared.bootstrap import HTTP_LOGGER, build_service
@@ -156,6 +156,7 @@ async def _rest_send(
     headers: Mapping[str, str] | None = None,
     errors: Mapping[int, type[HttpResponseError]] = lean_calls._ERRORS,
     expected: int = 200,
+    content: bytes | None = None,
 ) -> Any:
     """``LeanPipeline.send`` as the sixth pass had it: an ``azure.core.rest`` request through
     ``AsyncPipelineClient.send_request`` (the pipeline response asked for, so callers read it as now)."""
@@ -164,13 +165,10 @@ async def _rest_send(
         client = pipeline.__dict__["_rest_client"] = AsyncPipelineClient(
             pipeline.base_url, pipeline=pipeline._pipeline
         )
-    request = RestRequest(method, url, json=body, headers={"Accept": "application/json", **(headers or {})})
+    sent_headers = {"Accept": "application/json", **(headers or {})}
+    request = RestRequest(method, url, json=body, content=content, headers=sent_headers)
     sent = await client.send_request(request, _return_pipeline_response=True, **pipeline._timeouts)
-    response = sent.http_response
-    if response.status_code != expected:
-        map_error(response.status_code, response, dict(errors))
-        raise HttpResponseError(response=response)
-    return sent
+    return checked(sent, errors, expected)
 
 
 def _regenerate_then_list(ctx: StepContext, slot: Slot) -> AccountKeys:

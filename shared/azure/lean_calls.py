@@ -93,11 +93,25 @@ def key_vault_scope(vault_url: str) -> str:
 _Policy = AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]
 
 
-def _json(response: Any) -> Any:
-    """The body's JSON, parsed from the bytes (UTF-8, as every one of these services answers): azure-core's
-    ``text()`` first decodes by the Content-Type's charset, parsed with the ``email`` package."""
+def _object(response: Any) -> dict[str, Any]:
+    """The body's JSON object (empty for no body or anything else), parsed from the bytes (UTF-8, as every
+    one of these services answers): azure-core's ``text()`` first decodes by the Content-Type's charset,
+    parsed with the ``email`` package."""
     content = response.body()
-    return json.loads(content) if content else {}
+    answer = json.loads(content) if content else {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def checked(
+    sent: PipelineResponse[Any, Any], errors: Mapping[int, type[HttpResponseError]], expected: int
+) -> PipelineResponse[Any, Any]:
+    """``sent``, unless its status is not ``expected``: then raised as the generated code raises (404 as
+    ``ResourceNotFoundError``…, the error's code parsed from the body by azure-core)."""
+    response = sent.http_response
+    if response.status_code != expected:
+        map_error(response.status_code, response, dict(errors))
+        raise HttpResponseError(response=response)
+    return sent
 
 
 class LeanPipeline:
@@ -138,8 +152,7 @@ class LeanPipeline:
         content: bytes | None = None,
     ) -> PipelineResponse[HttpRequest, Any]:
         """The answer, read whole (its ``context`` says whether the retry policy retried); any other status
-        than ``expected`` raises as the generated code raises (404 as ``ResourceNotFoundError``…, the error's
-        code parsed from the body by azure-core)."""
+        than ``expected`` raises (``checked``)."""
         request = HttpRequest(method, url, headers={"Accept": "application/json", **(headers or {})})
         if body is not None:
             request.set_json_body(body)  # the body and its length; its type as azure.core.rest sets it
@@ -147,16 +160,11 @@ class LeanPipeline:
         elif content is not None:
             request.set_bytes_body(content)  # a body of another type (Queue's XML): the caller names it
         sent = await self._pipeline.run(request, **self._timeouts)  # read whole (stream=False)
-        response = sent.http_response
-        if response.status_code != expected:
-            map_error(response.status_code, response, dict(errors))
-            raise HttpResponseError(response=response)
-        return sent
+        return checked(sent, errors, expected)
 
     async def call(self, method: str, url: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``send`` for a JSON answer (200)."""
-        answer = _json((await self.send(method, url, body)).http_response)
-        return answer if isinstance(answer, dict) else {}
+        return _object((await self.send(method, url, body)).http_response)
 
     async def close(self) -> None:
         """Closes nothing shared: the transport's session is the process's (``session_owner=False``)."""
@@ -289,8 +297,7 @@ class LeanAccounts:
         retried POST), the keys, and the response headers."""
         url = self._url(resource_group_name, account_name, "regenerateKey")
         sent = await self.pipeline.send("POST", url, {"keyName": key_name})
-        answer = _json(sent.http_response)
-        answer = answer if isinstance(answer, dict) else {}
+        answer = _object(sent.http_response)
         keys = LeanKeys(answer.get("key1"), answer.get("key2"))
         return cls(sent, keys, {}) if cls else keys
 
@@ -448,8 +455,7 @@ class LeanTable(_OnSdk):
         url = f"{self._entity_url(partition_key, row_key)}?$format={quote(_MINIMAL_METADATA, safe='')}"
         headers = {**_TABLE_HEADERS, "Accept": _MINIMAL_METADATA}
         sent = await self.pipeline.send("GET", url, None, headers, _TABLE_ERRORS, 200)
-        answer = _json(sent.http_response)
-        return _entity(answer if isinstance(answer, dict) else {}, sent.http_response.headers.get("ETag"))
+        return _entity(_object(sent.http_response), sent.http_response.headers.get("ETag"))
 
 
 # Queue Storage: Put Message, as azure-storage-queue sends it (its api-version, its XML body).
@@ -480,7 +486,11 @@ class LeanQueue(_OnSdk):
         self.sdk = sdk
         self.encode = encode
         self.messages_url = f"{str(sdk.url).partition('?')[0].rstrip('/')}/messages"
-        self.headers = {"x-ms-version": str(sdk.api_version), "Content-Type": "application/xml"}
+        self.headers = {
+            "x-ms-version": str(sdk.api_version),
+            "Content-Type": "application/xml",
+            "Accept": "application/xml",
+        }
         self.pipeline = LeanPipeline(self.messages_url, auth, options, (_StorageDate(),))
 
     async def send_message(self, content: str, *, visibility_timeout: int | None = None) -> None:
@@ -489,6 +499,5 @@ class LeanQueue(_OnSdk):
         url = self.messages_url
         if visibility_timeout is not None:
             url += f"?visibilitytimeout={int(visibility_timeout)}"
-        headers = {**self.headers, "Accept": "application/xml"}
         body = _QUEUE_MESSAGE.format(text).encode()
-        await self.pipeline.send("POST", url, None, headers, _ERRORS, 201, content=body)
+        await self.pipeline.send("POST", url, None, self.headers, _ERRORS, 201, content=body)
