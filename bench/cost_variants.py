@@ -16,7 +16,7 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
 - ``refuseread``: every budget refusal reads the entity (as queued takes did one after the other), and
   ``release``/``penalize`` read before their compare-and-swap, instead of deciding from this instance's
   view of the entity when that view was sent after the take began;
-- ``requeue``: a refused take comes back at the next token, and every deferral sends its queue message
+- ``requeue``: a refused take comes back at the next token, and every deferral sends its own queue message
   (before: deferred targets are not spread at the refill rate, and a target deferred again before its
   message is due gets another one);
 - ``merge``: the sessions without a proxy go through requests' generic setting merge again (the CA lookup
@@ -36,6 +36,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   tokens for it, instead of taking the keys from its answer (seventh pass);
 - ``sdkqueue``: a deferral's queue message through azure-storage-queue's operation again instead of the
   lean call (seventh pass);
+- ``onebyone``: one queue message per target the sweep sends back past its horizon again, instead of one
+  per group of targets paced within the same second (eighth pass);
 - ``sixth``: ``restrequest``, ``listkeys`` and ``sdkqueue`` (the engine as the sixth pass left it);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
   ``refuseread``, ``unpaced``, ``sdkops`` and ``listkeys`` undone at once (the engine before issue 17, as
@@ -66,7 +68,7 @@ from rotation.service import RotationService
 from rotation.steps import regenerate as regenerate_step
 from rotation.steps import retire as retire_step
 from rotation.steps.context import StepContext
-from shared import aio_clients
+from shared import aio_clients, fanout
 from shared.azure import budget_table, lean_calls, queues, tables
 from shared.azure.budget_table import TableTokenBucket
 from shared.azure.lean_calls import LeanPipeline, checked
@@ -98,6 +100,7 @@ VARIANTS: dict[str, frozenset[str]] = {
     "restrequest": frozenset({"restrequest"}),
     "listkeys": frozenset({"listkeys"}),
     "sdkqueue": frozenset({"sdkqueue"}),
+    "onebyone": frozenset({"onebyone"}),
     "sixth": frozenset({"restrequest", "listkeys", "sdkqueue"}),
     "before": frozenset(
         {
@@ -135,6 +138,11 @@ def _send_every_time(scheduler: QueueWorkScheduler, resource_id: str, delay_seco
         scheduler.client.send_message(fanout_message(resource_id), visibility_timeout=delay)
     except AzureError:
         pass  # as the scheduler: best effort, the next sweep takes the target anyway
+
+
+def _send_each_every_time(scheduler: QueueWorkScheduler, resource_ids: Sequence[str], delay: float) -> None:
+    for resource_id in resource_ids:
+        _send_every_time(scheduler, resource_id, delay)
 
 
 def _one_request_per_row(store: TableHistoryStore, target_key: str, records: Sequence[HistoryRecord]) -> None:
@@ -231,6 +239,10 @@ def undone(variant: str) -> Iterator[None]:
     append_all: Any = TableHistoryStore.append_all
     wait_seconds: Any = TableTokenBucket.wait_seconds
     schedule: Any = QueueWorkScheduler.schedule
+    schedule_many: Any = QueueWorkScheduler.schedule_many
+    per_message = fanout.MAX_TARGETS_PER_MESSAGE
+    if "onebyone" in changes:
+        fanout.MAX_TARGETS_PER_MESSAGE = 1
     merge: Any = LeanSession.merge_environment_settings
     if "merge" in changes:
         LeanSession.merge_environment_settings = _generic_merge  # type: ignore[method-assign,assignment]
@@ -247,6 +259,7 @@ def undone(variant: str) -> Iterator[None]:
     if "requeue" in changes:
         TableTokenBucket.wait_seconds = _wait_for_the_next_token  # type: ignore[method-assign,assignment]
         QueueWorkScheduler.schedule = _send_every_time  # type: ignore[method-assign,assignment]
+        QueueWorkScheduler.schedule_many = _send_each_every_time  # type: ignore[method-assign,assignment]
     if "logging" in changes:
         http_logger.setLevel(logging.INFO)
     if "reserve" in changes:
@@ -273,6 +286,8 @@ def undone(variant: str) -> Iterator[None]:
         history_carry.CARRY_HISTORY = True
         TableTokenBucket.wait_seconds = wait_seconds  # type: ignore[method-assign]
         QueueWorkScheduler.schedule = schedule  # type: ignore[method-assign]
+        QueueWorkScheduler.schedule_many = schedule_many  # type: ignore[method-assign]
+        fanout.MAX_TARGETS_PER_MESSAGE = per_message
         LeanSession.merge_environment_settings = merge  # type: ignore[method-assign]
         LeanPipeline.send = lean_send  # type: ignore[method-assign]
         for module, writes in zip(_REGENERATE_BUDGET_READERS, regenerate_budgets, strict=True):

@@ -256,6 +256,13 @@ class WorkScheduler(ABC):
     def schedule(self, resource_id: str, delay_seconds: float) -> None:
         """Best effort: never raises (the next sweep picks the target up anyway)."""
 
+    def schedule_many(self, resource_ids: Sequence[str], delay_seconds: float) -> None:
+        """Several targets due at the same time, brought back together where the adapter can (the queue:
+        one message, one invocation running them side by side). Best effort, as ``schedule``; by default
+        one ``schedule`` each."""
+        for resource_id in resource_ids:
+            self.schedule(resource_id, delay_seconds)
+
 
 class NoScheduler(WorkScheduler):
     def schedule(self, resource_id: str, delay_seconds: float) -> None:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
@@ -162,26 +163,7 @@ class RotationService:
         if planned is not None:
             planned(len(due))
 
-        def advance(target: Target, current: VersionedState | None) -> TargetResult | None:
-            if stop is not None and stop.is_set():
-                return None  # not started: the next sweep finds it as it was
-            return self._advance_safely(target, trigger, current, True)
-
-        results: list[TargetResult] = []
-        interrupted = 0
-        if due:
-            with ThreadPoolExecutor(
-                max_workers=min(self.concurrency, len(due)), thread_name_prefix="rotation-sweep"
-            ) as pool:
-                futures = [pool.submit(advance, t, current) for t, current in due]
-                for future in as_completed(futures):
-                    result = future.result()
-                    if result is None:
-                        interrupted += 1
-                        continue
-                    results.append(result)
-                    if progress is not None:
-                        progress(result)
+        results, interrupted = self._advance_side_by_side(due, trigger, True, progress, stop)
         for result in results:
             next_due = _earliest(next_due, result.next_due)
         summary = SweepSummary(
@@ -219,16 +201,73 @@ class RotationService:
         work = [(target, action) for (target, _), action in zip(due, actions, strict=True)]
         delays = pace(work, arm, vault, self.ports.vault_key)
         start: list[tuple[Target, VersionedState | None]] = []
+        later: dict[int, list[str]] = {}
         for item, delay in zip(due, delays, strict=True):
             if delay < PACED_HORIZON_SECONDS:
                 start.append(item)
             else:
-                self.ports.scheduler.schedule(item[0].resource_id, delay)
+                later.setdefault(math.ceil(delay), []).append(item[0].resource_id)
+        for seconds, resource_ids in later.items():
+            # Queue visibility is whole seconds: targets paced within the same second come back together.
+            self.ports.scheduler.schedule_many(resource_ids, seconds)
         return start, len(due) - len(start)
+
+    def _advance_side_by_side(
+        self,
+        work: Sequence[tuple[Target, VersionedState | None]],
+        trigger: str,
+        preloaded: bool,
+        progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> tuple[list[TargetResult], int]:
+        """Advance each target on its own thread, at most ``concurrency`` at once: (results, how many were
+        not started because ``stop`` was set)."""
+
+        def advance(target: Target, current: VersionedState | None) -> TargetResult | None:
+            if stop is not None and stop.is_set():
+                return None  # not started: the next sweep finds it as it was
+            return self._advance_safely(target, trigger, current, preloaded)
+
+        results: list[TargetResult] = []
+        interrupted = 0
+
+        def collect(result: TargetResult | None) -> None:
+            nonlocal interrupted
+            if result is None:
+                interrupted += 1
+                return
+            results.append(result)
+            if progress is not None:
+                progress(result)
+
+        if len(work) == 1:  # no thread to start for one target (a deferral's message, most often)
+            collect(advance(*work[0]))
+        elif work:
+            with ThreadPoolExecutor(
+                max_workers=min(self.concurrency, len(work)), thread_name_prefix=f"rotation-{trigger}"
+            ) as pool:
+                for future in as_completed([pool.submit(advance, t, current) for t, current in work]):
+                    collect(future.result())
+        return results, interrupted
 
     def advance_target(self, target: str | Target, trigger: str = "queue") -> TargetResult:
         """Advance one target as far as it can go now (queue fan-out, CLI)."""
         return self._advance_safely(self.resolve(target), trigger, None)
+
+    def advance_targets(
+        self, names: Sequence[str], trigger: str = "queue"
+    ) -> tuple[list[TargetResult], list[str]]:
+        """Advance several targets side by side, as a sweep does (a queue message naming a group): their
+        results, and the names that are no target (each raised ``UnknownTarget`` alone; the others ran)."""
+        known: list[tuple[Target, VersionedState | None]] = []
+        unknown: list[str] = []
+        for name in dict.fromkeys(names):
+            try:
+                known.append((self.resolve(name), None))
+            except UnknownTarget:
+                unknown.append(name)
+        results, _ = self._advance_side_by_side(known, trigger, False)
+        return results, unknown
 
     def _advance_safely(
         self, target: Target, trigger: str, current: VersionedState | None, preloaded: bool = False
@@ -325,3 +364,4 @@ def _same_vault(given: str, ours: str) -> bool:
     if not given_host:
         return False
     return given_host == ours_host or given_host == ours_host.split(".")[0]
+

@@ -1,4 +1,4 @@
-"""Fan-out queue messages → `service.advance_target` for one target.
+"""Fan-out queue messages → `service.advance_target` for one target, `service.advance_targets` for a group.
 
 A message that can never succeed (not JSON, wrong shape, unknown target) is logged as
 `rotation.queue_message_rejected` and completed, so it does not cycle through retries. A transient failure
@@ -13,18 +13,32 @@ import logging
 from typing import Any
 
 from rotation.views import to_json
+from shared.fanout import MAX_TARGETS_PER_MESSAGE
 from triggers import records
 from triggers.runtime import Runtime
 
-MAX_MESSAGE_BYTES = 8 * 1024
+# Queue Storage holds 64 KiB per message; the trigger's messages are base64 (host.json's default), so 48 KiB
+# of JSON. A group names at most MAX_TARGETS_PER_MESSAGE targets.
+MAX_MESSAGE_BYTES = 48 * 1024
+MAX_TARGET_CHARS = 1024
 
 
 class RejectedMessage(ValueError):
     pass
 
 
-def parse_message(body: bytes) -> str:
-    """`{"target": "<resource id or account name>"}` → the target; or raise RejectedMessage."""
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TARGET_CHARS:
+        raise RejectedMessage(
+            f"a target must be a non-empty string of at most {MAX_TARGET_CHARS} characters"
+        )
+    return value
+
+
+def parse_message(body: bytes) -> tuple[str, ...]:
+    """``{"target": "<resource id or account name>"}`` or ``{"targets": [...]}`` (1 to
+    MAX_TARGETS_PER_MESSAGE of them, what the scheduler sends for targets due in the same second) → the
+    targets; or raise RejectedMessage."""
     if len(body) > MAX_MESSAGE_BYTES:
         raise RejectedMessage("message too large")
     try:
@@ -33,10 +47,17 @@ def parse_message(body: bytes) -> str:
         raise RejectedMessage("message is not JSON") from error
     if not isinstance(document, dict):
         raise RejectedMessage("message is not a JSON object")
-    target = document.get("target")
-    if not isinstance(target, str) or not target.strip() or len(target) > 1024:
-        raise RejectedMessage("message has no target string")
-    return target
+    if ("target" in document) == ("targets" in document):
+        raise RejectedMessage('message needs exactly one of "target" (a string) and "targets" (a list)')
+    if "target" in document:
+        try:
+            return (_name(document["target"]),)
+        except RejectedMessage:
+            raise RejectedMessage("message has no target string") from None
+    targets = document["targets"]
+    if not isinstance(targets, list) or not 1 <= len(targets) <= MAX_TARGETS_PER_MESSAGE:
+        raise RejectedMessage(f'"targets" must be a list of 1 to {MAX_TARGETS_PER_MESSAGE} target strings')
+    return tuple(_name(target) for target in targets)
 
 
 def handle_queue_message(message: Any, runtime: Runtime) -> None:
@@ -45,18 +66,26 @@ def handle_queue_message(message: Any, runtime: Runtime) -> None:
     context: dict[str, Any] = {"messageId": getattr(message, "id", None),
                                "dequeueCount": getattr(message, "dequeue_count", None)}
     try:
-        target = parse_message(message.get_body())
+        targets = parse_message(message.get_body())
     except RejectedMessage as error:
         records.emit("rotation.queue_message_rejected", logging.WARNING, reason=str(error), **context)
         return
+    unknown: list[str] = []
     try:
-        result = runtime.service.advance_target(target, trigger="queue")
+        if len(targets) == 1:
+            results = [runtime.service.advance_target(targets[0], trigger="queue")]
+        else:  # side by side, as a sweep runs them; one unknown target does not stop the others
+            results, unknown = runtime.service.advance_targets(targets, trigger="queue")
     except errors.UnknownTarget:
-        records.emit("rotation.queue_message_rejected", logging.WARNING, reason="unknown target",
-                     target=records.clip(target), **context)
-        return
+        results, unknown = [], list(targets)
     except Exception as error:
-        records.emit("rotation.queue_retry", logging.WARNING, target=records.clip(target),
+        # Re-running the whole group is safe: each target's steps check whether their work is done.
+        records.emit("rotation.queue_retry", logging.WARNING, target=records.clip(", ".join(targets)),
                      error=f"{type(error).__name__}: {records.clip(str(error))}", **context)
         raise
-    records.emit("rotation.queue_advanced", target=records.clip(target), result=to_json(result), **context)
+    for target in unknown:
+        records.emit("rotation.queue_message_rejected", logging.WARNING, reason="unknown target",
+                     target=records.clip(target), **context)
+    for result in results:
+        records.emit("rotation.queue_advanced", target=records.clip(result.target), result=to_json(result),
+                     **context)

@@ -2,17 +2,18 @@
 
 In-process (default): the engine's `sweep` advances every due target with bounded concurrency, isolates
 each target's failure and logs the `rotation.sweep` summary itself. With `ROTATION_FANOUT=true` the timer
-only asks which targets are due and writes one queue message per target through the function's queue
-output binding; `rotate_from_queue` advances them, spread over instances by the host.
+only asks which targets are due and writes queue messages naming them (up to 16 per message) through the
+function's queue output binding; `rotate_from_queue` advances them, spread over instances by the host.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Protocol
 
 from rotation.views import to_json
-from shared.fanout import fanout_message
+from shared.fanout import fanout_message, target_groups
 from triggers import records
 from triggers.runtime import Runtime
 
@@ -21,10 +22,6 @@ class Outbox(Protocol):
     """The `func.Out[List[str]]` the worker passes for the queue output binding."""
 
     def set(self, val: Any) -> None: ...
-
-
-def queue_message_for(resource_id: str) -> str:
-    return fanout_message(resource_id)
 
 
 def run_sweep(timer: Any, runtime: Runtime, outbox: Outbox) -> None:
@@ -52,12 +49,15 @@ def _fan_out(runtime: Runtime, outbox: Outbox, past_due: bool) -> None:
     from shared.bootstrap import write_budget_pacing
 
     paced = runtime.service.paced_due_targets(*write_budget_pacing(runtime.settings))
-    now = [target for target, delay in paced if delay < 1]
-    later = [(target, delay) for target, delay in paced if delay >= 1]
+    now = [target.resource_id for target, delay in paced if delay < 1]
+    later: dict[int, list[str]] = {}
+    for target, delay in paced:
+        if delay >= 1:  # visible in whole seconds: the targets of one second go in the same messages
+            later.setdefault(math.ceil(delay), []).append(target.resource_id)
     if now:
-        outbox.set([queue_message_for(target.resource_id) for target in now])
-    for target, delay in later:
-        runtime.service.ports.scheduler.schedule(target.resource_id, delay)
+        outbox.set([fanout_message(*group) for group in target_groups(now)])
+    for seconds, resource_ids in later.items():
+        runtime.service.ports.scheduler.schedule_many(resource_ids, seconds)
     records.emit("rotation.sweep", fanout=True, pastDue=past_due, seen=len(runtime.service.targets),
-                 enqueued=len(paced), delayed=len(later),
+                 enqueued=len(paced), delayed=len(paced) - len(now),
                  targets=to_json([target.resource_id for target, _ in paced]))

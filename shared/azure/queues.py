@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
 from rotation.audit import logger
 from rotation.ports import WorkScheduler
-from shared.fanout import fanout_message
+from shared.fanout import fanout_message, target_groups
 
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600  # Queue Storage's limit for a message's initial invisibility
 
@@ -34,16 +34,30 @@ class QueueWorkScheduler(WorkScheduler):
         self._lock = threading.Lock()
 
     def schedule(self, resource_id: str, delay_seconds: float) -> None:
+        self.schedule_many((resource_id,), delay_seconds)
+
+    def schedule_many(self, resource_ids: Sequence[str], delay_seconds: float) -> None:
+        """One message per MAX_TARGETS_PER_MESSAGE targets (``shared.fanout``), leaving out those this
+        process already brings back by then."""
         delay = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay_seconds)))
         with self._lock:
             now = self.clock()
-            pending = self._pending.get(resource_id)
-            if pending is not None and now < pending <= now + delay + ALREADY_SCHEDULED_SLACK:
-                return
-            self._pending[resource_id] = now + delay
+            due: list[str] = []
+            for resource_id in dict.fromkeys(resource_ids):
+                pending = self._pending.get(resource_id)
+                if pending is not None and now < pending <= now + delay + ALREADY_SCHEDULED_SLACK:
+                    continue
+                self._pending[resource_id] = now + delay
+                due.append(resource_id)
+        sent = 0
         try:
-            self.client.send_message(fanout_message(resource_id), visibility_timeout=delay)
-        except AzureError as error:  # the next sweep takes the target anyway
+            for group in target_groups(due):
+                self.client.send_message(fanout_message(*group), visibility_timeout=delay)
+                sent += len(group)
+        except AzureError as error:  # the next sweep takes the targets anyway
             with self._lock:
-                self._pending.pop(resource_id, None)
-            logger.warning("rotation.schedule_failed %s: %s", resource_id, type(error).__name__)
+                for resource_id in due[sent:]:
+                    self._pending.pop(resource_id, None)
+            logger.warning(
+                "rotation.schedule_failed %s: %s", ", ".join(due[sent:]), type(error).__name__
+            )

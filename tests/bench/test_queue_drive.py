@@ -15,6 +15,8 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from bench.queue_drive import QueuePump, host_queue_settings
 from emulator.client.azurite import AzuriteProcess
+from rotation.outcomes import TargetOutcome
+from rotation.views import TargetResult
 from shared.fanout import fanout_message
 from triggers.runtime import Runtime
 
@@ -32,7 +34,7 @@ class RecordingService:
             raise RuntimeError("storage unreachable")
         with self.lock:
             self.calls.append((target, time.monotonic()))
-        return {"target": target, "trigger": trigger}
+        return TargetResult(target, TargetOutcome.ADVANCED, (trigger,))
 
 
 def runtime_for(service: RecordingService) -> Runtime:

@@ -19,6 +19,7 @@ from shared.azure.budget_table import RESERVE_TAKES, TableTokenBucket
 from shared.azure.queues import QueueWorkScheduler
 from shared.budgets import TokenBucketLimiter
 from tests.contract.conftest import StoragePath, storage_path
+from triggers.queue_handler import parse_message
 
 
 def test_two_instances_share_one_bucket_and_never_exceed_it(storage: StoragePath) -> None:
@@ -248,6 +249,26 @@ def test_a_target_already_scheduled_by_this_instance_is_not_sent_twice(storage: 
     scheduler.schedule("/subscriptions/s/a", delay_seconds=2)
     scheduler.schedule("/subscriptions/s/b", delay_seconds=2)  # another target
     assert queue.get_queue_properties().approximate_message_count == 4
+
+
+def test_targets_due_in_the_same_second_share_a_message_of_at_most_sixteen(storage: StoragePath) -> None:
+    """``schedule_many``: 20 targets due together are two messages (16 and 4), each what the queue trigger
+    parses back into its targets; one this instance already brings back by then is left out."""
+    name = "group-" + uuid.uuid4().hex[:8]
+    queue = storage.queue(name)
+    queue.create_queue()
+    scheduler = QueueWorkScheduler(queue, clock=lambda: 0.0)
+    ids = [f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a{i}"
+           for i in range(21)]
+    scheduler.schedule(ids[20], delay_seconds=1)
+    scheduler.schedule_many(ids, delay_seconds=0.4)  # visible after 1 s, as ids[20]'s own message
+    assert queue.get_queue_properties().approximate_message_count == 3
+    assert list(queue.receive_messages()) == []  # none visible before its second
+    time.sleep(1.2)
+    received = list(queue.receive_messages(max_messages=32))
+    groups = sorted((parse_message(m.content.encode()) for m in received), key=len)
+    assert [len(g) for g in groups] == [1, 4, 16]
+    assert sorted(t for g in groups for t in g) == sorted(ids)
 
 
 def test_an_instance_reserves_nothing_from_a_bucket_under_half_full(storage: StoragePath) -> None:

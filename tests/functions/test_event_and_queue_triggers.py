@@ -127,7 +127,11 @@ def test_fuzzed_events_never_raise_and_change_nothing(harness: FunctionHarness, 
 # -- queue fan-out -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"target": 5}', b'{"target": "nope"}',
-                                  b"\xff\xfe", json.dumps({"target": "x" * 5000}).encode()])
+                                  b"\xff\xfe", json.dumps({"target": "x" * 5000}).encode(),
+                                  b'{"targets": []}', b'{"targets": "acc"}', b'{"targets": ["a", 5]}',
+                                  b'{"targets": ["a", " "]}', b'{"target": "a", "targets": ["b"]}',
+                                  json.dumps({"targets": [f"a{i}" for i in range(17)]}).encode(),
+                                  json.dumps({"targets": ["x" * 30_000, "y" * 30_000]}).encode()])
 def test_bad_queue_messages_are_rejected_without_retry(harness: FunctionHarness,
                                                        caplog: pytest.LogCaptureFixture,
                                                        body: bytes) -> None:
@@ -150,7 +154,9 @@ def test_fan_out_timer_enqueues_due_targets_and_the_queue_trigger_advances_them(
     h = FunctionHarness(emulator, azurite, targets, ROTATION_FANOUT="true")
     with h.active():
         outbox = h.timer()
-        assert sorted(json.loads(m)["target"] for m in outbox.value) == sorted(account_id(n) for n in names)
+        # both are due now: one message names them (the queue trigger runs them side by side)
+        expected = sorted(account_id(n) for n in names)
+        assert [sorted(json.loads(m)["targets"]) for m in outbox.value] == [expected]
         assert h.state_rows() == []  # the timer itself advanced nothing
         # the host writes the output binding's messages to the queue; do that with the real client
         queue = QueueClient.from_connection_string(azurite.connection_string, h.queue)
@@ -162,5 +168,26 @@ def test_fan_out_timer_enqueues_due_targets_and_the_queue_trigger_advances_them(
             queue.delete_message(received)
         phases = {t["accountName"]: t["phase"] for t in body_of(h.list_targets())["targets"]}
         assert phases == dict.fromkeys(names, "idle")
-        assert len(_records(caplog, "rotation.queue_advanced")) == 2
+        advanced = _records(caplog, "rotation.queue_advanced")
+        assert sorted(r["target"] for r in advanced) == sorted(account_id(n) for n in names)
         assert h.timer().value is None  # nothing due any more: no messages
+
+
+def test_a_group_message_advances_its_targets_and_rejects_only_the_unknown_one(
+        emulator: Any, azurite: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """``{"targets": [...]}`` (what the scheduler sends for targets due in the same second): each known
+    target is advanced, the unknown name gets its own rejection record, and the message completes (no retry:
+    the host deletes it)."""
+    caplog.set_level(logging.INFO, logger="rotation")
+    names = ["fn-group-a", "fn-group-b"]
+    for name in names:
+        emulator.control.add_account(account_id(name))
+    h = FunctionHarness(emulator, azurite, [{"resourceId": account_id(n)} for n in names])
+    with h.active():
+        h.queue_message(json.dumps({"targets": [account_id(names[0]), "fn-group-unknown", names[1]]}))
+        phases = {t["accountName"]: t["phase"] for t in body_of(h.list_targets())["targets"]}
+        assert phases == dict.fromkeys(names, "idle")  # both adopted
+        advanced = _records(caplog, "rotation.queue_advanced")
+        assert sorted(r["target"] for r in advanced) == sorted(account_id(n) for n in names)
+        rejected = _records(caplog, "rotation.queue_message_rejected")
+        assert [(r["reason"], r["target"]) for r in rejected] == [("unknown target", "fn-group-unknown")]

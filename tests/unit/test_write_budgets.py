@@ -6,6 +6,7 @@ transient failure stopped is rescheduled (like deferred work) at its backoff."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from rotation.decision import WRITES_PER_REGENERATE
@@ -199,4 +200,39 @@ def test_a_sweep_starts_what_the_budgets_pay_within_the_horizon_and_sends_the_re
     # without pacing the same sweep starts all six (the budget here is unlimited)
     rig.service.pacing = None
     assert rig.service.sweep().advanced == 5
+    rig.check_invariants()
+
+
+class GroupingScheduler(WorkScheduler):
+    """Records each group as the service hands it over (one queue message per group in the adapter)."""
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[list[str], float]] = []
+
+    def schedule(self, resource_id: str, delay_seconds: float) -> None:
+        self.groups.append(([resource_id], delay_seconds))
+
+    def schedule_many(self, resource_ids: Sequence[str], delay_seconds: float) -> None:
+        self.groups.append((list(resource_ids), delay_seconds))
+
+
+def test_targets_paced_within_the_same_second_go_back_together_never_before_their_time() -> None:
+    """8 adoptions (4 secret writes each) on a vault refilling 8 writes/s with a burst of 4: paced 0, 0.5,
+    1, ..., 3.5 s. The first four start (under the 2 s horizon); the queue's visibility is whole seconds, so
+    the rest come back as one group per second — each at the end of its second, none earlier than paced."""
+    rig = make_rig(tuple(f"acc{i}" for i in range(8)))
+    scheduler = GroupingScheduler()
+    rig.service.ports.scheduler = scheduler
+    rig.service.pacing = (Budget(per_second=100, burst=100), Budget(per_second=8, burst=4))
+    summary = rig.service.sweep()
+    assert (summary.advanced, summary.deferred) == (4, 4)
+    ids = [rig.target(i).resource_id for i in range(8)]
+    assert scheduler.groups == [([ids[4]], 2), ([ids[5], ids[6]], 3), ([ids[7]], 4)]
+    assert all(rig.state(i) is None for i in range(4, 8))  # sent back untouched
+    # the group's invocation runs them side by side, each once; a name that is no target is returned
+    results, unknown = rig.service.advance_targets([ids[5], "no-such-account", ids[6], ids[5]])
+    assert sorted(r.target for r in results) == [ids[5], ids[6]]
+    assert all(r.outcome is TargetOutcome.ADVANCED for r in results)
+    assert unknown == ["no-such-account"]
+    assert rig.state(5) is not None and rig.state(6) is not None and rig.state(7) is None
     rig.check_invariants()
