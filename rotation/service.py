@@ -220,8 +220,8 @@ class RotationService:
         progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
     ) -> tuple[list[TargetResult], int]:
-        """Advance each target on its own thread, at most ``concurrency`` at once: (results, how many were
-        not started because ``stop`` was set)."""
+        """Advance each target on its own thread, at most ``concurrency`` at once (a lone one on the caller's
+        thread): (results, how many were not started because ``stop`` was set)."""
 
         def advance(target: Target, current: VersionedState | None) -> TargetResult | None:
             if stop is not None and stop.is_set():
@@ -364,4 +364,3 @@ def _same_vault(given: str, ours: str) -> bool:
     if not given_host:
         return False
     return given_host == ours_host or given_host == ours_host.split(".")[0]
-
