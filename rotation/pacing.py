@@ -5,7 +5,8 @@ buckets (``WriteRateLimiter``) still enforce the budgets, pacing only keeps defe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from rotation.decision import (
@@ -54,3 +55,13 @@ def pace(
             )
         )
     return delays
+
+
+def by_second(later: Iterable[tuple[str, float]]) -> dict[int, list[str]]:
+    """Paced targets (resource id, delay) by the whole second their queue message becomes visible: a
+    message's visibility delay is whole seconds, so the targets of one second come back together (one
+    ``WorkScheduler.schedule_many``), none before its paced time."""
+    seconds: dict[int, list[str]] = {}
+    for resource_id, delay in later:
+        seconds.setdefault(math.ceil(delay), []).append(resource_id)
+    return seconds

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +27,7 @@ from rotation.model import (
     table_key,
 )
 from rotation.outcomes import TargetOutcome
-from rotation.pacing import Budget, pace
+from rotation.pacing import Budget, by_second, pace
 from rotation.ports import Clock, Ports, utc_now
 from rotation.runner import StepRunner
 from rotation.status import gone_status, target_status
@@ -201,14 +200,13 @@ class RotationService:
         work = [(target, action) for (target, _), action in zip(due, actions, strict=True)]
         delays = pace(work, arm, vault, self.ports.vault_key)
         start: list[tuple[Target, VersionedState | None]] = []
-        later: dict[int, list[str]] = {}
+        later: list[tuple[str, float]] = []
         for item, delay in zip(due, delays, strict=True):
             if delay < PACED_HORIZON_SECONDS:
                 start.append(item)
             else:
-                later.setdefault(math.ceil(delay), []).append(item[0].resource_id)
-        for seconds, resource_ids in later.items():
-            # Queue visibility is whole seconds: targets paced within the same second come back together.
+                later.append((item[0].resource_id, delay))
+        for seconds, resource_ids in by_second(later).items():
             self.ports.scheduler.schedule_many(resource_ids, seconds)
         return start, len(due) - len(start)
 

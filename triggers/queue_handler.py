@@ -1,4 +1,4 @@
-"""Fan-out queue messages → `service.advance_target` for one target, `service.advance_targets` for a group.
+"""Fan-out queue messages (one target or a group) → `service.advance_targets`.
 
 A message that can never succeed (not JSON, wrong shape, unknown target) is logged as
 `rotation.queue_message_rejected` and completed, so it does not cycle through retries. A transient failure
@@ -61,8 +61,6 @@ def parse_message(body: bytes) -> tuple[str, ...]:
 
 
 def handle_queue_message(message: Any, runtime: Runtime) -> None:
-    from rotation import errors
-
     context: dict[str, Any] = {"messageId": getattr(message, "id", None),
                                "dequeueCount": getattr(message, "dequeue_count", None)}
     try:
@@ -70,14 +68,8 @@ def handle_queue_message(message: Any, runtime: Runtime) -> None:
     except RejectedMessage as error:
         records.emit("rotation.queue_message_rejected", logging.WARNING, reason=str(error), **context)
         return
-    unknown: list[str] = []
-    try:
-        if len(targets) == 1:
-            results = [runtime.service.advance_target(targets[0], trigger="queue")]
-        else:  # side by side, as a sweep runs them; one unknown target does not stop the others
-            results, unknown = runtime.service.advance_targets(targets, trigger="queue")
-    except errors.UnknownTarget:
-        results, unknown = [], list(targets)
+    try:  # a lone target on this thread; a group side by side, as a sweep runs them
+        results, unknown = runtime.service.advance_targets(targets, trigger="queue")
     except Exception as error:
         # Re-running the whole group is safe: each target's steps check whether their work is done.
         records.emit("rotation.queue_retry", logging.WARNING, target=records.clip(", ".join(targets)),

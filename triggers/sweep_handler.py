@@ -9,9 +9,9 @@ function's queue output binding; `rotate_from_queue` advances them, spread over 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Protocol
 
+from rotation.pacing import by_second
 from rotation.views import to_json
 from shared.fanout import fanout_message, target_groups
 from triggers import records
@@ -50,14 +50,11 @@ def _fan_out(runtime: Runtime, outbox: Outbox, past_due: bool) -> None:
 
     paced = runtime.service.paced_due_targets(*write_budget_pacing(runtime.settings))
     now = [target.resource_id for target, delay in paced if delay < 1]
-    later: dict[int, list[str]] = {}
-    for target, delay in paced:
-        if delay >= 1:  # visible in whole seconds: the targets of one second go in the same messages
-            later.setdefault(math.ceil(delay), []).append(target.resource_id)
+    later = [(target.resource_id, delay) for target, delay in paced if delay >= 1]
     if now:
         outbox.set([fanout_message(*group) for group in target_groups(now)])
-    for seconds, resource_ids in later.items():
+    for seconds, resource_ids in by_second(later).items():
         runtime.service.ports.scheduler.schedule_many(resource_ids, seconds)
     records.emit("rotation.sweep", fanout=True, pastDue=past_due, seen=len(runtime.service.targets),
-                 enqueued=len(paced), delayed=len(paced) - len(now),
+                 enqueued=len(paced), delayed=len(later),
                  targets=to_json([target.resource_id for target, _ in paced]))

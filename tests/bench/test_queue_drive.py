@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -35,6 +36,9 @@ class RecordingService:
         with self.lock:
             self.calls.append((target, time.monotonic()))
         return TargetResult(target, TargetOutcome.ADVANCED, (trigger,))
+
+    def advance_targets(self, names: Sequence[str], trigger: str = "queue") -> Any:
+        return [self.advance_target(name, trigger) for name in names], []
 
 
 def runtime_for(service: RecordingService) -> Runtime:
