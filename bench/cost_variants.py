@@ -38,10 +38,13 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   lean call (seventh pass);
 - ``onebyone``: one queue message per target the sweep sends back past its horizon again, instead of one
   per group of targets paced within the same second (eighth pass);
-- ``sixth``: ``restrequest``, ``listkeys`` and ``sdkqueue`` (the engine as the sixth pass left it);
+- ``threads``: the sweep's targets (and a queue message's group) on a thread each again, instead of as
+  greenlets on the I/O loop's thread (``IoLoop.run_each``, ninth pass);
+- ``sixth``: ``restrequest``, ``listkeys``, ``sdkqueue`` and ``threads`` (the engine as the sixth pass left
+  it);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
-  ``refuseread``, ``unpaced``, ``sdkops`` and ``listkeys`` undone at once (the engine before issue 17, as
-  far as one process allows).
+  ``refuseread``, ``unpaced``, ``sdkops``, ``listkeys`` and ``threads`` undone at once (the engine before
+  issue 17, as far as one process allows).
 Token fetching (one per scope) only matters in a fresh process's first sweep and is not varied here.
 """
 
@@ -65,6 +68,7 @@ from rotation.errors import TransientAzureError
 from rotation.model import HistoryRecord, Slot
 from rotation.ports import AccountKeys
 from rotation.service import RotationService
+from rotation.side_by_side import on_threads
 from rotation.steps import regenerate as regenerate_step
 from rotation.steps import retire as retire_step
 from rotation.steps.context import StepContext
@@ -101,7 +105,8 @@ VARIANTS: dict[str, frozenset[str]] = {
     "listkeys": frozenset({"listkeys"}),
     "sdkqueue": frozenset({"sdkqueue"}),
     "onebyone": frozenset({"onebyone"}),
-    "sixth": frozenset({"restrequest", "listkeys", "sdkqueue"}),
+    "threads": frozenset({"threads"}),
+    "sixth": frozenset({"restrequest", "listkeys", "sdkqueue", "threads"}),
     "before": frozenset(
         {
             "env",
@@ -115,6 +120,7 @@ VARIANTS: dict[str, frozenset[str]] = {
             "unpaced",
             "sdkops",
             "listkeys",
+            "threads",
         }
     ),
 }
@@ -210,7 +216,7 @@ def settings_for(settings: Settings, variant: str) -> Settings:
 def built(settings: Settings, variant: str, clock: Callable[[], datetime]) -> RotationService:
     """``variant``'s own service: its settings (``settings_for``), its clients (``sdkops``: built while the
     lean calls are off; ``sdkqueue``: the queue client as the SDK built it) and its wiring (``unpaced``: its
-    sweep's pacing)."""
+    sweep's pacing; ``threads``: how its targets run side by side)."""
     lean, aio_queue = aio_clients.LEAN_CALLS, aio_clients.AsyncClients.aio_queue
     aio_clients.LEAN_CALLS = "sdkops" not in VARIANTS[variant]
     if "sdkqueue" in VARIANTS[variant]:
@@ -222,6 +228,8 @@ def built(settings: Settings, variant: str, clock: Callable[[], datetime]) -> Ro
         aio_clients.AsyncClients.aio_queue = aio_queue  # type: ignore[method-assign]
     if "unpaced" in VARIANTS[variant]:
         service.pacing = None
+    if "threads" in VARIANTS[variant]:
+        service.side_by_side = on_threads
     return service
 
 

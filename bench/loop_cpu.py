@@ -5,9 +5,11 @@
   policies, (de)serialization and aiohttp's request building — timed per step (``time.thread_time`` around
   each ``send``/``throw`` the loop makes into it), per SDK operation;
 - **loop callbacks**: the rest of the loop thread's CPU (its ``_run_once`` iterations timed the same way) —
-  reading responses (aiohttp's protocol, TLS), waking for the sweep threads' hand-offs, timers;
+  reading responses (aiohttp's protocol, TLS), timers, waking for the hand-offs of calls made from threads,
+  and the targets' own steps when they run as greenlets on the loop (``IoLoop.run_each``, the default);
 - **other threads**: the process's CPU minus the loop thread's — the steps, decisions, state and history
-  records and logging on the sweep's and the queue trigger's threads.
+  records and logging of targets run on threads (the ``threads`` variant, a lone target on its trigger's
+  thread), and the triggers' own work.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def where_the_cpu_goes(io: IoLoop) -> Iterator[Breakdown]:
     lock = threading.Lock()
     run, run_once = IoLoop.run, base_events.BaseEventLoop._run_once  # type: ignore[attr-defined]
 
-    def timed_run(self: IoLoop, make: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
+    def timed_run(self: IoLoop, make: Callable[[], Coroutine[Any, Any, Any]], timeout: float | None) -> Any:
         if self is not io:
             return run(self, make, timeout)
         name = _operation(make)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
+from functools import partial
 from urllib.parse import urlparse
 
 from rotation import release, reports, requests
@@ -30,6 +30,7 @@ from rotation.outcomes import TargetOutcome
 from rotation.pacing import Budget, by_second, pace
 from rotation.ports import Clock, Ports, utc_now
 from rotation.runner import StepRunner
+from rotation.side_by_side import SideBySide, on_threads
 from rotation.status import gone_status, target_status
 from rotation.views import (
     KeyAgeReport,
@@ -59,6 +60,7 @@ class RotationService:
         vault_url: str = "",
         catalog: TargetCatalog | None = None,
         pacing: tuple[Budget, Budget] | None = None,
+        side_by_side: SideBySide = on_threads,
     ) -> None:
         self.catalog = catalog or TargetCatalog(tuple(targets), clock=clock)
         self.ports = ports
@@ -70,6 +72,7 @@ class RotationService:
         # (ARM writes per subscription, Key Vault secret writes per vault): a sweep starts only the due
         # targets the budgets can pay now and sends the rest back at their paced time (``pace``)
         self.pacing = pacing
+        self.side_by_side = side_by_side
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -218,8 +221,9 @@ class RotationService:
         progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
     ) -> tuple[list[TargetResult], int]:
-        """Advance each target on its own thread, at most ``concurrency`` at once (a lone one on the caller's
-        thread): (results, how many were not started because ``stop`` was set)."""
+        """Advance the targets side by side (``side_by_side``: threads, or greenlets on the I/O loop), at most
+        ``concurrency`` at once, a lone one on the caller's thread: (results, how many were not started
+        because ``stop`` was set)."""
 
         def advance(target: Target, current: VersionedState | None) -> TargetResult | None:
             if stop is not None and stop.is_set():
@@ -238,14 +242,11 @@ class RotationService:
             if progress is not None:
                 progress(result)
 
-        if len(work) == 1:  # no thread to start for one target (a deferral's message, most often)
+        if len(work) == 1:  # nothing to run beside it (a deferral's message, most often)
             collect(advance(*work[0]))
         elif work:
-            with ThreadPoolExecutor(
-                max_workers=min(self.concurrency, len(work)), thread_name_prefix=f"rotation-{trigger}"
-            ) as pool:
-                for future in as_completed([pool.submit(advance, t, current) for t, current in work]):
-                    collect(future.result())
+            calls = [partial(advance, target, current) for target, current in work]
+            self.side_by_side(calls, self.concurrency, collect, f"rotation-{trigger}")
         return results, interrupted
 
     def advance_target(self, target: str | Target, trigger: str = "queue") -> TargetResult:
@@ -343,7 +344,6 @@ class RotationService:
     def status_of(self, target: Target, state: TargetState | None) -> TargetStatus:
         """The status view of one known target in ``state`` (used by requests too)."""
         return target_status(target, state, self.clock(), self.vault_url)
-
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -12,6 +12,16 @@ the synchronous client's interface — the same method names exist on both — s
 ``.aio`` clients raise the same azure-core classes), so ``shared/azure/errors.py`` maps them as before; a
 loop that does not answer in time, or is gone, raises an azure-core transport error that maps to a
 transient error — a sweep thread never waits forever.
+
+``IoLoop.run_each`` runs a sweep's targets without a thread each: every target's synchronous steps run as a
+greenlet on the loop's own thread, and a call made there (``IoLoop.run`` from such a greenlet) awaits its
+coroutine in place — the greenlet switches to the loop, which goes on with the other targets' calls, and is
+switched back with the answer. No thread hand-off, no lock per call, no GIL passed between 17 threads on
+one core: 0.87-0.89x the CPU per target-cycle of a thread per target (docs/BENCHMARKS.md §7, ninth pass).
+This is how SQLAlchemy runs its synchronous ORM over asynchronous drivers (``greenlet_spawn``/
+``await_only``). What it asks of the code a greenlet runs: a lock held across a call is an ``IoLock`` (a
+greenlet must not block the loop's thread on a lock), and synchronous I/O goes through ``off_loop`` (it
+would stall every target on the loop while it waits).
 """
 
 from __future__ import annotations
@@ -21,10 +31,12 @@ import atexit
 import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+from shared.loop_greenlets import await_here, drive, on_target_greenlet
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -65,14 +77,17 @@ class IoLoop:
                 self._loop = loop
             return self._loop
 
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
-        """Run the coroutine ``make()`` builds on the loop and wait at most ``timeout`` seconds for it.
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float | None) -> T:
+        """Run the coroutine ``make()`` builds on the loop and wait at most ``timeout`` seconds for it (None:
+        as long as it takes). From one of ``run_each``'s greenlets, awaited in place instead.
 
         ``make`` is called on the loop's thread, so SDK objects are only ever touched there. The hand-off
         is a task and a plain lock, not ``asyncio.run_coroutine_threadsafe``: its concurrent future (a
         condition variable, callbacks chained both ways) cost more CPU per call than the request's own
         Python work saved (docs/BENCHMARKS.md §7, third pass)."""
         if threading.current_thread() is self._thread:
+            if on_target_greenlet():
+                return await_here(self._bounded(make, timeout))
             raise RuntimeError("IoLoop.run called from its own loop: this would wait on itself")
         loop = self._loop or self._start()  # the lock only until the loop exists: this is every call
         if not loop.is_running():  # its thread died or it was stopped under its callers
@@ -105,16 +120,52 @@ class IoLoop:
             loop.call_soon_threadsafe(start)
         except RuntimeError:  # closed: its thread died or the service shut it down
             raise ServiceRequestError("the asynchronous I/O loop is closed (ROTATION_ASYNC_IO)") from None
-        if not finished.acquire(timeout=timeout):
+        if not finished.acquire(timeout=-1 if timeout is None else timeout):
             loop.call_soon_threadsafe(lambda: [task.cancel() for task in started])
-            raise ServiceResponseError(
-                f"no answer within {timeout:g} s on the asynchronous I/O loop (ROTATION_ASYNC_IO): the call "
-                "was cancelled; a later invocation retries"
-            )
+            raise ServiceResponseError(_no_answer(timeout or 0))
         succeeded, value = outcome
         if succeeded:
             return cast(T, value)
         raise value
+
+    @staticmethod
+    async def _bounded(make: Callable[[], Coroutine[Any, Any, T]], timeout: float | None) -> T:
+        """``make()`` awaited for at most ``timeout`` seconds, timing out as a call from a thread does."""
+        limit = asyncio.timeout(timeout)
+        try:
+            async with limit:
+                return await make()
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the call's own timeout (aiohttp's), not this bound
+            raise ServiceResponseError(_no_answer(timeout or 0)) from None
+
+    def run_each(
+        self, calls: Sequence[Callable[[], T]], concurrency: int, done: Callable[[T], None], name: str = ""
+    ) -> None:
+        """Run every synchronous call as a greenlet on the loop's thread, at most ``concurrency`` at once,
+        ``done(result)`` on each as it ends; this thread waits until all have ended, then raises the first
+        exception one raised, if any (as a thread pool run to its end would). No bound on the whole: each
+        call's Azure calls have theirs. ``name`` is the thread pool's naming, unused here."""
+        failures: list[BaseException] = []
+
+        async def all_of() -> None:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(call: Callable[[], T]) -> None:
+                async with gate:
+                    try:
+                        result = await drive(call)
+                    except BaseException as error:  # recorded; the others run to their end
+                        failures.append(error)
+                        return
+                    done(result)
+
+            await asyncio.gather(*(one(call) for call in calls))
+
+        self.run(all_of, None)
+        if failures:
+            raise failures[0]
 
     def on_close(self, close: Callable[[], Awaitable[None]]) -> None:
         """``close()`` is awaited on the loop when it shuts down (sessions, clients)."""
@@ -143,6 +194,13 @@ class IoLoop:
         thread.join(timeout)
         if not thread.is_alive():
             loop.close()
+
+
+def _no_answer(timeout: float) -> str:
+    return (
+        f"no answer within {timeout:g} s on the asynchronous I/O loop (ROTATION_ASYNC_IO): the call was "
+        "cancelled; a later invocation retries"
+    )
 
 
 class BlockingClient:

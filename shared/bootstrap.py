@@ -37,6 +37,7 @@ from rotation.ports import (
     utc_now,
 )
 from rotation.service import RotationService
+from rotation.side_by_side import SideBySide, on_threads
 from shared.azure.arm_rest import ArmRest
 from shared.azure.budget_table import TableTokenBucket
 from shared.azure.cognitive_services import CognitiveServicesKeys
@@ -318,7 +319,18 @@ def build_service(
         vault_url=settings.key_vault_url,
         catalog=catalog,
         pacing=write_budget_pacing(settings),
+        side_by_side=side_by_side(settings),
     )
+
+
+def side_by_side(settings: Settings) -> SideBySide:
+    """How a sweep's targets run side by side: as greenlets on the I/O loop the ``.aio`` clients use (the
+    process's, ``build_async_clients``) when ROTATION_ASYNC_IO is on, a thread each otherwise."""
+    if not settings.async_io:
+        return on_threads
+    from shared.aio_loop import process_loop
+
+    return process_loop().run_each
 
 
 def write_budget_pacing(settings: Settings) -> tuple[Budget, Budget]:

@@ -15,6 +15,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 
 from shared.azure.errors import translate
+from shared.loop_greenlets import off_loop
 
 
 class ArmRest:
@@ -45,7 +46,8 @@ class ArmRest:
     def send(self, method: str, url: str, operation: str) -> Any:
         """``method`` an absolute ``url`` (a ``nextLink``) → the JSON body; raises domain errors."""
         try:
-            response = self._pipeline.send_request(HttpRequest(method, url), **self._timeouts)
+            # synchronous (requests): off the I/O loop's thread when a target's greenlet calls it
+            response = off_loop(self._pipeline.send_request, HttpRequest(method, url), **self._timeouts)
             if response.status_code not in (200, 202, 204):
                 raise HttpResponseError(response=response)
             text = response.text()

@@ -10,7 +10,6 @@ buckets; only state every instance reads before spending counts them all.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from azure.data.tables import TableClient, UpdateMode
 from rotation.audit import logger
 from rotation.ports import WriteRateLimiter
 from shared.budgets import gcra
+from shared.loop_greenlets import IoLock
 
 PARTITION = "budget"
 CAS_ATTEMPTS = 8
@@ -95,7 +95,7 @@ class TableTokenBucket(WriteRateLimiter):
         self.burst = float(burst)
         self.clock = clock  # wall clock: instances compare their times through the shared entity
         self._created = False
-        self._lock = threading.Lock()
+        self._lock = IoLock()  # held across creating the table, once
         self._waits: dict[str, float] = {}
         self._reserve: dict[str, tuple[int, float]] = {}  # row -> (tokens held here, until)
         self._views: dict[str, _View] = {}  # row -> this process's last view of the entity
@@ -107,7 +107,8 @@ class TableTokenBucket(WriteRateLimiter):
         # One compare-and-swap in flight per bucket per process: this process's threads take turns instead
         # of racing each other for the same entity (at 16 threads on one vault's bucket most rounds were
         # lost races, each two wasted Table calls, and 8 lost in a row deferred the target).
-        self._row_locks: dict[str, threading.Lock] = {}
+        # An ``IoLock``: held across the Table round trip, by threads or by the I/O loop's greenlets.
+        self._row_locks: dict[str, IoLock] = {}
         # Takes waiting for the row lock. The thread that gets the lock serves every take queued by then in
         # one compare-and-swap, in order (group commit): with the lock held across a Table round trip, 4
         # processes x 24 threads on one vault's bucket spent two thirds of their time queued behind it.
@@ -127,9 +128,9 @@ class TableTokenBucket(WriteRateLimiter):
                 pass
             self._created = True
 
-    def _row_lock(self, row: str) -> threading.Lock:
+    def _row_lock(self, row: str) -> IoLock:
         with self._lock:
-            return self._row_locks.setdefault(row, threading.Lock())
+            return self._row_locks.setdefault(row, IoLock())
 
     def _tick(self) -> int:
         with self._lock:

@@ -13,6 +13,7 @@ from rotation.errors import SecretDeleted
 from rotation.model import SecretValue
 from rotation.ports import SecretStore, SecretVersion, StoredSecret
 from shared.azure.errors import translate
+from shared.loop_greenlets import off_loop
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -66,7 +67,8 @@ class KeyVaultSecretStore(SecretStore):
         """POST /deletedsecrets/{name}/recover. Permission: secrets/recover. Does not wait for the
         recovery to finish (nothing here sleeps, I6): the next invocation finds the secret back."""
         try:
-            self.recovery.begin_recover_deleted_secret(name)  # a poller we never wait on
+            # a poller we never wait on; the synchronous client's request off the I/O loop's thread
+            off_loop(self.recovery.begin_recover_deleted_secret, name)
         except ResourceNotFoundError:
             return  # purged, or already recovered
         except (AzureError, OSError) as error:

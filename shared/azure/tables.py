@@ -5,7 +5,6 @@ connection string — Azurite locally)."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from rotation.errors import StateConflict
 from rotation.model import HistoryRecord, Phase, Slot, TargetState, VersionedState
 from rotation.ports import HistoryStore, StateStore
 from shared.azure.errors import translate
+from shared.loop_greenlets import IoLock
 
 STATE_ROW = "state"
 CARRIED = "history_carried"  # the state entity's column of history rows not yet in the history table
@@ -50,7 +50,7 @@ class _Table:
         self.client = client
         self.endpoint = f"{client.url.rstrip('/')}/{client.table_name}"
         self._ready = False
-        self._lock = threading.Lock()
+        self._lock = IoLock()  # held across creating the table
 
     def ready(self) -> TableClient:
         if not self._ready:
