@@ -222,8 +222,7 @@ class RotationService:
         stop: threading.Event | None = None,
     ) -> tuple[list[TargetResult], int]:
         """Advance the targets side by side (``side_by_side``: threads, or greenlets on the I/O loop), at most
-        ``concurrency`` at once, a lone one on the caller's thread: (results, how many were not started
-        because ``stop`` was set)."""
+        ``concurrency`` at once: (results, how many were not started because ``stop`` was set)."""
 
         def advance(target: Target, current: VersionedState | None) -> TargetResult | None:
             if stop is not None and stop.is_set():
@@ -242,9 +241,7 @@ class RotationService:
             if progress is not None:
                 progress(result)
 
-        if len(work) == 1:  # nothing to run beside it (a deferral's message, most often)
-            collect(advance(*work[0]))
-        elif work:
+        if work:  # a lone one too (a deferral's message, most often): a greenlet's calls need no hand-off
             calls = [partial(advance, target, current) for target, current in work]
             self.side_by_side(calls, self.concurrency, collect, f"rotation-{trigger}")
         return results, interrupted

@@ -27,7 +27,11 @@ class SideBySide(Protocol):
 def on_threads(
     calls: Sequence[Callable[[], T]], concurrency: int, done: Callable[[T], None], name: str = ""
 ) -> None:
-    """A thread per call (``name`` prefixes the threads' names); ``done`` runs on the caller's thread."""
+    """A thread per call (``name`` prefixes the threads' names), but a lone call runs on the caller's thread;
+    ``done`` runs on the caller's thread."""
+    if len(calls) == 1:  # no thread to start for one
+        done(calls[0]())
+        return
     failures: list[BaseException] = []
     workers = max(1, min(concurrency, len(calls)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
