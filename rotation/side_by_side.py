@@ -37,10 +37,8 @@ def on_threads(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
         for future in as_completed([pool.submit(call) for call in calls]):
             try:
-                result = future.result()
-            except BaseException as error:  # recorded; the others run to their end
+                done(future.result())
+            except BaseException as error:  # recorded (``done``'s too); the others run to their end
                 failures.append(error)
-                continue
-            done(result)
     if failures:
         raise failures[0]

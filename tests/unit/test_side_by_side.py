@@ -88,6 +88,21 @@ def test_the_first_failure_is_raised_after_every_other_call_has_ended(loop: IoLo
     assert service.active == 0
 
 
+@pytest.mark.parametrize("kind", ["threads", "greenlets"])
+def test_a_failing_report_is_raised_after_the_others_are_reported(loop: IoLoop, kind: str) -> None:
+    client: Any = BlockingClient(_Service(), loop, timeout=5)
+    reported: list[int] = []
+
+    def done(result: int) -> None:
+        reported.append(result)
+        if len(reported) == 1:
+            raise ValueError("the progress callback failed")
+
+    with pytest.raises(ValueError, match="progress callback"):
+        _runners(loop)[kind]([lambda i=i: client.call(i) for i in range(4)], 2, done, "rotation-test")
+    assert sorted(reported) == [0, 10, 20, 30]
+
+
 def test_greenlets_run_on_the_loops_thread_and_threads_each_on_their_own(loop: IoLoop) -> None:
     seen: dict[str, list[tuple[str, bool]]] = {"threads": [], "greenlets": []}
     for kind, run in _runners(loop).items():
