@@ -246,17 +246,20 @@ SERIALIZER_HOST = "fakehost"  # azure.core.pipeline.transport._base._HTTPSeriali
 class RequestCounter:
     """Counts HTTP requests this process sends, per port (Table Storage is Azurite's table port). Wraps
     ``http.client.HTTPConnection.putrequest``, under requests/urllib3 and every azure-core transport
-    built on them; one Counter increment per request."""
+    built on them (one Counter increment per request), and aiohttp's ``ClientSession._request``: there it
+    only notes the method and URL, parsed when the counts are read — parsing each URL as it was sent cost
+    the engine's process ~10 µs per request (urlsplit), a cost a deployed Function does not pay."""
 
     def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()
-        self.by_path: Counter[tuple[int, str, str]] = Counter()  # (port, method, first name in the path)
+        self._counts: Counter[int] = Counter()
+        self._by_path: Counter[tuple[int, str, str]] = Counter()  # (port, method, first name in the path)
+        self._sent: list[tuple[str, Any]] = []  # aiohttp's (method, url), not counted yet
         self._lock = threading.Lock()
         self._original = http.client.HTTPConnection.putrequest
         self._original_aio: Any = None
 
     def __enter__(self) -> RequestCounter:
-        original, counts, lock = self._original, self.counts, self._lock
+        original, counts, lock = self._original, self._counts, self._lock
 
         def putrequest(connection: http.client.HTTPConnection, *args: Any, **kwargs: Any) -> Any:
             # azure-core serializes the parts of a Table batch through an HTTPConnection subclass
@@ -272,16 +275,10 @@ class RequestCounter:
 
         original_request = self._original_aio = aiohttp.ClientSession._request
 
-        by_path = self.by_path
+        sent = self._sent
 
         async def request(session: aiohttp.ClientSession, method: str, url: Any, **kwargs: Any) -> Any:
-            parts = urlsplit(str(url))
-            # Azurite's paths name the account first, then the table: /devstoreaccount1/state(PartitionKey=…)
-            names = [p for p in parts.path.split("/") if p]
-            name = names[1 if len(names) > 1 and names[0].startswith("devstore") else 0] if names else ""
-            with lock:
-                counts[parts.port or 0] += 1
-                by_path[(parts.port or 0, method, name.split("(")[0])] += 1
+            sent.append((method, url))  # one list append (atomic): parsed in _fold
             return await original_request(session, method, url, **kwargs)
 
         aiohttp.ClientSession._request = request  # type: ignore[method-assign,assignment]
@@ -293,10 +290,34 @@ class RequestCounter:
         http.client.HTTPConnection.putrequest = self._original  # type: ignore[method-assign]
         aiohttp.ClientSession._request = self._original_aio  # type: ignore[method-assign]
 
+    @property
+    def counts(self) -> Counter[int]:
+        self._fold()
+        return self._counts
+
+    @property
+    def by_path(self) -> Counter[tuple[int, str, str]]:
+        self._fold()
+        return self._by_path
+
+    def _fold(self) -> None:
+        """Counts the aiohttp requests noted since the last read (read between rounds, nothing in flight)."""
+        with self._lock:
+            noted = self._sent[:]
+            del self._sent[: len(noted)]  # what was noted meanwhile stays for the next read
+            for method, url in noted:
+                parts = urlsplit(str(url))
+                # Azurite's paths name the account, then the table: /devstoreaccount1/state(PartitionKey=…)
+                names = [p for p in parts.path.split("/") if p]
+                name = names[1 if len(names) > 1 and names[0].startswith("devstore") else 0] if names else ""
+                self._counts[parts.port or 0] += 1
+                self._by_path[(parts.port or 0, method, name.split("(")[0])] += 1
+
     def clear(self) -> None:
         with self._lock:
-            self.counts.clear()
-            self.by_path.clear()
+            self._sent.clear()
+            self._counts.clear()
+            self._by_path.clear()
 
     def take(self, port: int) -> int:
         with self._lock:
