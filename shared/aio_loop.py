@@ -17,8 +17,8 @@ transient error — a sweep thread never waits forever.
 greenlet on the loop's own thread, and a call made there (``IoLoop.run`` from such a greenlet) awaits its
 coroutine in place — the greenlet switches to the loop, which goes on with the other targets' calls, and is
 switched back with the answer. No thread hand-off, no lock per call, no GIL passed between 17 threads on
-one core: 0.89-0.92x the CPU per target-cycle of a thread per target in three of four runs, 1.03x in the
-fourth (docs/BENCHMARKS.md §7, ninth pass).
+one core: 0.88-0.92x the CPU per target-cycle of a thread per target in four of five runs, 1.03x in the
+fifth (docs/BENCHMARKS.md §7, ninth pass).
 This is how SQLAlchemy runs its synchronous ORM over asynchronous drivers (``greenlet_spawn``/
 ``await_only``). What it asks of the code a greenlet runs: a lock held across a call is an ``IoLock`` (a
 greenlet must not block the loop's thread on a lock), and synchronous I/O goes through ``off_loop`` (it
