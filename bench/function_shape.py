@@ -319,7 +319,3 @@ class RequestCounter:
             self._counts.clear()
             self._by_path.clear()
 
-    def take(self, port: int) -> int:
-        with self._lock:
-            return self.counts.pop(port, 0)
-
