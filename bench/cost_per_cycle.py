@@ -108,9 +108,10 @@ def report_breakdown(report: Report, variant: str, side: Side, found: Breakdown)
     report.add(
         f"WHERE [{variant}] (one more round, timed)",
         f"client CPU {side.client_cpu * per_cycle:.1f} ms/target-cycle: I/O loop thread "
-        f"{found.loop_seconds * per_cycle:.1f} ms (SDK coroutines {found.sdk_seconds * per_cycle:.1f}, loop "
-        f"callbacks and greenlets' steps {(found.loop_seconds - found.sdk_seconds) * per_cycle:.1f}), other "
-        f"threads {(side.client_cpu - found.loop_seconds) * per_cycle:.1f} ms (steps on threads, triggers)",
+        f"{found.loop_seconds * per_cycle:.1f} ms (SDK coroutines {found.sdk_seconds * per_cycle:.1f}, "
+        f"targets' steps as greenlets {found.greenlet_seconds * per_cycle:.1f}, loop callbacks "
+        f"{found.callback_seconds * per_cycle:.1f}), other threads "
+        f"{(side.client_cpu - found.loop_seconds) * per_cycle:.1f} ms (steps on threads, triggers)",
     )
     for operation, seconds in sorted(found.call_seconds.items(), key=lambda item: -item[1]):
         count = found.calls[operation]

@@ -25,7 +25,12 @@ class _TargetGreenlet(greenlet.greenlet):
 
 def on_target_greenlet() -> bool:
     """Whether this code runs as one of ``IoLoop.run_each``'s calls (on the loop's thread)."""
-    return isinstance(greenlet.getcurrent(), _TargetGreenlet)
+    return is_target_greenlet(greenlet.getcurrent())
+
+
+def is_target_greenlet(candidate: object) -> bool:
+    """Whether ``candidate`` is one of ``IoLoop.run_each``'s greenlets (bench/loop_cpu.py times them)."""
+    return isinstance(candidate, _TargetGreenlet)
 
 
 def await_here(awaitable: Awaitable[T]) -> T:

@@ -137,6 +137,8 @@ def test_cost_per_cycle_rotates_every_target_in_a_function_shaped_process(
     assert breakdown.calls["LeanSecrets.get_secret"] >= 4 * 2
     assert "SecretClient.get_secret" not in breakdown.calls
     assert breakdown.loop_seconds > breakdown.sdk_seconds > 0
+    # the targets ran as greenlets on the loop (the default): their steps timed apart from the calls'
+    assert breakdown.greenlet_seconds > 0 and breakdown.callback_seconds > 0
     assert_printed_ratios(capsys.readouterr().out, report.ratios)
 
 
