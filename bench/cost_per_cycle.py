@@ -56,9 +56,11 @@ from bench.sdk_floor import (
     BARE_READ,
     FLOOR_SUBSCRIPTION,
     HANDED_READ,
+    LONE_CALLS,
     MINIMUM_CYCLE,
     SDK_READ,
     cycle_floor_ms,
+    lone_call,
     measure_floor,
 )
 from emulator.client.hosts import account_hosts_on_loopback
@@ -258,18 +260,33 @@ def measure(
     main_figure = figures[variants[0]]
     report_breakdown(report, variants[0], instrumented, breakdown)
     for operation, per_call in floor.items():
-        report.add(f"FLOOR {operation}", f"{per_call:.3f} ms CPU per call (alone, {concurrency} at a time)")
-    floor_ms = cycle_floor_ms(floor)
+        lone = operation.endswith("(lone)")
+        how = f"one at a time, {LONE_CALLS} calls" if lone else f"{concurrency} at a time"
+        report.add(f"FLOOR {operation}", f"{per_call:.3f} ms CPU per call (alone, {how})")
+    floor_ms, lone_ms = cycle_floor_ms(floor), cycle_floor_ms(floor, lone=True)
     report.add(
         "FLOOR minimum cycle",
-        f"{floor_ms:.1f} ms CPU per target-cycle: "
+        f"{floor_ms:.1f} ms CPU per target-cycle ({concurrency} at a time), {lone_ms:.1f} ms (one at a "
+        "time): "
         + " + ".join(f"{count} x {operation}" for operation, count in MINIMUM_CYCLE.items()),
     )
     report.ratio(
         f"[{variants[0]}] client CPU per target-cycle / floor", main_figure["cpu_ms_per_cycle"] / floor_ms
     )
+    report.ratio(
+        f"[{variants[0]}] client CPU per target-cycle / floor of lone calls",
+        main_figure["cpu_ms_per_cycle"] / lone_ms,
+    )
+    report.ratio(
+        "Key Vault read: one at a time / 16 at a time",
+        floor[lone_call("keyvault.get_secret")] / floor["keyvault.get_secret"],
+    )
     read = floor["keyvault.get_secret"]
     report.ratio("Key Vault read: the engine's / aiohttp alone", read / floor[BARE_READ])
+    report.ratio(
+        "Key Vault read one at a time: the engine's / aiohttp alone",
+        floor[lone_call("keyvault.get_secret")] / floor[lone_call(BARE_READ)],
+    )
     report.ratio("Key Vault read: the SDK's operation / the engine's", floor[SDK_READ] / read)
     report.ratio(
         "Key Vault read: 16 threads through BlockingClient / 16 coroutines on the loop",
@@ -296,6 +313,7 @@ def measure(
         "reference": reference_sides,
         "figures": figures,
         "breakdown": breakdown,
+        "floor": floor,
         "log_records": log_records,
         "environment_size": len(env),
     }

@@ -46,6 +46,11 @@ HANDED_READ = "threads.get_secret"
 KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
 KEY_VAULT_WINDOW_SECONDS = 10.0
 REPEATS = 3
+# The same operations once more one at a time, each under its latency, as a target alone meets them (and a
+# paced wave mostly does: its calls seldom overlap). On a virtual machine a call whose answer wakes an idle
+# loop costs 2-3x one among 16 that arrive together (docs/BENCHMARKS.md §7, eleventh pass): the warm floor
+# above is what overlapping calls cost, this one what calls that do not overlap cost.
+LONE_CALLS = 16
 FLOOR_SUBSCRIPTION = 999  # bench.harness.subscription_id(999): no engine target lives there
 SECRET_WRITES_PER_REPEAT = 48
 # ARM's write bucket is 200 per subscription and principal, refilling 10/s: the scratch accounts have a
@@ -152,10 +157,17 @@ def measure_floor(
         }
         try:
             # the least of a few repeats: a floor, so the runs another process's tick disturbed do not count
-            return {
+            warm = {
                 operation: min([await _cpu_per_call(make, count, concurrency) for _ in range(REPEATS)])
                 for operation, (make, count) in operations.items()
             }
+            lone = {
+                lone_call(operation): min(
+                    [await _cpu_per_call(operations[operation][0], LONE_CALLS, 1) for _ in range(REPEATS)]
+                )
+                for operation in (*MINIMUM_CYCLE, BARE_READ)
+            }
+            return warm | lone
         finally:
             await tables.delete_table(f"floor{run}")
             await tables.close()
@@ -193,5 +205,14 @@ def _handed_off_read(aio: AsyncClients, settings: Settings, name: str, calls: in
         secrets.close()
 
 
-def cycle_floor_ms(per_call: dict[str, float]) -> float:
-    return sum(count * per_call[operation] for operation, count in MINIMUM_CYCLE.items())
+def lone_call(operation: str) -> str:
+    """The floor's name for ``operation`` made one call at a time (``LONE_CALLS``)."""
+    return f"{operation} (lone)"
+
+
+def cycle_floor_ms(per_call: dict[str, float], lone: bool = False) -> float:
+    """The minimum cycle's CPU from the floor's calls: 16 at a time, or (``lone``) one at a time."""
+    return sum(
+        count * per_call[lone_call(operation) if lone else operation]
+        for operation, count in MINIMUM_CYCLE.items()
+    )

@@ -20,6 +20,7 @@ from bench import (
     import_time,
     sweep_memory,
 )
+from bench.sdk_floor import MINIMUM_CYCLE, lone_call
 
 
 def assert_printed_ratios(output: str, report_ratios: list[tuple[str, float]]) -> None:
@@ -139,6 +140,8 @@ def test_cost_per_cycle_rotates_every_target_in_a_function_shaped_process(
     assert breakdown.loop_seconds > breakdown.sdk_seconds > 0
     # the targets ran as greenlets on the loop (the default): their steps timed apart from the calls'
     assert breakdown.greenlet_seconds > 0 and breakdown.callback_seconds > 0
+    # the floor's calls of the minimum cycle measured twice: 16 at a time, and one at a time
+    assert all(data["floor"][op] > 0 and data["floor"][lone_call(op)] > 0 for op in MINIMUM_CYCLE)
     assert_printed_ratios(capsys.readouterr().out, report.ratios)
 
 
