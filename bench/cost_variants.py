@@ -40,6 +40,8 @@ of them buys in the same run, interleaved with the others (docs/BENCHMARKS.md §
   per group of targets paced within the same second (eighth pass);
 - ``threads``: the sweep's targets (and a queue message's group) on a thread each again, instead of as
   greenlets on the I/O loop's thread (``IoLoop.run_each``, ninth pass);
+- ``guardreads``: the I2 guard reads the pointer, then P-active, one after the other, instead of both
+  together (``SecretStore.get_secrets``, eleventh pass);
 - ``sixth``: ``restrequest``, ``listkeys``, ``sdkqueue`` and ``threads`` (the engine as the sixth pass left
   it);
 - ``before``: ``env``, ``logging``, ``reserve``, ``history``, ``carry``, ``casread``, ``requeue``,
@@ -66,7 +68,7 @@ from azure.core.rest import HttpRequest as RestRequest
 from rotation import history_carry, pacing, write_budgets
 from rotation.errors import TransientAzureError
 from rotation.model import HistoryRecord, Slot
-from rotation.ports import AccountKeys
+from rotation.ports import AccountKeys, SecretStore
 from rotation.service import RotationService
 from rotation.side_by_side import on_threads
 from rotation.steps import regenerate as regenerate_step
@@ -75,6 +77,7 @@ from rotation.steps.context import StepContext
 from shared import aio_clients, fanout
 from shared.azure import budget_table, lean_calls, queues, tables
 from shared.azure.budget_table import TableTokenBucket
+from shared.azure.key_vault import KeyVaultSecretStore
 from shared.azure.lean_calls import LeanPipeline, checked
 from shared.azure.queues import QueueWorkScheduler
 from shared.azure.tables import TableHistoryStore
@@ -106,6 +109,7 @@ VARIANTS: dict[str, frozenset[str]] = {
     "sdkqueue": frozenset({"sdkqueue"}),
     "onebyone": frozenset({"onebyone"}),
     "threads": frozenset({"threads"}),
+    "guardreads": frozenset({"guardreads"}),
     "sixth": frozenset({"restrequest", "listkeys", "sdkqueue", "threads"}),
     "before": frozenset(
         {
@@ -254,6 +258,9 @@ def undone(variant: str) -> Iterator[None]:
     merge: Any = LeanSession.merge_environment_settings
     if "merge" in changes:
         LeanSession.merge_environment_settings = _generic_merge  # type: ignore[method-assign,assignment]
+    get_secrets: Any = KeyVaultSecretStore.get_secrets
+    if "guardreads" in changes:
+        KeyVaultSecretStore.get_secrets = SecretStore.get_secrets  # type: ignore[method-assign]
     lean_send: Any = LeanPipeline.send
     if "restrequest" in changes:
         LeanPipeline.send = _rest_send  # type: ignore[method-assign,assignment]
@@ -298,6 +305,7 @@ def undone(variant: str) -> Iterator[None]:
         fanout.MAX_TARGETS_PER_MESSAGE = per_message
         LeanSession.merge_environment_settings = merge  # type: ignore[method-assign]
         LeanPipeline.send = lean_send  # type: ignore[method-assign]
+        KeyVaultSecretStore.get_secrets = get_secrets  # type: ignore[method-assign]
         for module, writes in zip(_REGENERATE_BUDGET_READERS, regenerate_budgets, strict=True):
             module.WRITES_PER_REGENERATE = writes
         for caller in _REGENERATE_CALLERS:

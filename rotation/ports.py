@@ -88,6 +88,12 @@ class SecretStore(ABC):
     def get_secret(self, name: str) -> StoredSecret | None:
         """Latest version, or None when the secret does not exist."""
 
+    def get_secrets(self, names: Sequence[str]) -> list[StoredSecret | None]:
+        """``get_secret`` of each name, in order; an adapter that can sends them together (one round trip
+        of wall time, one wake-up of its I/O loop for answers that arrive together). An error is raised
+        as ``get_secret`` raises it, the first in ``names``' order."""
+        return [self.get_secret(name) for name in names]
+
     @abstractmethod
     def set_secret(
         self, name: str, value: SecretValue, tags: Mapping[str, str], expires_on: datetime | None = None

@@ -99,11 +99,24 @@ def slot_age(secrets: SecretStore, target: Target, slot: Slot, active: Slot | No
 
 def read_pointer(ctx: StepContext, fresh: bool = False) -> Slot | None:
     if fresh or not ctx.pointer_known:
-        secret = ctx.secrets.get_secret(ctx.target.pointer_secret)
-        ctx.pointer_secret = secret
-        ctx.pointer = Slot.parse(secret.value.reveal()) if secret else None
-        ctx.pointer_known = True
+        _know_pointer(ctx, ctx.secrets.get_secret(ctx.target.pointer_secret))
     return ctx.pointer
+
+
+def read_pointer_and_active(ctx: StepContext) -> tuple[Slot | None, StoredSecret | None]:
+    """Both secrets a consumer may read, fresh, in one round trip (the I2 guard reads both): the slot the
+    pointer names and P-active."""
+    target = ctx.target
+    pointer, active = ctx.secrets.get_secrets((target.pointer_secret, target.active_secret))
+    _know_pointer(ctx, pointer)
+    ctx.active, ctx.active_known = active, True
+    return ctx.pointer, active
+
+
+def _know_pointer(ctx: StepContext, secret: StoredSecret | None) -> None:
+    ctx.pointer_secret = secret
+    ctx.pointer = Slot.parse(secret.value.reveal()) if secret else None
+    ctx.pointer_known = True
 
 
 def write_pointer(ctx: StepContext, slot: Slot, cycle: str) -> None:

@@ -233,6 +233,16 @@ class BlockingClient:
 
         return call
 
+    def together(self, method: str, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The inner client's ``method`` once per argument tuple of ``calls``, awaited together (one round
+        trip of wall time): each call's result, or the exception it raised, in order."""
+        bound = getattr(self._inner, method)
+
+        async def invoke() -> list[Any]:
+            return await asyncio.gather(*(bound(*args) for args in calls), return_exceptions=True)
+
+        return self._io.run(invoke, self._timeout)
+
     def _pages(self, paged: Any) -> Iterator[Any]:
         pages = paged.by_page()
 

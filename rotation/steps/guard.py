@@ -8,7 +8,7 @@ from rotation.audit import slot_name
 from rotation.errors import UnsafeToProceed
 from rotation.model import Slot, TargetState
 from rotation.steps.context import StepContext
-from rotation.vault_layout import named_outside_service, read_active, read_pointer
+from rotation.vault_layout import named_outside_service, read_pointer_and_active
 
 
 def guard_regenerate(ctx: StepContext, state: TargetState, slot: Slot, now: datetime) -> None:
@@ -19,11 +19,10 @@ def guard_regenerate(ctx: StepContext, state: TargetState, slot: Slot, now: date
     def refuse(why: str) -> UnsafeToProceed:
         return UnsafeToProceed(f"{ctx.target.account_name}: refusing to regenerate {slot.value}: {why}")
 
-    pointer = read_pointer(ctx, fresh=True)
+    pointer, active = read_pointer_and_active(ctx)
     if pointer is None or pointer is slot or pointer is not state.active_slot:
         named, expected = slot_name(pointer) or "nothing", slot_name(state.active_slot)
         raise refuse(f"the pointer names {named}, the state expects {expected}")
-    active = read_active(ctx, fresh=True)
     held = Slot.parse(active.tags.get("slot")) if active else None
     if held is not state.active_slot:
         raise refuse(

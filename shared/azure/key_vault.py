@@ -3,8 +3,9 @@ vault (get, set, list)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
@@ -34,10 +35,27 @@ class KeyVaultSecretStore(SecretStore):
         """GET /secrets/{name}/ (latest). Permission: secrets/get."""
         try:
             secret = self.client.get_secret(name)
-        except ResourceNotFoundError:
-            return None
         except (AzureError, OSError) as error:
-            raise translate(error, "keyvault.get_secret", self.where) from None
+            return self._read(name, error)
+        return self._read(name, secret)
+
+    def get_secrets(self, names: Sequence[str]) -> list[StoredSecret | None]:
+        """The reads sent together on the asynchronous path (``BlockingClient.together``); one after the
+        other on the synchronous client."""
+        together = getattr(self.client, "together", None)
+        if together is None:
+            return super().get_secrets(names)
+        answers = together("get_secret", [(name,) for name in names])
+        return [self._read(name, answer) for name, answer in zip(names, answers, strict=True)]
+
+    def _read(self, name: str, secret: Any) -> StoredSecret | None:
+        """What ``get_secret`` answers for the SDK's answer (a secret, or the error it raised)."""
+        if isinstance(secret, ResourceNotFoundError):
+            return None
+        if isinstance(secret, AzureError | OSError):
+            raise translate(secret, "keyvault.get_secret", self.where) from None
+        if isinstance(secret, BaseException):
+            raise secret
         return StoredSecret(
             name=name,
             value=SecretValue(secret.value or ""),

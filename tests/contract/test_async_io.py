@@ -66,6 +66,35 @@ def test_the_setting_selects_the_aio_clients_and_false_keeps_the_synchronous_one
     assert sent == []  # the synchronous path does not touch the async transport
 
 
+def test_reads_asked_together_are_in_flight_together(
+    emulator: EmulatorProcess, azurite: AzuriteProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``get_secrets`` on the asynchronous path: every read sent before any answer is awaited (the I2
+    guard's pointer and P-active, one round trip); the answers in order, a missing secret as None."""
+    emulator.apply_env(monkeypatch)
+    in_flight, most = 0, 0
+    send = LeanAioTransport.send
+
+    async def counted(self: LeanAioTransport, request: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await send(self, request, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(LeanAioTransport, "send", counted)
+    ports = ports_on_path(emulator, azurite, "true")
+    name = f"together-{uuid.uuid4().hex[:8]}"
+    for suffix in ("a", "b"):
+        ports.secrets.set_secret(f"{name}-{suffix}", _value(suffix), {})
+    assert ports.secrets.get_secret(f"{name}-a") is not None and most == 1  # one at a time so far
+    read = ports.secrets.get_secrets([f"{name}-b", f"{name}-missing", f"{name}-a"])
+    assert most == 3
+    assert [s.value.reveal() if s else None for s in read] == ["b", None, "a"]
+
+
 def _value(text: str) -> Any:
     from rotation.model import SecretValue
 

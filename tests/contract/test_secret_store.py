@@ -100,3 +100,12 @@ def test_get_reports_when_the_latest_version_was_created(clocked_backend: Backen
     assert latest.created_on == next(v.created_on for v in versions if v.version == second)
     assert versions[0].created_on is not None
     assert latest.created_on - versions[0].created_on >= timedelta(seconds=119)
+
+
+def test_reading_several_answers_each_as_get_secret_does_in_order(backend: Backend, unique_name: str) -> None:
+    backend.secrets.set_secret(f"{unique_name}-a", SecretValue("a"), {"slot": "key1"})
+    backend.secrets.set_secret(f"{unique_name}-b", SecretValue("b"), {})
+    names = [f"{unique_name}-b", f"{unique_name}-missing", f"{unique_name}-a"]
+    read = backend.secrets.get_secrets(names)
+    assert [s.value.reveal() if s else None for s in read] == ["b", None, "a"]
+    assert read == [backend.secrets.get_secret(name) for name in names]
