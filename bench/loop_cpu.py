@@ -78,11 +78,14 @@ class _TimedSteps(Coroutine[Any, Any, Any]):
         return self.send(None)
 
 
-def _operation(make: Callable[[], Any]) -> str:
-    """The SDK method a ``BlockingClient`` call runs (its closure's ``method``), or the pager's page."""
+def _operation(make: Callable[[], Any]) -> tuple[str, int]:
+    """The SDK method a ``BlockingClient`` call runs (its closure's ``method``), or the pager's page; and
+    how many calls of it (``BlockingClient.together`` runs several at once)."""
     cells = dict(zip(make.__code__.co_freevars, make.__closure__ or (), strict=True))
+    if "bound" in cells and "calls" in cells:  # together: ``bound`` once per argument tuple of ``calls``
+        return cells["bound"].cell_contents.__qualname__, len(cells["calls"].cell_contents)
     method = cells["method"].cell_contents if "method" in cells else None
-    return getattr(method, "__qualname__", None) or make.__name__
+    return getattr(method, "__qualname__", None) or make.__name__, 1
 
 
 @contextmanager
@@ -95,7 +98,7 @@ def where_the_cpu_goes(io: IoLoop) -> Iterator[Breakdown]:
     def timed_run(self: IoLoop, make: Callable[[], Coroutine[Any, Any, Any]], timeout: float | None) -> Any:
         if self is not io:
             return run(self, make, timeout)
-        name = _operation(make)
+        name, count = _operation(make)
 
         def timed() -> Coroutine[Any, Any, Any]:
             steps = _TimedSteps(make())
@@ -105,7 +108,7 @@ def where_the_cpu_goes(io: IoLoop) -> Iterator[Breakdown]:
                     return await steps
                 finally:
                     with lock:
-                        found.calls[name] += 1
+                        found.calls[name] += count
                         found.call_seconds[name] = found.call_seconds.get(name, 0.0) + steps.seconds
 
             return counted()
