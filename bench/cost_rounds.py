@@ -15,6 +15,7 @@ from typing import Any
 from bench.baseline_reference import ReferenceRotation
 from bench.function_shape import RequestCounter, descendants, own_cpu_seconds
 from bench.harness import process_cpu_seconds
+from bench.latency_proxy import HeldStorage
 from bench.queue_drive import QueuePump
 from emulator.client.azurite import AzuriteProcess
 from emulator.client.launcher import EmulatorProcess
@@ -50,10 +51,20 @@ class Side:
 class Meter:
     """Client CPU (getrusage), server CPU (/proc, emulator and Azurite separately), requests sent."""
 
-    def __init__(self, emulator: EmulatorProcess, azurite: AzuriteProcess, counter: RequestCounter):
+    def __init__(
+        self,
+        emulator: EmulatorProcess,
+        azurite: AzuriteProcess,
+        counter: RequestCounter,
+        storage: HeldStorage | None = None,
+    ):
         self.emulator, self.counter = emulator, counter
-        self.table_port = int((azurite.table.url or ":0").rsplit(":", 1)[1])
+        # the engine's Table requests go to Azurite's port, or to the latency proxy's in front of it
+        own_port = int((azurite.table.url or ":0").rsplit(":", 1)[1])
+        self.table_port = storage.table_port if storage else own_port
         self.servers = {"emulator": [emulator._process.pid] if emulator._process else []}
+        if storage is not None and storage.pid is not None:
+            self.servers["storage proxy"] = [storage.pid]
         self.servers["azurite"] = [
             pid
             for service in (azurite.table, azurite.queue)
