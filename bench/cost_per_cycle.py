@@ -228,7 +228,11 @@ def measure(
     report.add(
         "latency per operation",
         ", ".join(f"{op} {s * 1000:.0f} ms" for op, s in profile.items())
-        + f"; Table and Queue: {storage_latency * 1000:.0f} ms (bench/latency_proxy.py)",
+        + (
+            f"; Table and Queue: {storage_latency * 1000:.0f} ms (bench/latency_proxy.py)"
+            if storage_latency > 0
+            else "; Table and Queue: Azurite's own"
+        ),
     )
     report.add(
         "engine",
