@@ -57,6 +57,7 @@ from bench.sdk_floor import (
     BARE_READ,
     FLOOR_SUBSCRIPTION,
     HANDED_READ,
+    LONE,
     LONE_CALLS,
     MINIMUM_CYCLE,
     SDK_READ,
@@ -276,8 +277,7 @@ def measure(
     main_figure = figures[variants[0]]
     report_breakdown(report, variants[0], instrumented, breakdown)
     for operation, per_call in floor.items():
-        lone = operation.endswith("(lone)")
-        how = f"one at a time, {LONE_CALLS} calls" if lone else f"{concurrency} at a time"
+        how = f"one at a time, {LONE_CALLS} calls" if operation.endswith(LONE) else f"{concurrency} at a time"
         report.add(f"FLOOR {operation}", f"{per_call:.3f} ms CPU per call (alone, {how})")
     floor_ms, lone_ms = cycle_floor_ms(floor), cycle_floor_ms(floor, lone=True)
     report.add(
@@ -293,15 +293,11 @@ def measure(
         f"[{variants[0]}] client CPU per target-cycle / floor of lone calls",
         main_figure["cpu_ms_per_cycle"] / lone_ms,
     )
-    report.ratio(
-        "Key Vault read: one at a time / 16 at a time",
-        floor[lone_call("keyvault.get_secret")] / floor["keyvault.get_secret"],
-    )
-    read = floor["keyvault.get_secret"]
+    read, lone_read = floor["keyvault.get_secret"], floor[lone_call("keyvault.get_secret")]
+    report.ratio("Key Vault read: one at a time / 16 at a time", lone_read / read)
     report.ratio("Key Vault read: the engine's / aiohttp alone", read / floor[BARE_READ])
     report.ratio(
-        "Key Vault read one at a time: the engine's / aiohttp alone",
-        floor[lone_call("keyvault.get_secret")] / floor[lone_call(BARE_READ)],
+        "Key Vault read one at a time: the engine's / aiohttp alone", lone_read / floor[lone_call(BARE_READ)]
     )
     report.ratio("Key Vault read: the SDK's operation / the engine's", floor[SDK_READ] / read)
     report.ratio(

@@ -56,14 +56,13 @@ class Meter:
         emulator: EmulatorProcess,
         azurite: AzuriteProcess,
         counter: RequestCounter,
-        storage: HeldStorage | None = None,
+        storage: HeldStorage,
     ):
         self.emulator, self.counter = emulator, counter
-        # the engine's Table requests go to Azurite's port, or to the latency proxy's in front of it
-        own_port = int((azurite.table.url or ":0").rsplit(":", 1)[1])
-        self.table_port = storage.table_port if storage else own_port
+        # the engine's Table requests: to Azurite's port, or to the latency proxy's in front of it
+        self.table_port = storage.table_port
         self.servers = {"emulator": [emulator._process.pid] if emulator._process else []}
-        if storage is not None and storage.pid is not None:
+        if storage.pid is not None:
             self.servers["storage proxy"] = [storage.pid]
         self.servers["azurite"] = [
             pid

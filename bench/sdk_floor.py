@@ -205,9 +205,12 @@ def _handed_off_read(aio: AsyncClients, settings: Settings, name: str, calls: in
         secrets.close()
 
 
+LONE = " (lone)"
+
+
 def lone_call(operation: str) -> str:
     """The floor's name for ``operation`` made one call at a time (``LONE_CALLS``)."""
-    return f"{operation} (lone)"
+    return operation + LONE
 
 
 def cycle_floor_ms(per_call: dict[str, float], lone: bool = False) -> float:
