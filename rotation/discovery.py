@@ -15,6 +15,7 @@ from datetime import timedelta
 from urllib.parse import urlparse
 
 from rotation.consumers import Consumer, parse_consumer, plan_drain
+from rotation.durations import parse_duration
 from rotation.model import Target, VerifyMode, parse_resource_id, table_key
 
 TAG_PERIOD = "key-rotation-period"
@@ -28,10 +29,6 @@ TAG_CONSUMER = "key-rotation-consumer"
 OVERRIDE_TAGS = (TAG_PERIOD, TAG_DRAIN, TAG_PREFIX, TAG_VERIFY, TAG_VAULT, TAG_CONSUMER)
 
 SECRET_PREFIX = re.compile(r"^[0-9a-zA-Z-]{1,116}$")  # + "-active-key" stays within Key Vault's 127
-_DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
-)
 _VAULT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
 _PREFIX_HASH_CHARS = 6
 
@@ -81,15 +78,6 @@ def default_prefix(resource_id: str) -> str:
     _, _, name = parse_resource_id(resource_id)
     digest = hashlib.sha256(resource_id.strip().rstrip("/").lower().encode()).hexdigest()
     return f"{name[: 116 - 1 - _PREFIX_HASH_CHARS]}-{digest[:_PREFIX_HASH_CHARS]}"
-
-
-def parse_duration(text: str) -> timedelta:
-    """ISO 8601 durations without years or months (their length varies): P30D, PT24H, P1W, PT90S."""
-    match = _DURATION.match(text.strip().upper())
-    if not match or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
-        raise ValueError(f"{text!r} is not an ISO 8601 duration such as P30D, PT24H or PT5S")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return timedelta(**parts)
 
 
 def vault_url_from_tag(text: str, vault_suffix: str) -> str:

@@ -8,8 +8,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-import isodate
-
+from rotation import durations
 from rotation.consumers import Consumer, parse_consumer, plan_drain
 from rotation.discovery import vault_url_from_tag
 from rotation.errors import SettingsError
@@ -38,18 +37,12 @@ _PROBE_PATH = re.compile(r"^[^\s#]{1,512}$")
 
 
 def parse_duration(text: str, setting: str) -> timedelta:
-    """ISO 8601 duration without years/months (their length varies): P30D, PT24H, PT5S, P1W."""
+    """``setting``'s value in the one duration grammar of the service (``rotation.durations``: the same as
+    the account tags'), its error naming the setting."""
     try:
-        value = isodate.parse_duration(str(text).strip())
-    except (isodate.ISO8601Error, ValueError, TypeError) as exc:
-        raise SettingsError(
-            f"{setting}: {text!r} is not an ISO 8601 duration such as P30D, PT24H or PT5S"
-        ) from exc
-    if not isinstance(value, timedelta):
-        raise SettingsError(f"{setting}: {text!r} uses years or months; use days (e.g. P30D)")
-    if value < timedelta(0):
-        raise SettingsError(f"{setting}: {text!r} is negative")
-    return value
+        return durations.parse_duration(text)
+    except ValueError as exc:
+        raise SettingsError(f"{setting}: {exc}") from exc
 
 
 def parse_targets(text: str) -> tuple[Target, ...]:

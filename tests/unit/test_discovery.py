@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotation.discovery import DiscoveryTag, build_fleet, default_prefix, parse_duration, target_from_tags
+from rotation.discovery import DiscoveryTag, build_fleet, default_prefix, target_from_tags
 from rotation.model import Target, VerifyMode, staggered_due
 
 ON = {"key-rotation": "enabled"}
@@ -80,15 +80,6 @@ def test_fleet_is_explicit_plus_tagged_and_rejects_bad_tags_and_prefix_collision
     reasons = {r.resource_id.rsplit("/", 1)[-1]: r.reason for r in fleet.rejected}
     assert set(reasons) == {"bad", "thief"}
     assert "already used" in reasons["thief"] and "key-rotation-prefix" in reasons["thief"]
-
-
-def test_durations_parse_like_the_settings() -> None:
-    assert parse_duration("P1W") == timedelta(days=7)
-    assert parse_duration("pt90s") == timedelta(seconds=90)
-    assert parse_duration("P1DT12H") == timedelta(days=1, hours=12)
-    for bad in ("P", "PT", "P1Y", "30D", "P1DT"):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
 
 
 def test_staggered_due_dates_spread_evenly_and_are_deterministic() -> None:
