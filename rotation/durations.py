@@ -25,8 +25,9 @@ def parse_duration(text: str) -> timedelta:
     """``text`` as a duration; ValueError naming what is wrong and an example of what is right."""
     value = str(text).strip().upper()
     match = _DURATION.match(value)
-    if match and value not in ("P", "PT") and any(match.groupdict().values()):
-        return timedelta(**{unit: float(n.replace(",", ".")) for unit, n in match.groupdict().items() if n})
+    parts = {unit: float(n.replace(",", ".")) for unit, n in match.groupdict().items() if n} if match else {}
+    if parts:  # a bare "P" matches with no unit ("PT" does not: a T must be followed by a number)
+        return timedelta(**parts)
     if value.startswith("-P"):
         raise ValueError(f"{text!r} is negative; a duration here is a length of time such as PT24H")
     calendar = _CALENDAR.match(value)
